@@ -1,0 +1,57 @@
+"""`python -m bench`: run the configured sweep, write results and the report, print both."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from bench.config import register_configs
+from bench.run import run_benchmark
+
+register_configs()
+
+_SHOWN = {
+    "label": "point",
+    "achieved_qps": "qps",
+    "latency_p50_ms": "p50 ms",
+    "latency_p99_ms": "p99 ms",
+    "sent_latency_p99_ms": "p99 sent ms",
+    "cpu_util_pct": "cpu %",
+    "valid": "valid",
+}
+
+
+def summary_table(rows: pd.DataFrame) -> str:
+    """The few numbers a person reads first, one line per load point."""
+    shown = rows.reindex(columns=list(_SHOWN)).rename(columns=_SHOWN)
+    shown["valid"] = rows["valid"].map({True: "VALID", False: "INVALID"})
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-")
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    rows = run_benchmark(cfg, run_dir)
+    print()
+    print(summary_table(rows))
+    for _, row in rows[rows["status"] == "failed"].iterrows():
+        print(f"FAILED {row['label']}: {row['error']}")
+    for _, row in rows[(rows["status"] == "measured") & ~rows["valid"].astype(bool)].iterrows():
+        print(f"INVALID {row['label']}: {row['invalid_reasons']} -> {row['recommendation']}")
+    print(f"\nresults: {run_dir}/results.parquet")
+    if cfg.report:
+        from reports import build_report
+
+        print(f"report:  {build_report(run_dir)}")
+    if (rows["status"] == "failed").all() and hydra_cfg.mode == RunMode.RUN:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Backends: turn a model bundle into a `Predictor` as the backend config says."""
+
+from __future__ import annotations
+
+from bench.backends.base import BackendError, Predictor, PredictorInfo
+from bench.config import BackendConfig, ConfigError, OptimizationConfig
+from bench.models.base import ModelBundle
+
+
+def build_predictor(
+    bundle: ModelBundle, backend: BackendConfig, optimization: OptimizationConfig, cache_dir: str
+) -> Predictor:
+    """Import only what the chosen backend needs: an ONNX Runtime predictor never loads torch
+    when its export is already cached."""
+    if optimization.name != "none":
+        raise ConfigError(f"optimization.name: accepted values are none; got {optimization.name!r}")
+    if backend.name == "torch":
+        from bench.backends.torch_eager import TorchPredictor
+
+        return TorchPredictor(bundle, backend)
+    if backend.name == "onnxruntime":
+        from bench.backends.onnxruntime import OnnxRuntimePredictor
+
+        return OnnxRuntimePredictor(bundle, backend, cache_dir)
+    raise ConfigError(f"backend.name: accepted values are torch, onnxruntime; got {backend.name!r}")
+
+
+__all__ = ["BackendError", "Predictor", "PredictorInfo", "build_predictor"]

@@ -1,0 +1,54 @@
+"""Accuracy drift: a served model's outputs against the fp32 torch reference of the same model.
+
+The reference outputs are computed once per model and evaluation set and cached by the model's
+fingerprint, so a run of another backend compares against exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.models.base import ModelBundle
+
+EVAL_SEED = 20_240_601  # evaluation inputs are drawn apart from any load point's inputs
+
+
+def eval_samples(bundle: ModelBundle, count: int) -> list:
+    return bundle.samples(count, EVAL_SEED)
+
+
+def reference_outputs(bundle: ModelBundle, count: int, cache_dir: str) -> np.ndarray:
+    """fp32 torch eager outputs, one sample per call, for the first `count` eval samples."""
+    folder = Path(cache_dir).expanduser() / "reference"
+    path = folder / f"{bundle.name}-{bundle.fingerprint()}-{EVAL_SEED}-{count}.npy"
+    if path.exists():
+        return np.load(path)
+    from bench.backends.torch_eager import TorchPredictor
+    from bench.config import TorchBackendConfig
+
+    predictor = TorchPredictor(bundle, TorchBackendConfig())
+    outputs = np.concatenate([predictor.predict([s]) for s in eval_samples(bundle, count)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, outputs)
+    tmp.replace(path)
+    return outputs
+
+
+def compare(served: np.ndarray, reference: np.ndarray, output_kind: str) -> dict[str, float]:
+    """Result columns: max absolute difference, worst cosine similarity, top-1 agreement."""
+    served = served.reshape(len(served), -1).astype(np.float64)
+    reference = reference.reshape(len(reference), -1).astype(np.float64)
+    norms = np.linalg.norm(served, axis=1) * np.linalg.norm(reference, axis=1)
+    cosine = np.sum(served * reference, axis=1) / np.maximum(norms, 1e-30)
+    row = {
+        "accuracy_max_abs_diff": float(np.max(np.abs(served - reference))),
+        "accuracy_cosine_min": float(np.min(cosine)),
+        "accuracy_top1_agreement": np.nan,
+    }
+    if output_kind == "logits":
+        agree = np.argmax(served, axis=1) == np.argmax(reference, axis=1)
+        row["accuracy_top1_agreement"] = float(agree.mean())
+    return row

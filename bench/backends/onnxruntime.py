@@ -1,0 +1,53 @@
+"""ONNX Runtime, with the execution provider chosen by config and checked, never assumed."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from bench.backends.base import BackendError, Predictor, PredictorInfo
+from bench.backends.onnx_export import onnx_path
+from bench.config import OnnxRuntimeBackendConfig
+from bench.models.base import ModelBundle
+
+_GRAPH_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class OnnxRuntimePredictor(Predictor):
+    def __init__(self, bundle: ModelBundle, cfg: OnnxRuntimeBackendConfig, cache_dir: str) -> None:
+        super().__init__(bundle)
+        path = onnx_path(bundle, cache_dir, cfg.opset)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = _GRAPH_LEVELS[cfg.graph_optimization]
+        if cfg.threads is not None:
+            options.intra_op_num_threads = cfg.threads
+        # onnxruntime-gpu lists CUDA and TensorRT even on a machine with no GPU and then runs on
+        # CPU without a word: a point must say what really ran, so compare what is active.
+        session = ort.InferenceSession(str(path), options, providers=[cfg.provider])
+        active = session.get_providers()
+        if not active or active[0] != cfg.provider:
+            raise BackendError(
+                f"backend.provider={cfg.provider} asked for, but ONNX Runtime activated "
+                f"{active} (available here: {ort.get_available_providers()}); "
+                "choose an available provider or install the runtime it needs"
+            )
+        self.session = session
+        self._info = PredictorInfo(
+            backend="onnxruntime",
+            provider=active[0],
+            precision="fp32",
+            model_bytes=path.stat().st_size,
+            threads=cfg.threads or 0,  # 0: ONNX Runtime's default (one per physical core)
+        )
+
+    @property
+    def info(self) -> PredictorInfo:
+        return self._info
+
+    def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run([self.bundle.output_name], inputs)[0]

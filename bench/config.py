@@ -1,0 +1,280 @@
+"""Typed configuration: one dataclass per config-group option, stored in Hydra's ConfigStore.
+
+The YAML presets in `conf/<group>/<name>.yaml` extend these schemas (Hydra's "extending configs"
+pattern), so a misspelled field fails at composition time with a message naming the field and
+the schema it is not in, and a misspelled option names the accepted ones.
+
+Validation here is pure: it raises `ConfigError` naming the field and the accepted values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class ConfigError(ValueError):
+    """A configuration value that composes but cannot be used; the message names the field."""
+
+
+# --- model -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    seed: int = 0
+
+
+@dataclass
+class MiniLMConfig(ModelConfig):
+    name: str = "minilm"
+    # Sentences are drawn from a fixed corpus; tokenisation pads to the longest in the batch.
+    max_length: int = 128
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    name: str = "mlp"
+    in_features: int = 256
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+    out_features: int = 64
+
+
+# --- backend -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendConfig:
+    name: str = MISSING
+    # Intra-op threads per predictor; null lets the runtime choose (all cores).
+    threads: Optional[int] = None
+    device: str = "cpu"
+
+
+@dataclass
+class TorchBackendConfig(BackendConfig):
+    name: str = "torch"
+
+
+@dataclass
+class OnnxRuntimeBackendConfig(BackendConfig):
+    name: str = "onnxruntime"
+    # Execution provider asked for; the one actually active is recorded and must match.
+    provider: str = "CPUExecutionProvider"
+    graph_optimization: str = "all"  # disable | basic | extended | all
+    opset: int = 18
+
+
+# --- optimization ------------------------------------------------------------------------------
+
+
+@dataclass
+class OptimizationConfig:
+    name: str = MISSING
+
+
+@dataclass
+class NoOptimizationConfig(OptimizationConfig):
+    name: str = "none"
+
+
+# --- strategy ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StrategyConfig:
+    name: str = MISSING
+
+
+@dataclass
+class DirectStrategyConfig(StrategyConfig):
+    name: str = "direct"
+    # Threads calling the predictor; requests beyond them wait in the pool's queue.
+    workers: int = 1
+
+
+# --- scenario ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioConfig:
+    """What every load point shares: how long, how much warm-up, and what makes it valid."""
+
+    name: str = MISSING
+    batch_size: int = 1
+    warmup_s: float = 2.0
+    duration_s: float = 10.0
+    # Validity (MLPerf LoadGen style): a point shorter than these is INVALID.
+    min_duration_s: float = 5.0
+    min_requests: int = 100
+    # The last `stability_windows` windows must agree within `stability_tolerance`.
+    stability_windows: int = 3
+    stability_tolerance: float = 0.10
+    # A send more than `late_send_ms` after its intended time is late; over `max_late_fraction`
+    # of them and the generator, not the system under test, set the pace.
+    late_send_ms: float = 1.0
+    max_late_fraction: float = 0.01
+    # Optional latency SLO on a percentile (p50, p90, p95, p99, p999) of `latency_*`.
+    slo_ms: Optional[float] = None
+    slo_percentile: str = "p99"
+    # Requests still in flight this long after the window ends count as errors (timeouts).
+    drain_timeout_s: float = 30.0
+    seed: int = 0
+
+
+@dataclass
+class SingleStreamScenarioConfig(ScenarioConfig):
+    """One request at a time; the next is sent when the previous completes."""
+
+    name: str = "single_stream"
+
+
+@dataclass
+class ServerScenarioConfig(ScenarioConfig):
+    """Open loop: Poisson arrivals at `target_qps`, seeded, independent of completions."""
+
+    name: str = "server"
+    target_qps: float = 20.0
+    # Client connections (wrk2's -c): a request due while all are busy waits for one, and its
+    # send is late; latency_* still counts from the intended time. null: no limit, pure open loop.
+    connections: Optional[int] = None
+
+
+@dataclass
+class OfflineScenarioConfig(ScenarioConfig):
+    """All requests sent at once; measures maximum throughput at `batch_size`."""
+
+    name: str = "offline"
+    # Requests to send; null sizes it from the warm-up's measured rate to fill `duration_s`.
+    requests: Optional[int] = None
+    batch_size: int = 8
+    min_duration_s: float = 2.0
+
+
+@dataclass
+class ConcurrencyScenarioConfig(ScenarioConfig):
+    """Closed loop: N requests outstanding; one load point per entry of `levels`."""
+
+    name: str = "concurrency"
+    levels: list[int] = field(default_factory=lambda: [1, 2, 4])
+
+
+# --- top level ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchConfig:
+    model: ModelConfig = MISSING
+    backend: BackendConfig = MISSING
+    optimization: OptimizationConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    scenario: ScenarioConfig = MISSING
+    # Exported ONNX files and other derived artefacts, keyed by content hash.
+    cache_dir: str = "~/.cache/bench"
+    # Samples from the model's evaluation inputs compared with the fp32 torch reference.
+    accuracy_samples: int = 16
+    # Sample CPU, memory and GPU this often while a point runs.
+    sample_interval_s: float = 0.2
+    progress: bool = True
+    report: bool = True
+    # Free text carried into every row, e.g. the name of the machine or the experiment.
+    tag: str = ""
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"minilm": MiniLMConfig, "mlp": MLPConfig},
+    "backend": {"torch": TorchBackendConfig, "onnxruntime": OnnxRuntimeBackendConfig},
+    "optimization": {"none": NoOptimizationConfig},
+    "strategy": {"direct": DirectStrategyConfig},
+    "scenario": {
+        "single_stream": SingleStreamScenarioConfig,
+        "server": ServerScenarioConfig,
+        "offline": OfflineScenarioConfig,
+        "concurrency": ConcurrencyScenarioConfig,
+    },
+}
+
+
+def register_configs() -> None:
+    """Store every schema under `schema/<group>/<name>`; YAML presets extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConfig)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+PERCENTILES = ("p50", "p90", "p95", "p99", "p999")
+_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _require(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field_name}: {message}")
+
+
+def validate(cfg: Any) -> None:
+    """Check values that types alone cannot; raise ConfigError naming the field and the fix."""
+    sc = cfg.scenario
+    _require(sc.batch_size >= 1, "scenario.batch_size", f"must be >= 1, got {sc.batch_size}")
+    _require(sc.duration_s > 0, "scenario.duration_s", f"must be > 0, got {sc.duration_s}")
+    _require(sc.warmup_s >= 0, "scenario.warmup_s", f"must be >= 0, got {sc.warmup_s}")
+    _require(
+        sc.stability_windows >= 1,
+        "scenario.stability_windows",
+        f"must be >= 1, got {sc.stability_windows}",
+    )
+    _require(
+        sc.slo_percentile in PERCENTILES,
+        "scenario.slo_percentile",
+        f"accepted values are {', '.join(PERCENTILES)}; got {sc.slo_percentile!r}",
+    )
+    _require(
+        sc.slo_ms is None or sc.slo_ms > 0,
+        "scenario.slo_ms",
+        f"must be > 0 or null, got {sc.slo_ms}",
+    )
+    if sc.name == "server":
+        _require(sc.target_qps > 0, "scenario.target_qps", f"must be > 0, got {sc.target_qps}")
+        _require(
+            sc.connections is None or sc.connections >= 1,
+            "scenario.connections",
+            f"must be >= 1 or null, got {sc.connections}",
+        )
+    if sc.name == "concurrency":
+        _require(
+            len(sc.levels) > 0 and all(level >= 1 for level in sc.levels),
+            "scenario.levels",
+            f"must be a non-empty list of integers >= 1, got {list(sc.levels)}",
+        )
+    if sc.name == "offline":
+        _require(
+            sc.requests is None or sc.requests >= 1,
+            "scenario.requests",
+            f"must be >= 1 or null, got {sc.requests}",
+        )
+    be = cfg.backend
+    _require(
+        be.threads is None or be.threads >= 1,
+        "backend.threads",
+        f"must be >= 1 or null, got {be.threads}",
+    )
+    _require(
+        be.device in ("cpu", "cuda"), "backend.device", f"accepted: cpu, cuda; got {be.device!r}"
+    )
+    if be.name == "onnxruntime":
+        _require(
+            be.graph_optimization in _GRAPH_LEVELS,
+            "backend.graph_optimization",
+            f"accepted values are {', '.join(_GRAPH_LEVELS)}; got {be.graph_optimization!r}",
+        )
+    if cfg.strategy.name == "direct":
+        _require(
+            cfg.strategy.workers >= 1,
+            "strategy.workers",
+            f"must be >= 1, got {cfg.strategy.workers}",
+        )

@@ -1,0 +1,20 @@
+"""The load driver: schedule (when to send), issue (send and record), statistics, verdict."""
+
+from bench.load.driver import Driver
+from bench.load.log import Measurement, RequestLog
+from bench.load.points import LoadPoint, expand, point_id
+from bench.load.stats import PERCENTILE_METHOD, summarize
+from bench.load.verdict import Verdict, judge
+
+__all__ = [
+    "PERCENTILE_METHOD",
+    "Driver",
+    "LoadPoint",
+    "Measurement",
+    "RequestLog",
+    "Verdict",
+    "expand",
+    "judge",
+    "point_id",
+    "summarize",
+]

@@ -1,0 +1,133 @@
+"""Statistics of one load point, from its request log: pure functions, no clocks.
+
+Percentile method: HdrHistogram with 3 significant digits over microseconds. pX is the
+smallest recorded value v with at least X% of values <= v, reported as the highest value
+equivalent to v's bucket (relative error <= 0.1%). Histograms are stored encoded, so points,
+processes and hosts can be merged later and percentiles recomputed exactly as here.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from bench.load.log import Measurement
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+PERCENTILE_METHOD = (
+    "HdrHistogram, 3 significant digits, microsecond units: pX = the smallest recorded value "
+    "with at least X% of values at or below it (bucket's highest equivalent value, error <= 0.1%)"
+)
+_LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
+
+
+def histogram(latencies_s: Iterable[float]) -> HdrHistogram:
+    hist = HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
+    for value in latencies_s:
+        hist.record_value(min(max(round(value * 1e6), _LOWEST_US), _HIGHEST_US))
+    return hist
+
+
+def encode(hist: HdrHistogram) -> str:
+    return base64.b64encode(hist.encode()).decode("ascii")
+
+
+def decode(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(base64.b64decode(text))
+
+
+def merge(encoded: Iterable[str]) -> HdrHistogram:
+    """One histogram from many encoded ones (points, processes or hosts)."""
+    total = HdrHistogram(_LOWEST_US, _HIGHEST_US, _DIGITS)
+    for text in encoded:
+        total.add(decode(text))
+    return total
+
+
+def percentiles_ms(hist: HdrHistogram, prefix: str) -> dict[str, float]:
+    """`{prefix}_p50_ms ... {prefix}_p999_ms, {prefix}_max_ms` (NaN when empty)."""
+    empty = hist.get_total_count() == 0
+    row = {
+        f"{prefix}_{name}_ms": np.nan if empty else hist.get_value_at_percentile(q) / 1000.0
+        for name, q in PERCENTILES.items()
+    }
+    row[f"{prefix}_max_ms"] = np.nan if empty else hist.get_max_value() / 1000.0
+    row[f"{prefix}_mean_ms"] = np.nan if empty else hist.get_mean_value() / 1000.0
+    return row
+
+
+def _spread(values: list[float]) -> float:
+    """(max - min) / median: how far apart the windows are, relative to a typical one."""
+    finite = [v for v in values if np.isfinite(v)]
+    if len(finite) < len(values) or not finite or np.median(finite) == 0:
+        return np.nan
+    return float((max(finite) - min(finite)) / np.median(finite))
+
+
+def summarize(m: Measurement, n_windows: int, late_send_s: float, batch_size: int) -> dict:
+    """Every metric of one load point, as a flat dict of result columns."""
+    cols = m.log.columns()
+    intended, sent, done, ok = cols["intended"], cols["sent"], cols["done"], cols["ok"]
+    dispatched = cols["dispatched"]
+    # Requests meant for the measured window, whenever they finished: excluding the slow
+    # stragglers would hide a backlog. Warm-up requests are left out.
+    measured = (intended >= m.window_start) & (intended <= m.window_end)
+    good = measured & ok
+    errors = int((measured & ~ok).sum())
+    length = m.window_end - m.window_start
+    finished_in_window = good & (done >= m.window_start) & (done <= m.window_end)
+    completed = int(finished_in_window.sum())
+    latency = done[good] - intended[good]
+    sent_latency = done[good] - sent[good]
+    lateness = dispatched[measured] - intended[measured]
+    blocked = sent[measured] - dispatched[measured]
+    lat_hist, sent_hist = histogram(latency), histogram(sent_latency)
+
+    row: dict = {
+        "requests": int(measured.sum()),
+        "completed": completed,
+        "errors": errors,
+        "window_s": length,
+        "achieved_qps": completed / length if length > 0 else np.nan,
+        "achieved_samples_per_s": completed * batch_size / length if length > 0 else np.nan,
+        "late_send_fraction": float((lateness > late_send_s).mean()) if len(lateness) else 0.0,
+        "send_lateness_p99_ms": float(np.percentile(lateness, 99) * 1e3) if len(lateness) else 0.0,
+        # Sends held back by a busy client connection: the system under test pushed back.
+        "blocked_send_fraction": float((blocked > late_send_s).mean()) if len(blocked) else 0.0,
+        **percentiles_ms(lat_hist, "latency"),
+        **percentiles_ms(sent_hist, "sent_latency"),
+        "latency_hist": encode(lat_hist),
+        "sent_latency_hist": encode(sent_hist),
+        "server_queue_p50_ms": _pct_ms(cols["queue_s"][good], 50),
+        "server_queue_p99_ms": _pct_ms(cols["queue_s"][good], 99),
+        "server_compute_p50_ms": _pct_ms(cols["compute_s"][good], 50),
+        "server_compute_p99_ms": _pct_ms(cols["compute_s"][good], 99),
+    }
+    window_qps, window_p99 = _windows(m, done, intended, good, n_windows)
+    row["window_qps"] = window_qps
+    row["window_p99_ms"] = window_p99
+    row["window_qps_spread"] = _spread(window_qps)
+    row["window_p99_spread"] = _spread(window_p99)
+    return row
+
+
+def _pct_ms(values: np.ndarray, q: float) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q) * 1e3) if len(values) else np.nan
+
+
+def _windows(
+    m: Measurement, done: np.ndarray, intended: np.ndarray, good: np.ndarray, n: int
+) -> tuple[list[float], list[float]]:
+    """Throughput and p99 latency in `n` equal slices of the window, by completion time."""
+    edges = np.linspace(m.window_start, m.window_end, n + 1)
+    qps, p99 = [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_slice = good & (done >= lo) & (done < hi)
+        qps.append(float(in_slice.sum() / (hi - lo)) if hi > lo else np.nan)
+        lat = done[in_slice] - intended[in_slice]
+        p99.append(histogram(lat).get_value_at_percentile(99.0) / 1000.0 if len(lat) else np.nan)
+    return qps, p99

@@ -1,0 +1,98 @@
+"""Whether to believe a load point, MLPerf LoadGen style: VALID or INVALID, the reasons, and
+what to do about them. A pure function of the point's statistics and the scenario's rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.config import ScenarioConfig
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    reasons: list[str] = field(default_factory=list)
+    recommendation: str = ""
+
+    def as_row(self) -> dict:
+        return {
+            "valid": self.valid,
+            "invalid_reasons": "; ".join(self.reasons),
+            "recommendation": self.recommendation,
+        }
+
+
+def judge(stats: dict, sc: ScenarioConfig) -> Verdict:
+    """Apply the scenario's validity rules to one point's `stats` (from `summarize`)."""
+    reasons: list[str] = []
+    advice: list[str] = []
+    open_ended = sc.name == "offline"
+
+    if stats["window_s"] < sc.min_duration_s or stats["completed"] < sc.min_requests:
+        reasons.append(
+            f"too short: {stats['window_s']:.1f} s and {stats['completed']} requests, "
+            f"minimum {sc.min_duration_s:g} s and {sc.min_requests}"
+        )
+        advice.append(_longer(sc, stats))
+
+    qps_spread, p99_spread = stats["window_qps_spread"], stats["window_p99_spread"]
+    unstable = []
+    if _beyond(qps_spread, sc.stability_tolerance):
+        unstable.append(f"throughput differs by {qps_spread:.0%}")
+    # An offline burst's latency grows by design as the queue empties: only throughput counts.
+    if not open_ended and _beyond(p99_spread, sc.stability_tolerance):
+        unstable.append(f"p99 differs by {p99_spread:.0%}")
+    if unstable:
+        reasons.append(
+            f"unstable: across the last {sc.stability_windows} windows "
+            f"{' and '.join(unstable)} (tolerance {sc.stability_tolerance:.0%})"
+        )
+        advice.append("run longer (scenario.duration_s) or on a quieter host")
+
+    if not open_ended and stats["late_send_fraction"] > sc.max_late_fraction:
+        reasons.append(
+            f"generator fell behind: {stats['late_send_fraction']:.1%} of requests sent over "
+            f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%})"
+        )
+        advice.append("lower the rate or give the load generator its own cores")
+
+    if not open_ended and stats["blocked_send_fraction"] > sc.max_late_fraction:
+        reasons.append(
+            f"client connections exhausted: {stats['blocked_send_fraction']:.1%} of requests "
+            f"waited over {sc.late_send_ms:g} ms for a free connection, so the load was not "
+            "offered as scheduled"
+        )
+        advice.append("lower the rate, or raise scenario.connections if clients really have more")
+
+    if stats["errors"]:
+        reasons.append(f"errors: {stats['errors']} of {stats['requests']} requests failed")
+        advice.append("see the errors column and the run log")
+
+    if sc.slo_ms is not None:
+        observed = stats.get(f"latency_{sc.slo_percentile}_ms", np.nan)
+        if not observed <= sc.slo_ms:
+            reasons.append(
+                f"SLO missed: {sc.slo_percentile} {observed:.1f} ms > {sc.slo_ms:g} ms"
+            )
+            advice.append("lower the load, batch, add workers, or choose a faster configuration")
+
+    return Verdict(
+        valid=not reasons,
+        reasons=reasons,
+        recommendation="; ".join(dict.fromkeys(advice)) if advice else "none: the point is valid",
+    )
+
+
+def _beyond(spread: float, tolerance: float) -> bool:
+    # A spread that cannot be computed (an empty window) is itself a sign of instability.
+    return not np.isfinite(spread) or spread > tolerance
+
+
+def _longer(sc: ScenarioConfig, stats: dict) -> str:
+    needed = sc.min_duration_s
+    rate = stats["achieved_qps"]
+    if rate and np.isfinite(rate) and rate > 0:
+        needed = max(needed, sc.min_requests / rate)
+    return f"run longer: scenario.duration_s >= {needed * 1.2:.0f}"

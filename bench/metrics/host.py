@@ -1,0 +1,106 @@
+"""A host fingerprint: what machine and software produced a result, recorded in every row."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from bench.metrics.gpu import gpu_names
+
+# ISA features that decide which kernels inference runs on (int8 dot products, bf16, AMX).
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
+LIBRARIES = (
+    "torch",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "transformers",
+    "numpy",
+    "pandas",
+    "hydra-core",
+    "nvidia-ml-py",
+)
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_revision(path: str | Path | None = None) -> str:
+    """The checkout's commit, with `+dirty` when it has changes; empty outside a checkout."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{rev}+dirty" if dirty else rev
+
+
+@lru_cache(maxsize=1)
+def host_fingerprint() -> dict:
+    """Host columns of a results row."""
+    model, flags = _cpuinfo()
+    gpus = gpu_names()
+    return {
+        "host_name": socket.gethostname(),
+        "host_cpu_model": model,
+        "host_cores": psutil.cpu_count(logical=True) or 0,
+        "host_physical_cores": psutil.cpu_count(logical=False) or 0,
+        "host_isa": ",".join(f for f in ISA_FLAGS if f in flags),
+        "host_mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "host_gpu": ", ".join(gpus) if gpus else "none",
+        "host_os": platform.platform(),
+        "host_versions": json.dumps(_versions(), sort_keys=True),
+        "git_rev": git_revision(),
+    }

@@ -1,0 +1,36 @@
+"""What every model gives the rest of the pipeline: raw samples, preprocessing, a torch module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported only by code that runs torch (an ORT worker never does)
+    import torch
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model as plain parts.
+
+    `samples(count, seed)` makes raw requests' items (sentences, feature vectors);
+    `preprocess(items)` turns a batch of them into named input arrays, and its cost is part of
+    serving; `load_module()` builds the fp32 torch reference taking those arrays, in
+    `input_names` order, and returning one output tensor; `fingerprint()` names the weights
+    and architecture, so derived artefacts (ONNX exports) can be cached by content.
+    """
+
+    name: str
+    input_names: tuple[str, ...]
+    output_name: str
+    # Axes that vary per request, as torch.onnx.export's dynamic_axes wants them.
+    dynamic_axes: dict[str, dict[int, str]]
+    # "embedding" (compared by cosine similarity) or "logits" (compared by top-1 agreement).
+    output_kind: str
+    samples: Callable[[int, int], list[Any]]
+    preprocess: Callable[[Sequence[Any]], dict[str, np.ndarray]]
+    load_module: Callable[[], torch.nn.Module]
+    fingerprint: Callable[[], str]

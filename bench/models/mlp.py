@@ -1,0 +1,54 @@
+"""A small synthetic MLP: fast, deterministic, for tests and for the harness's own overhead."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.config import MLPConfig
+from bench.models.base import ModelBundle
+
+
+def _module(cfg: MLPConfig):
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    widths = [cfg.in_features, *cfg.hidden]
+    layers: list[torch.nn.Module] = []
+    for fan_in, fan_out in zip(widths, widths[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    layers.append(torch.nn.Linear(widths[-1], cfg.out_features))
+    return torch.nn.Sequential(*layers).eval()
+
+
+def build(cfg: MLPConfig) -> ModelBundle:
+    def samples(count: int, seed: int) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return list(rng.standard_normal((count, cfg.in_features), dtype=np.float32))
+
+    def preprocess(items: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        return {"features": np.stack(items).astype(np.float32, copy=False)}
+
+    def fingerprint() -> str:
+        # The weights follow from the architecture and the seed; the torch version is part of
+        # the key because torch's initialisers may change between releases.
+        import torch
+
+        spec = {"mlp": [cfg.in_features, list(cfg.hidden), cfg.out_features, cfg.seed]}
+        spec["torch"] = torch.__version__
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+
+    return ModelBundle(
+        name="mlp",
+        input_names=("features",),
+        output_name="logits",
+        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
+        output_kind="logits",
+        samples=samples,
+        preprocess=preprocess,
+        load_module=lambda: _module(cfg),
+        fingerprint=fingerprint,
+    )

@@ -1,0 +1,178 @@
+"""One benchmark run: every load point of one configuration, measured in turn and written as
+each finishes. The pipeline's stages meet here; none of them reaches back into another."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from bench.backends.accuracy import compare, eval_samples, reference_outputs
+from bench.config import validate
+from bench.load import Driver, LoadPoint, expand, judge, point_id, summarize
+from bench.metrics import GpuSampler, ResourceSampler, host_fingerprint
+from bench.models import ModelBundle, build_model
+from bench.results import SCHEMA_VERSION, ResultsStore
+from runners import Request, Runner, build_runner
+
+# Distinct request payloads cycled through by a load point (cheap to make, enough to vary).
+_PAYLOADS = 64
+# Fields that change how a run is shown, not what it measures.
+_PRESENTATION = ("progress", "report")
+
+
+def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
+    """Measure every load point of `cfg` not yet measured in `run_dir`; return all its rows."""
+    validate(cfg)
+    store = ResultsStore(run_dir)
+    key = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+           if k not in _PRESENTATION}
+    done = store.measured_ids()
+    todo = [(p, point_id(key, p)) for p in expand(cfg.scenario)]
+    todo = [(p, pid) for p, pid in todo if pid not in done]
+    if todo:
+        asyncio.run(_measure(cfg, key, todo, store))
+    return store.rows()
+
+
+def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, pid: str) -> dict:
+    row = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "point_id": pid,
+        "status": "measured",
+        "error": "",
+        "label": point.label,
+        "model": cfg.model.name,
+        "backend": cfg.backend.name,
+        "optimization": cfg.optimization.name,
+        "strategy": cfg.strategy.name,
+        "scenario": cfg.scenario.name,
+        "batch_size": point.batch_size,
+        "concurrency": point.concurrency if point.concurrency is not None else np.nan,
+        "target_qps": point.target_qps if point.target_qps is not None else np.nan,
+        "tag": cfg.tag,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": json.dumps(key, sort_keys=True),
+    }
+    for group in ("model", "backend", "optimization", "strategy", "scenario"):
+        for name, value in key[group].items():
+            row[f"{group}.{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    row.update(host_fingerprint())
+    return row
+
+
+def _failed(row: dict, error: str) -> dict:
+    return {
+        **row,
+        "status": "failed",
+        "error": error,
+        "valid": False,
+        "invalid_reasons": f"failed: {error}",
+        "recommendation": "fix the error above and run again; the other points are kept",
+    }
+
+
+async def _measure(
+    cfg: DictConfig, key: dict, todo: list[tuple[LoadPoint, str]], store: ResultsStore
+) -> None:
+    run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    bundle = build_model(cfg.model)
+    runner = build_runner(cfg)
+    try:
+        await runner.start()
+    except Exception as exc:
+        error = f"runner failed to start: {type(exc).__name__}: {exc}"
+        for point, pid in todo:
+            store.append(_failed(_base_row(cfg, key, run_id, point, pid), error))
+        return
+    try:
+        accuracy = await _accuracy(runner, bundle, cfg)
+        for point, pid in todo:
+            row = _base_row(cfg, key, run_id, point, pid)
+            row.update(runner.facts.as_row())
+            row.update(accuracy)
+            measured = await _measure_point(cfg, runner, bundle, point, row)
+            if measured is None:
+                store.append(row)
+            else:
+                store.append(*measured)
+    finally:
+        await runner.stop()
+
+
+async def _measure_point(
+    cfg: DictConfig, runner: Runner, bundle: ModelBundle, point: LoadPoint, row: dict
+) -> tuple[dict, dict] | None:
+    """Fill `row` for one point; return it with the request log, or None if the point failed
+    (then `row` says why, and the sweep goes on)."""
+    sc = cfg.scenario
+    payloads = [bundle.samples(point.batch_size, point.seed * 1000 + i) for i in range(_PAYLOADS)]
+    bar = _ProgressBar(point, enabled=cfg.progress)
+    driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
+    resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)
+    resources.start()
+    gpu.start()
+    try:
+        measurement = await driver.run(point)
+    except Exception as exc:
+        row.update(_failed(row, f"{type(exc).__name__}: {exc}"))
+        return None
+    finally:
+        resources.stop()
+        gpu.stop()
+        bar.close()
+    stats = summarize(measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size)
+    verdict = judge(stats, sc)
+    row.update(stats)
+    row.update(verdict.as_row())
+    row["errors_seen"] = json.dumps(measurement.log.errors)
+    row.update(resources.summary(measurement.window_start, measurement.window_end))
+    row.update(gpu.summary(measurement.window_start, measurement.window_end))
+    return row, measurement.log.columns()
+
+
+async def _accuracy(runner: Runner, bundle: ModelBundle, cfg: DictConfig) -> dict:
+    """Compare what the runner serves with the fp32 reference, through the serving path."""
+    if cfg.accuracy_samples <= 0:
+        return {}
+    samples = eval_samples(bundle, cfg.accuracy_samples)
+    served = []
+    for i, sample in enumerate(samples):
+        served.append((await runner.infer(Request(-1 - i, [sample]))).output)
+    reference = reference_outputs(bundle, cfg.accuracy_samples, cfg.cache_dir)
+    return compare(np.concatenate(served), reference, bundle.output_kind)
+
+
+class _ProgressBar:
+    """A bar per load point, advanced from the driver's ticks: seconds done, requests done."""
+
+    def __init__(self, point: LoadPoint, enabled: bool) -> None:
+        total = point.warmup_s + point.duration_s if point.scenario != "offline" else None
+        self.bar = tqdm(
+            total=total,
+            desc=f"{point.label:>20}",
+            unit="s",
+            disable=not enabled,
+            bar_format="{desc} |{bar:30}| {n:.0f}/{total:.0f} s {postfix}"
+            if total
+            else "{desc} {elapsed} {postfix}",
+            leave=True,
+        )
+
+    def __call__(self, elapsed_s: float, completed: int) -> None:
+        if self.bar.total:
+            self.bar.n = min(elapsed_s, self.bar.total)
+        self.bar.set_postfix_str(f"{completed} requests", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+

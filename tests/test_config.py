@@ -1,0 +1,86 @@
+"""Every shipped config composes; bad input fails at once, naming the field and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
+
+from bench.config import SCHEMAS, ConfigError, validate
+from tests.conftest import CONF_DIR, compose
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", sorted(SCHEMAS))
+def test_every_shipped_option_composes_and_validates(group):
+    assert shipped(group), f"conf/{group} has no presets"
+    for option in shipped(group):
+        cfg = compose([f"{group}={option}"])
+        assert cfg[group].name == option
+        assert OmegaConf.get_type(cfg[group]) is SCHEMAS[group][option]
+        validate(cfg)
+
+
+def test_every_schema_has_a_preset():
+    for group, options in SCHEMAS.items():
+        assert sorted(options) == shipped(group)
+
+
+def test_overrides_reach_the_typed_fields():
+    cfg = compose(["backend=onnxruntime", "scenario=server", "scenario.target_qps=20"])
+    assert cfg.backend.provider == "CPUExecutionProvider"
+    assert cfg.scenario.target_qps == 20.0
+
+
+def test_a_misspelled_field_names_the_field():
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(["scenario=server", "scenario.target_qsp=20"])
+    assert "target_qsp" in str(err.value) + str(err.value.__cause__)
+
+
+def test_a_wrong_type_is_refused():
+    with pytest.raises(ConfigCompositionException):
+        compose(["scenario=server", "scenario.target_qps=fast"])
+
+
+def test_a_misspelled_option_lists_the_accepted_ones():
+    with pytest.raises(MissingConfigException) as err:
+        compose(["backend=onnxrt"])
+    message = str(err.value)
+    assert "backend/onnxrt" in message and "onnxruntime" in message and "torch" in message
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("scenario.batch_size=0", "scenario.batch_size"),
+        ("scenario.duration_s=0", "scenario.duration_s"),
+        ("scenario.slo_percentile=p42", "scenario.slo_percentile"),
+        ("scenario.levels=[]", "scenario.levels"),
+        ("backend.threads=0", "backend.threads"),
+        ("strategy.workers=0", "strategy.workers"),
+    ],
+)
+def test_validation_names_the_field(override, field):
+    cfg = compose([override])
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_the_command_line_rejects_a_misspelled_option_with_the_choices():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "backend=onnxrt"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Could not find 'backend/onnxrt'" in proc.stderr
+    assert "onnxruntime" in proc.stderr
