@@ -10,7 +10,7 @@ Validation here is pure: it raises `ConfigError` naming the field and the accept
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -51,7 +51,7 @@ class MLPConfig(ModelConfig):
 class BackendConfig:
     name: str = MISSING
     # Intra-op threads per predictor; null lets the runtime choose (all cores).
-    threads: Optional[int] = None
+    threads: int | None = None
     device: str = "cpu"
 
 
@@ -119,7 +119,7 @@ class ScenarioConfig:
     late_send_ms: float = 1.0
     max_late_fraction: float = 0.01
     # Optional latency SLO on a percentile (p50, p90, p95, p99, p999) of `latency_*`.
-    slo_ms: Optional[float] = None
+    slo_ms: float | None = None
     slo_percentile: str = "p99"
     # Requests still in flight this long after the window ends count as errors (timeouts).
     drain_timeout_s: float = 30.0
@@ -141,7 +141,7 @@ class ServerScenarioConfig(ScenarioConfig):
     target_qps: float = 20.0
     # Client connections (wrk2's -c): a request due while all are busy waits for one, and its
     # send is late; latency_* still counts from the intended time. null: no limit, pure open loop.
-    connections: Optional[int] = None
+    connections: int | None = None
 
 
 @dataclass
@@ -150,7 +150,7 @@ class OfflineScenarioConfig(ScenarioConfig):
 
     name: str = "offline"
     # Requests to send; null sizes it from the warm-up's measured rate to fill `duration_s`.
-    requests: Optional[int] = None
+    requests: int | None = None
     batch_size: int = 8
     min_duration_s: float = 2.0
 

@@ -32,14 +32,24 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
     """Measure every load point of `cfg` not yet measured in `run_dir`; return all its rows."""
     validate(cfg)
     store = ResultsStore(run_dir)
-    key = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-           if k not in _PRESENTATION}
+    key = _measurement_key(cfg)
     done = store.measured_ids()
     todo = [(p, point_id(key, p)) for p in expand(cfg.scenario)]
     todo = [(p, pid) for p, pid in todo if pid not in done]
     if todo:
         asyncio.run(_measure(cfg, key, todo, store))
     return store.rows()
+
+
+def _measurement_key(cfg: DictConfig) -> dict:
+    """The config as it decides what a point measures: presentation left out, and the list of
+    concurrency levels too (each level is a point of its own), so that adding a level to a
+    finished run measures only the new one."""
+    key = {
+        k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in _PRESENTATION
+    }
+    key["scenario"].pop("levels", None)
+    return key
 
 
 def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, pid: str) -> dict:
@@ -175,4 +185,3 @@ class _ProgressBar:
 
     def close(self) -> None:
         self.bar.close()
-

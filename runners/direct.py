@@ -42,9 +42,7 @@ class DirectRunner(Runner):
 
     def _build(self) -> Predictor:
         cfg = self.cfg
-        return build_predictor(
-            build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir
-        )
+        return build_predictor(build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir)
 
     def _serve(self, samples, submitted: float) -> tuple[np.ndarray, float, float]:
         began = time.perf_counter()

@@ -79,7 +79,10 @@ def test_validation_names_the_field(override, field):
 def test_the_command_line_rejects_a_misspelled_option_with_the_choices():
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "backend=onnxrt"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "Could not find 'backend/onnxrt'" in proc.stderr

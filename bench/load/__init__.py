@@ -4,7 +4,7 @@ from bench.load.driver import Driver
 from bench.load.log import Measurement, RequestLog
 from bench.load.points import LoadPoint, expand, point_id
 from bench.load.stats import PERCENTILE_METHOD, summarize
-from bench.load.verdict import Verdict, judge
+from bench.load.verdict import Verdict, describe_rules, judge
 
 __all__ = [
     "PERCENTILE_METHOD",
@@ -14,6 +14,7 @@ __all__ = [
     "RequestLog",
     "Verdict",
     "expand",
+    "describe_rules",
     "judge",
     "point_id",
     "summarize",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 from bench.config import ScenarioConfig
 
@@ -19,10 +18,10 @@ class LoadPoint:
     warmup_s: float
     duration_s: float
     seed: int
-    concurrency: Optional[int] = None  # closed loop: requests outstanding
-    target_qps: Optional[float] = None  # open loop: Poisson arrival rate
-    requests: Optional[int] = None  # offline: requests sent at once (None: sized from warm-up)
-    connections: Optional[int] = None  # open loop: client connections (None: unlimited)
+    concurrency: int | None = None  # closed loop: requests outstanding
+    target_qps: float | None = None  # open loop: Poisson arrival rate
+    requests: int | None = None  # offline: requests sent at once (None: sized from warm-up)
+    connections: int | None = None  # open loop: client connections (None: unlimited)
 
     @property
     def label(self) -> str:
@@ -50,9 +49,7 @@ def expand(sc: ScenarioConfig) -> list[LoadPoint]:
     if sc.name == "concurrency":
         return [LoadPoint(**common, concurrency=int(level)) for level in sc.levels]
     if sc.name == "server":
-        return [
-            LoadPoint(**common, target_qps=float(sc.target_qps), connections=sc.connections)
-        ]
+        return [LoadPoint(**common, target_qps=float(sc.target_qps), connections=sc.connections)]
     if sc.name == "offline":
         return [LoadPoint(**common, requests=sc.requests)]
     raise ValueError(f"scenario.name: no load points defined for {sc.name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from itertools import pairwise
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -125,7 +126,7 @@ def _windows(
     """Throughput and p99 latency in `n` equal slices of the window, by completion time."""
     edges = np.linspace(m.window_start, m.window_end, n + 1)
     qps, p99 = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         in_slice = good & (done >= lo) & (done < hi)
         qps.append(float(in_slice.sum() / (hi - lo)) if hi > lo else np.nan)
         lat = done[in_slice] - intended[in_slice]

@@ -73,9 +73,7 @@ def judge(stats: dict, sc: ScenarioConfig) -> Verdict:
     if sc.slo_ms is not None:
         observed = stats.get(f"latency_{sc.slo_percentile}_ms", np.nan)
         if not observed <= sc.slo_ms:
-            reasons.append(
-                f"SLO missed: {sc.slo_percentile} {observed:.1f} ms > {sc.slo_ms:g} ms"
-            )
+            reasons.append(f"SLO missed: {sc.slo_percentile} {observed:.1f} ms > {sc.slo_ms:g} ms")
             advice.append("lower the load, batch, add workers, or choose a faster configuration")
 
     return Verdict(
@@ -96,3 +94,29 @@ def _longer(sc: ScenarioConfig, stats: dict) -> str:
     if rate and np.isfinite(rate) and rate > 0:
         needed = max(needed, sc.min_requests / rate)
     return f"run longer: scenario.duration_s >= {needed * 1.2:.0f}"
+
+
+def describe_rules(sc: ScenarioConfig) -> list[str]:
+    """The rules `judge` applies under `sc`, in words, for reports."""
+    offline = sc.name == "offline"
+    rules = [
+        f"Long enough: at least {sc.min_duration_s:g} s measured and {sc.min_requests} "
+        f"requests completed in the window (after a {sc.warmup_s:g} s warm-up).",
+        f"Stable: across the last {sc.stability_windows} windows, throughput"
+        + ("" if offline else " and p99 latency")
+        + f" each spread by at most {sc.stability_tolerance:.0%} ((max - min) / median).",
+    ]
+    if not offline:
+        rules += [
+            f"The generator kept pace: at most {sc.max_late_fraction:.0%} of requests dispatched "
+            f"more than {sc.late_send_ms:g} ms after their intended time.",
+            f"The load was offered as scheduled: at most {sc.max_late_fraction:.0%} of requests "
+            f"waited more than {sc.late_send_ms:g} ms for a free client connection.",
+        ]
+    rules.append("No request failed.")
+    rules.append(
+        f"Latency SLO: {sc.slo_percentile} at or below {sc.slo_ms:g} ms."
+        if sc.slo_ms is not None
+        else "No latency SLO was set, so none is judged."
+    )
+    return rules

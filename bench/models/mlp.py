@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -18,7 +19,7 @@ def _module(cfg: MLPConfig):
     torch.manual_seed(cfg.seed)
     widths = [cfg.in_features, *cfg.hidden]
     layers: list[torch.nn.Module] = []
-    for fan_in, fan_out in zip(widths, widths[1:]):
+    for fan_in, fan_out in pairwise(widths):
         layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
     layers.append(torch.nn.Linear(widths[-1], cfg.out_features))
     return torch.nn.Sequential(*layers).eval()

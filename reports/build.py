@@ -1,0 +1,462 @@
+"""Build one self-contained HTML report from a run or sweep folder's stored results."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+import bench.results
+from bench.config import SCHEMAS
+from bench.load import PERCENTILE_METHOD, describe_rules
+from reports import figures
+
+REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"
+DASH = "–"
+_DPI = 150
+
+HOST_FIELDS = (
+    ("host_name", "host"),
+    ("host_cpu_model", "CPU"),
+    ("host_cores", "logical cores"),
+    ("host_physical_cores", "physical cores"),
+    ("host_isa", "ISA"),
+    ("host_mem_gb", "memory (GB)"),
+    ("host_gpu", "GPU"),
+    ("host_versions", "versions"),
+    ("git_rev", "git revision"),
+)
+
+
+def build_report(path: str | os.PathLike) -> Path:
+    """Render `report.html` into a run or sweep folder from its stored results; return its path."""
+    return write_report(load_results(path), report_folder(path))
+
+
+def load_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Every results row under `path`; FileNotFoundError naming the path when there are none."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such results folder")
+    return bench.results.load(path)
+
+
+def report_folder(path: str | os.PathLike) -> Path:
+    """Where the report of `path` goes: the folder itself, or the folder of a results file."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def write_report(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
+    """Write the report of a results frame as `folder/report.html`; return its path."""
+    folder = Path(folder)
+    report = folder / REPORT_FILE
+    report.write_text(render(df, folder), encoding="utf-8")
+    return report
+
+
+def render(df: pd.DataFrame, source: Path) -> str:
+    """The report's HTML for a results frame read from `source`."""
+    return _environment().get_template(TEMPLATE).render(**context(df, source))
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def context(df: pd.DataFrame, source: Path) -> dict:
+    """Everything the template shows, as plain data: the template only lays it out."""
+    df = _prepare(df)
+    return {
+        "title": f"Benchmark report: {source.resolve().name}",
+        "source": str(source),
+        "summary": summary(df),
+        "headline": headline(df),
+        "headline_ok": bool(_fastest_valid(df) is not None),
+        "table": results_table(df),
+        "figures": figure_panels(df),
+        "verdicts": verdicts(df),
+        "failures": failures(df),
+        "method": method(df, source),
+    }
+
+
+def _prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """Config labels, scenario settings as columns, rows grouped by configuration."""
+    df = df.reset_index(drop=True)
+    df = df.assign(config_label=figures.config_labels(df))
+    if "status" not in df.columns:
+        df = df.assign(status="measured")
+    return df.sort_values("config_label", kind="stable").reset_index(drop=True)
+
+
+def _json(text: object) -> object:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+# --- the headline ------------------------------------------------------------------------------
+
+
+def _measured(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"].astype(str) == "measured"]
+
+
+def _valid(df: pd.DataFrame) -> pd.Series:
+    if "valid" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["valid"].eq(True)
+
+
+def _fastest_valid(df: pd.DataFrame) -> pd.Series | None:
+    if "achieved_qps" not in df.columns:
+        return None
+    candidates = _measured(df)[_valid(_measured(df))].dropna(subset=["achieved_qps"])
+    if candidates.empty:
+        return None
+    return candidates.loc[candidates["achieved_qps"].idxmax()]
+
+
+def headline(df: pd.DataFrame) -> str:
+    """One sentence: the fastest valid point, or why no point was valid."""
+    if "config_label" not in df.columns:
+        df = _prepare(df)
+    best = _fastest_valid(df)
+    if best is not None:
+        return _best_sentence(best)
+    if df.empty:
+        return "The results hold no load points."
+    measured = _measured(df)
+    failed = len(df) - len(measured)
+    if measured.empty:
+        who = "the only point" if failed == 1 else f"all {failed} points"
+        return f"No load point was measured: {who} failed; {_first_error(df)}."
+    more = f"; {_plural(failed, 'more point')} failed" if failed else ""
+    reason = _most_common_reason(measured)
+    if reason is None:
+        return f"No load point was valid, and the results store no reason why{more}."
+    kind, count, example = reason
+    return (
+        f"No load point was valid; the most common reason, in {count} of "
+        f"{_plural(len(measured), 'measured point')}, was {kind} (for example “{example}”){more}."
+    )
+
+
+def _best_sentence(best: pd.Series) -> str:
+    p99 = _format_ms(best.get("latency_p99_ms"))
+    latency = "" if p99 == DASH else f" with p99 latency {p99} ms"
+    return (
+        f"The fastest valid point is {best['config_label']} at {_cell(best, 'label')}: "
+        f"{_format_qps(best['achieved_qps'])} requests/s{latency}."
+    )
+
+
+def _first_error(df: pd.DataFrame) -> str:
+    errors = df["error"].dropna().astype(str) if "error" in df.columns else pd.Series([])
+    errors = errors[errors.str.strip() != ""]
+    return f"the first error: {errors.iloc[0]}" if len(errors) else "no error text was recorded"
+
+
+def _most_common_reason(rows: pd.DataFrame) -> tuple[str, int, str] | None:
+    """(kind, points with it, one full example) of the commonest reason; None if none stored."""
+    kinds: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for reasons in rows.get("invalid_reasons", pd.Series(dtype=object)):
+        for reason in _reasons(reasons):
+            kind = reason.split(":", 1)[0].strip()
+            kinds[kind] += 1
+            examples.setdefault(kind, reason)
+    if not kinds:
+        return None
+    kind, count = kinds.most_common(1)[0]
+    return kind, count, examples[kind]
+
+
+def _reasons(text: object) -> list[str]:
+    if not isinstance(text, str):
+        return []
+    return [r.strip() for r in text.split(";") if r.strip()]
+
+
+def summary(df: pd.DataFrame) -> str:
+    """How many points, runs and hosts the report covers, and how many were valid."""
+    measured = _measured(df)
+    valid = int(_valid(measured).sum())
+    runs = df["run_dir"].nunique() if "run_dir" in df.columns else 1
+    hosts = df["host_name"].nunique() if "host_name" in df.columns else 0
+    parts = [
+        f"{_plural(len(df), 'load point')} from {_plural(runs, 'run')}",
+        f"{valid} valid",
+        f"{len(measured) - valid} invalid",
+        f"{len(df) - len(measured)} failed",
+    ]
+    if hosts > 1:
+        parts.append(f"measured on {hosts} hosts")
+    return ", ".join(parts) + "."
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# --- number formatting -------------------------------------------------------------------------
+
+
+def _finite(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _formatter(spec: Callable[[float], str]) -> Callable[[object], str]:
+    def format_value(value: object) -> str:
+        number = _finite(value)
+        return DASH if number is None else spec(number)
+
+    return format_value
+
+
+# Sub-millisecond latencies are common on small models: keep two decimals there.
+_format_ms = _formatter(lambda v: f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2f}")
+_format_qps = _formatter(lambda v: f"{v:,.1f}")
+_format_int = _formatter(lambda v: f"{v:,.0f}")
+_format_share = _formatter(lambda v: f"{v:.1%}")
+_format_sci = _formatter(lambda v: f"{v:.1e}" if v else "0")
+_format_cosine = _formatter(lambda v: f"{v:.5f}")
+_format_seconds = _formatter(lambda v: f"{v:,.2f}")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    format: Callable[[object], str]
+    title: str = ""
+
+
+TABLE_COLUMNS = (
+    Column("achieved_qps", "qps", _format_qps, "completions in the window / window length"),
+    Column("latency_p50_ms", "p50 ms", _format_ms, "from the intended send time"),
+    Column("latency_p90_ms", "p90 ms", _format_ms, "from the intended send time"),
+    Column("latency_p99_ms", "p99 ms", _format_ms, "from the intended send time"),
+    Column("latency_p999_ms", "p99.9 ms", _format_ms, "from the intended send time"),
+    Column("latency_max_ms", "max ms", _format_ms, "from the intended send time"),
+    Column("sent_latency_p99_ms", "p99 sent ms", _format_ms, "from the actual send time"),
+    Column("late_send_fraction", "late sends", _format_share, "sent later than intended"),
+    Column("errors", "errors", _format_int, "failed requests in the window"),
+    Column("cpu_util_pct", "CPU %", _format_int, "CPU of the serving processes"),
+    Column("rss_peak_mb", "RSS MB", _format_int, "peak resident memory"),
+    Column("gpu_util_pct", "GPU %", _format_int, "GPU utilisation"),
+    Column("gpu_mem_peak_mb", "GPU MB", _format_int, "peak GPU memory"),
+    Column("cold_start_s", "cold start s", _format_seconds, "start to first answer"),
+    Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
+    Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
+    Column("accuracy_top1_agreement", "top-1", _format_share, "top-1 agreement with fp32"),
+)
+
+
+def _cell(row: pd.Series, key: str) -> str:
+    value = row.get(key)
+    return DASH if _missing(value) or value == "" else str(value)
+
+
+def _badge(row: pd.Series) -> str:
+    if str(row.get("status")) != "measured":
+        return "FAILED"
+    valid = row.get("valid")
+    return "VALID" if isinstance(valid, (bool, np.bool_)) and valid else "INVALID"
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def results_table(df: pd.DataFrame) -> dict:
+    """Headers and formatted rows; a metric column appears where any point has a value."""
+    shown = [c for c in TABLE_COLUMNS if c.key in df.columns and df[c.key].notna().any()]
+    rows = [
+        {
+            "config": row["config_label"],
+            "label": _cell(row, "label"),
+            "cells": [c.format(row[c.key]) for c in shown],
+            "badge": _badge(row),
+        }
+        for _, row in df.iterrows()
+    ]
+    headers = [{"text": c.header, "title": f"{c.key}: {c.title}"} for c in shown]
+    return {"headers": headers, "rows": rows}
+
+
+FIGURES = (
+    (
+        "Latency against throughput",
+        figures.latency_vs_throughput,
+        "p50 (dashed) and p99 (solid) latency, counted from each request's intended send time, "
+        "against the throughput achieved. Hollow markers are invalid points.",
+    ),
+    (
+        "Latency distributions",
+        figures.latency_cdfs,
+        "The fraction of requests answered within a given latency, per load point; "
+        "the dotted line marks p99. Lighter shades are lighter loads.",
+    ),
+    (
+        "Stability across windows",
+        figures.window_throughput,
+        "Each point's throughput in successive windows of its measured period, relative to "
+        "its own median: flat lines are steady measurements.",
+    ),
+)
+
+
+def figure_panels(df: pd.DataFrame) -> list[dict]:
+    """Each figure as an embedded PNG, with a title and caption; none without measured points."""
+    if _measured(df).empty:
+        return []
+    return [
+        {"title": title, "caption": caption, "src": png_data_uri(plot(df))}
+        for title, plot, caption in FIGURES
+    ]
+
+
+def png_data_uri(fig: Figure) -> str:
+    """A figure as a `data:` URI, so the report needs no files beside it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white", bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def verdicts(df: pd.DataFrame) -> list[dict]:
+    """Each measured point's verdict, reasons and recommendation."""
+    return [
+        {
+            "config": row["config_label"],
+            "label": _cell(row, "label"),
+            "badge": _badge(row),
+            "reasons": _reasons(row.get("invalid_reasons")),
+            "recommendation": _cell(row, "recommendation"),
+        }
+        for _, row in _measured(df).iterrows()
+    ]
+
+
+def failures(df: pd.DataFrame) -> list[dict]:
+    """Points that failed to run, with the error each stored."""
+    failed = df[df["status"].astype(str) != "measured"]
+    return [
+        {
+            "config": row["config_label"],
+            "label": _cell(row, "label"),
+            "error": _cell(row, "error") if _cell(row, "error") != DASH else "no error recorded",
+        }
+        for _, row in failed.iterrows()
+    ]
+
+
+# --- method and assumptions --------------------------------------------------------------------
+
+
+def method(df: pd.DataFrame, source: Path) -> dict:
+    """The method, the verdict rules as configured, each host's fingerprint and run config."""
+    return {
+        "percentile_method": PERCENTILE_METHOD,
+        "rule_sets": rule_sets(df),
+        "hosts": hosts(df),
+        "runs": runs(df, source),
+    }
+
+
+def rule_sets(df: pd.DataFrame) -> list[dict]:
+    """The verdict rules, in `judge`'s own words, once per distinct scenario setting stored."""
+    out, seen = [], set()
+    for config in df.get("config", pd.Series(dtype=object)):
+        parsed = _json(config)
+        scenario = parsed.get("scenario") if isinstance(parsed, dict) else None
+        if not isinstance(scenario, dict) or scenario.get("name") not in SCHEMAS["scenario"]:
+            continue
+        key = json.dumps(scenario, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        known = {f.name for f in fields(SCHEMAS["scenario"][scenario["name"]])}
+        settings = SCHEMAS["scenario"][scenario["name"]](
+            **{k: v for k, v in scenario.items() if k in known}
+        )
+        out.append({"scenarios": scenario["name"], "rules": describe_rules(settings)})
+    return out
+
+
+def hosts(df: pd.DataFrame) -> list[dict]:
+    """Each distinct host fingerprint in the data, as (name, value) pairs of what is stored."""
+    present = [(key, name) for key, name in HOST_FIELDS if key in df.columns]
+    if not present:
+        return []
+    keys = [key for key, _ in present]
+    fingerprints = df[keys].astype(str).drop_duplicates().index
+    return [
+        {
+            "name": _cell(df.loc[i], "host_name") if "host_name" in keys else f"host {n + 1}",
+            "facts": [
+                (name, _host_value(key, df.loc[i, key]))
+                for key, name in present
+                if not _missing(df.loc[i, key])
+            ],
+        }
+        for n, i in enumerate(fingerprints)
+    ]
+
+
+def _host_value(key: str, value: object) -> str:
+    if key == "host_versions":
+        parsed = _json(value)
+        if isinstance(parsed, dict):
+            return ", ".join(f"{k} {v}" for k, v in sorted(parsed.items()))
+    if key == "host_mem_gb" and _finite(value) is not None:
+        return f"{float(value):,.1f}"  # type: ignore[arg-type]
+    return str(value)
+
+
+def runs(df: pd.DataFrame, source: Path) -> list[dict]:
+    """Each run folder, relative to the report, with its full configuration."""
+    if "run_dir" not in df.columns:
+        return []
+    out = []
+    for run_dir, group in df.groupby("run_dir", sort=True):
+        configs = group["config"].dropna() if "config" in group.columns else pd.Series([])
+        parsed = _json(configs.iloc[0]) if len(configs) else None
+        out.append(
+            {
+                "folder": os.path.relpath(str(run_dir), str(source)),
+                "points": len(group),
+                "config": json.dumps(parsed, indent=2, sort_keys=True) if parsed else "",
+            }
+        )
+    return out

@@ -1,0 +1,69 @@
+"""A whole run, in-process: every scenario preset on a tiny budget, re-runs, failed points."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.results import missing_columns
+from bench.run import run_benchmark
+from tests.conftest import compose
+
+TINY = [
+    "model=mlp",
+    "scenario.warmup_s=0.2",
+    "scenario.duration_s=0.6",
+    "progress=false",
+    "accuracy_samples=4",
+]
+
+
+@pytest.mark.parametrize("scenario", ["single_stream", "server", "offline", "concurrency"])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path, cache_dir):
+    extra = ["scenario.levels=[1,2]"] if scenario == "concurrency" else []
+    cfg = compose(
+        [*TINY, f"scenario={scenario}", f"backend={backend}", f"cache_dir={cache_dir}", *extra]
+    )
+    rows = run_benchmark(cfg, tmp_path)
+    assert missing_columns(rows.columns) == []
+    assert (rows["status"] == "measured").all()
+    assert len(rows) == (2 if scenario == "concurrency" else 1)
+    assert (rows["scenario"] == scenario).all() and (rows["backend"] == backend).all()
+    assert (rows["achieved_qps"] > 0).all() and (rows["errors"] == 0).all()
+    # The served model matches the fp32 reference.
+    assert (rows["accuracy_cosine_min"] > 0.9999).all()
+    # A tiny budget is too short to trust, and the verdict says so.
+    assert not rows["valid"].any()
+    assert rows["invalid_reasons"].str.contains("too short").all()
+    assert (tmp_path / "results.parquet").exists()
+    for pid in rows["point_id"]:
+        assert len(pd.read_parquet(tmp_path / "requests" / f"{pid}.parquet")) > 0
+
+
+def test_a_rerun_in_the_same_folder_skips_measured_points(tmp_path, cache_dir):
+    cfg = compose([*TINY, "scenario=concurrency", "scenario.levels=[1]", f"cache_dir={cache_dir}"])
+    first = run_benchmark(cfg, tmp_path)
+    cfg2 = compose(
+        [*TINY, "scenario=concurrency", "scenario.levels=[1,2]", f"cache_dir={cache_dir}"]
+    )
+    second = run_benchmark(cfg2, tmp_path)
+    assert len(second) == 2
+    kept = second.set_index("point_id").loc[first["point_id"][0]]
+    assert kept["run_id"] == first["run_id"][0]  # not measured again
+    assert second["run_id"].nunique() == 2
+
+
+def test_a_runner_that_cannot_start_records_failed_points(tmp_path, cache_dir):
+    cfg = compose(
+        [
+            *TINY,
+            "backend=onnxruntime",
+            "backend.provider=NoSuchExecutionProvider",
+            f"cache_dir={cache_dir}",
+        ]
+    )
+    rows = run_benchmark(cfg, tmp_path)
+    assert (rows["status"] == "failed").all() and len(rows) == 3
+    assert rows["error"].str.contains("NoSuchExecutionProvider").all()
+    assert not rows["valid"].any()

@@ -1,0 +1,70 @@
+"""The verdict is a pure function: each rule, alone, makes a point INVALID and says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.config import OfflineScenarioConfig, ServerScenarioConfig
+from bench.load import judge
+
+
+def stats(**kw) -> dict:
+    base = {
+        "window_s": 10.0,
+        "completed": 1000,
+        "requests": 1000,
+        "achieved_qps": 100.0,
+        "errors": 0,
+        "window_qps_spread": 0.02,
+        "window_p99_spread": 0.05,
+        "late_send_fraction": 0.0,
+        "blocked_send_fraction": 0.0,
+        "latency_p99_ms": 20.0,
+        "latency_p50_ms": 5.0,
+    }
+    base.update(kw)
+    return base
+
+
+SERVER = ServerScenarioConfig()
+
+
+def test_a_clean_point_is_valid():
+    verdict = judge(stats(), SERVER)
+    assert verdict.valid and verdict.reasons == []
+    assert verdict.as_row()["invalid_reasons"] == ""
+
+
+@pytest.mark.parametrize(
+    "change, reason, advice",
+    [
+        ({"window_s": 2.0}, "too short", "scenario.duration_s >= "),
+        ({"completed": 40, "achieved_qps": 4.0}, "too short", "scenario.duration_s >= 30"),
+        ({"window_qps_spread": 0.25}, "throughput differs by 25%", "run longer"),
+        ({"window_p99_spread": 0.4}, "p99 differs by 40%", "run longer"),
+        ({"window_p99_spread": np.nan}, "unstable", "run longer"),
+        ({"late_send_fraction": 0.05}, "generator fell behind: 5.0%", "lower the rate"),
+        ({"blocked_send_fraction": 0.2}, "connections exhausted", "scenario.connections"),
+        ({"errors": 3}, "errors: 3 of 1000", "errors column"),
+    ],
+)
+def test_each_rule_invalidates_and_explains(change, reason, advice):
+    verdict = judge(stats(**change), SERVER)
+    assert not verdict.valid
+    assert len(verdict.reasons) == 1
+    assert reason in verdict.reasons[0]
+    assert advice in verdict.recommendation
+
+
+def test_slo_is_judged_on_the_chosen_percentile():
+    slo = ServerScenarioConfig(slo_ms=10.0, slo_percentile="p50")
+    assert judge(stats(latency_p50_ms=9.0), slo).valid
+    verdict = judge(stats(latency_p50_ms=12.0), slo)
+    assert "SLO missed: p50 12.0 ms > 10 ms" in verdict.reasons[0]
+
+
+def test_offline_ignores_latency_spread_and_send_lateness():
+    # An offline burst's latency grows as the queue empties, and all sends are at once.
+    verdict = judge(stats(window_p99_spread=3.0, late_send_fraction=0.9), OfflineScenarioConfig())
+    assert verdict.valid
