@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench.config import register_configs
+from bench.config import ConfigError, register_configs
 from bench.run import run_benchmark
 
 register_configs()
@@ -37,7 +37,11 @@ def summary_table(rows: pd.DataFrame) -> str:
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
-    rows = run_benchmark(cfg, run_dir)
+    try:
+        rows = run_benchmark(cfg, run_dir)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print()
     print(summary_table(rows))
     for _, row in rows[rows["status"] == "failed"].iterrows():

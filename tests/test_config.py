@@ -87,3 +87,23 @@ def test_the_command_line_rejects_a_misspelled_option_with_the_choices():
     assert proc.returncode != 0
     assert "Could not find 'backend/onnxrt'" in proc.stderr
     assert "onnxruntime" in proc.stderr
+
+
+def test_the_command_line_names_an_invalid_value_without_a_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "model=mlp",
+            "scenario.batch_size=0",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "configuration error: scenario.batch_size: must be >= 1, got 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
