@@ -17,7 +17,7 @@ def stats(**kw) -> dict:
         "achieved_qps": 100.0,
         "errors": 0,
         "window_qps_spread": 0.02,
-        "window_p99_spread": 0.05,
+        "window_p99_spread_beyond_noise": 0.05,
         "late_send_fraction": 0.0,
         "blocked_send_fraction": 0.0,
         "latency_p99_ms": 20.0,
@@ -42,8 +42,8 @@ def test_a_clean_point_is_valid():
         ({"window_s": 2.0}, "too short", "scenario.duration_s >= "),
         ({"completed": 40, "achieved_qps": 4.0}, "too short", "scenario.duration_s >= 30"),
         ({"window_qps_spread": 0.25}, "throughput differs by 25%", "run longer"),
-        ({"window_p99_spread": 0.4}, "p99 differs by 40%", "run longer"),
-        ({"window_p99_spread": np.nan}, "unstable", "run longer"),
+        ({"window_p99_spread_beyond_noise": 0.4}, "p99 differs by 40% beyond", "run longer"),
+        ({"window_p99_spread_beyond_noise": np.nan}, "unstable", "run longer"),
         ({"late_send_fraction": 0.05}, "generator fell behind: 5.0%", "lower the rate"),
         ({"blocked_send_fraction": 0.2}, "connections exhausted", "scenario.connections"),
         ({"errors": 3}, "errors: 3 of 1000", "errors column"),
@@ -66,5 +66,25 @@ def test_slo_is_judged_on_the_chosen_percentile():
 
 def test_offline_ignores_latency_spread_and_send_lateness():
     # An offline burst's latency grows as the queue empties, and all sends are at once.
-    verdict = judge(stats(window_p99_spread=3.0, late_send_fraction=0.9), OfflineScenarioConfig())
+    verdict = judge(
+        stats(window_p99_spread_beyond_noise=3.0, late_send_fraction=0.9), OfflineScenarioConfig()
+    )
     assert verdict.valid
+
+
+def test_p99_windows_of_one_steady_system_agree_within_their_noise():
+    """Three windows drawn from one distribution: raw p99s differ, their intervals meet."""
+    from bench.load.stats import _spread, _spread_beyond_noise, quantile_bounds
+
+    rng = np.random.default_rng(3)
+    windows = [np.sort(rng.lognormal(2.0, 0.5, 500)) for _ in range(3)]
+    p99 = [float(np.percentile(w, 99)) for w in windows]
+    bounds = [quantile_bounds(w, 0.99) for w in windows]
+    assert all(lo <= p <= hi for p, (lo, hi) in zip(p99, bounds, strict=True))
+    assert _spread_beyond_noise(p99, bounds) < 0.10
+    # A real change, latency doubled in the last window, is not explained by noise.
+    shifted = [*windows[:2], windows[2] * 2.0]
+    p99 = [float(np.percentile(w, 99)) for w in shifted]
+    bounds = [quantile_bounds(w, 0.99) for w in shifted]
+    assert _spread(p99) > 0.5
+    assert _spread_beyond_noise(p99, bounds) > 0.10
