@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 import pandas as pd
@@ -33,6 +34,14 @@ def summary_table(rows: pd.DataFrame) -> str:
     return shown.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-")
 
 
+def _shown(path: Path) -> Path:
+    """A path as a person would type it: relative when it lies under the current folder."""
+    try:
+        return path.resolve().relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
@@ -48,11 +57,11 @@ def main(cfg: DictConfig) -> None:
         print(f"FAILED {row['label']}: {row['error']}")
     for _, row in rows[(rows["status"] == "measured") & ~rows["valid"].astype(bool)].iterrows():
         print(f"INVALID {row['label']}: {row['invalid_reasons']} -> {row['recommendation']}")
-    print(f"\nresults: {run_dir}/results.parquet")
+    print(f"\nresults: {_shown(Path(run_dir) / 'results.parquet')}")
     if cfg.report:
         from reports import build_report
 
-        print(f"report:  {build_report(run_dir)}")
+        print(f"report:  {_shown(build_report(run_dir))}")
     if (rows["status"] == "failed").all() and hydra_cfg.mode == RunMode.RUN:
         sys.exit(1)
 
