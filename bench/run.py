@@ -140,7 +140,7 @@ async def _measure_point(
         gpu.stop()
         bar.close()
     stats = summarize(measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size)
-    verdict = judge(stats, sc)
+    verdict = judge({**stats, **row}, sc, cfg.accuracy_floor)
     row.update(stats)
     row.update(verdict.as_row())
     row["errors_seen"] = json.dumps(measurement.log.errors)

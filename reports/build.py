@@ -402,7 +402,8 @@ def rule_sets(df: pd.DataFrame) -> list[dict]:
         scenario = parsed.get("scenario") if isinstance(parsed, dict) else None
         if not isinstance(scenario, dict) or scenario.get("name") not in SCHEMAS["scenario"]:
             continue
-        key = json.dumps(scenario, sort_keys=True)
+        floor = parsed.get("accuracy_floor")
+        key = json.dumps([scenario, floor], sort_keys=True)
         if key in seen:
             continue
         seen.add(key)
@@ -410,7 +411,7 @@ def rule_sets(df: pd.DataFrame) -> list[dict]:
         settings = SCHEMAS["scenario"][scenario["name"]](
             **{k: v for k, v in scenario.items() if k in known}
         )
-        out.append({"scenarios": scenario["name"], "rules": describe_rules(settings)})
+        out.append({"scenarios": scenario["name"], "rules": describe_rules(settings, floor)})
     return out
 
 

@@ -11,18 +11,22 @@ def build_predictor(
     bundle: ModelBundle, backend: BackendConfig, optimization: OptimizationConfig, cache_dir: str
 ) -> Predictor:
     """Import only what the chosen backend needs: an ONNX Runtime predictor never loads torch
-    when its export is already cached."""
-    if optimization.name != "none":
-        raise ConfigError(f"optimization.name: accepted values are none; got {optimization.name!r}")
+    when its (optimized) export is already cached."""
     if backend.name == "torch":
         from bench.backends.torch_eager import TorchPredictor
 
-        return TorchPredictor(bundle, backend)
+        return TorchPredictor(bundle, backend, optimization)
+    if backend.name == "torch_compile":
+        from bench.backends.torch_compile import TorchCompilePredictor
+
+        return TorchCompilePredictor(bundle, backend, optimization, cache_dir)
     if backend.name == "onnxruntime":
         from bench.backends.onnxruntime import OnnxRuntimePredictor
 
-        return OnnxRuntimePredictor(bundle, backend, cache_dir)
-    raise ConfigError(f"backend.name: accepted values are torch, onnxruntime; got {backend.name!r}")
+        return OnnxRuntimePredictor(bundle, backend, cache_dir, optimization)
+    raise ConfigError(
+        f"backend.name: accepted values are torch, torch_compile, onnxruntime; got {backend.name!r}"
+    )
 
 
 __all__ = ["BackendError", "Predictor", "PredictorInfo", "build_predictor"]

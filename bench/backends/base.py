@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +25,17 @@ class PredictorInfo:
     backend: str
     provider: str  # what actually runs the model: "torch-cpu", "CPUExecutionProvider", ...
     precision: str  # "fp32", "int8", ...
-    model_bytes: int  # size of the serialised model that runs (0 where nothing is serialised)
-    threads: int  # intra-op threads
+    model_bytes: int  # size of the serialised model that runs
+    model_compressed_bytes: int  # the same, zlib-compressed: what sparsity saves on disk
+    threads: int  # intra-op threads (0: the runtime's default)
+    compile_s: float = math.nan  # torch.compile's first call, where the backend compiles
+    compile_cache: str = ""  # "cold" or "warm": whether the compiler's cache held this model
+    facts: dict[str, Any] = field(default_factory=dict)  # what an optimization did
 
     def as_row(self) -> dict[str, Any]:
-        return {f"predictor_{key}": value for key, value in asdict(self).items()}
+        row = {f"predictor_{key}": value for key, value in asdict(self).items()}
+        row["predictor_facts"] = json.dumps(self.facts, sort_keys=True)
+        return row
 
 
 class Predictor(ABC):

@@ -9,7 +9,9 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.models.base import ModelBundle
 
@@ -17,23 +19,30 @@ from bench.models.base import ModelBundle
 _EXPORTER_VERSION = "torch.onnx-dynamo-1"
 
 
-def onnx_path(bundle: ModelBundle, cache_dir: str, opset: int) -> Path:
-    """Where the export of `bundle` lives; exported now if it is not there yet."""
+def onnx_path(
+    bundle: ModelBundle,
+    cache_dir: str,
+    opset: int,
+    variant: str = "",
+    transform: Callable[[Any], Any] | None = None,
+) -> Path:
+    """Where the export of `bundle` lives; exported now if it is not there yet. A `variant`
+    names a `transform` of the torch module (pruning) applied before export."""
     names = "-".join((*bundle.input_names, bundle.output_name))
     digest = hashlib.sha256(f"{names}|{opset}|{_EXPORTER_VERSION}".encode()).hexdigest()[:8]
-    key = f"{bundle.name}-{bundle.fingerprint()}-{digest}"
+    key = f"{bundle.name}-{bundle.fingerprint()}-{digest}" + (f"-{variant}" if variant else "")
     folder = Path(cache_dir).expanduser() / "onnx"
     path = folder / f"{key}.onnx"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        _export(bundle, path, opset)
+        module = bundle.load_module()
+        _export(bundle, module if transform is None else transform(module), path, opset)
     return path
 
 
-def _export(bundle: ModelBundle, path: Path, opset: int) -> None:
+def _export(bundle: ModelBundle, module: Any, path: Path, opset: int) -> None:
     import torch
 
-    module = bundle.load_module()
     # Two samples so no exported dimension is specialised to 1.
     example = bundle.preprocess(bundle.samples(2, 0))
     args = tuple(torch.from_numpy(example[name]) for name in bundle.input_names)

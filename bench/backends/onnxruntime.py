@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import onnxruntime as ort
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo
-from bench.backends.onnx_export import onnx_path
-from bench.config import OnnxRuntimeBackendConfig
+from bench.backends.ort_optimize import optimized_onnx
+from bench.config import (
+    ConfigError,
+    NoOptimizationConfig,
+    OnnxRuntimeBackendConfig,
+    OptimizationConfig,
+)
 from bench.models.base import ModelBundle
 
 _GRAPH_LEVELS = {
@@ -19,9 +26,21 @@ _GRAPH_LEVELS = {
 
 
 class OnnxRuntimePredictor(Predictor):
-    def __init__(self, bundle: ModelBundle, cfg: OnnxRuntimeBackendConfig, cache_dir: str) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        cfg: OnnxRuntimeBackendConfig,
+        cache_dir: str,
+        opt: OptimizationConfig | None = None,
+    ) -> None:
         super().__init__(bundle)
-        path = onnx_path(bundle, cache_dir, cfg.opset)
+        opt = opt or NoOptimizationConfig()
+        if opt.name == "fp16" and cfg.provider == "CPUExecutionProvider":
+            raise ConfigError(
+                "optimization=fp16: half precision is for GPUs "
+                "(backend.provider=CUDAExecutionProvider); on CPU use int8_dynamic or int8_static"
+            )
+        path, precision = optimized_onnx(bundle, opt, cache_dir, cfg.opset)
         options = ort.SessionOptions()
         options.graph_optimization_level = _GRAPH_LEVELS[cfg.graph_optimization]
         if cfg.threads is not None:
@@ -40,8 +59,9 @@ class OnnxRuntimePredictor(Predictor):
         self._info = PredictorInfo(
             backend="onnxruntime",
             provider=active[0],
-            precision="fp32",
+            precision=precision,
             model_bytes=path.stat().st_size,
+            model_compressed_bytes=len(zlib.compress(path.read_bytes(), 1)),
             threads=cfg.threads or 0,  # 0: ONNX Runtime's default (one per physical core)
         )
 

@@ -1,41 +1,72 @@
-"""PyTorch eager execution, the reference every other backend is compared with."""
+"""PyTorch eager execution (and, with an optimization, its optimized module)."""
 
 from __future__ import annotations
+
+import io
+import zlib
 
 import numpy as np
 import torch
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo
-from bench.config import BackendConfig
+from bench.backends.torch_optimize import torch_variant
+from bench.config import BackendConfig, NoOptimizationConfig, OptimizationConfig
 from bench.models.base import ModelBundle
 
 
+def serialized_sizes(module: torch.nn.Module) -> tuple[int, int]:
+    """Bytes of the module's saved state, raw and zlib-compressed (the size that magnitude
+    pruning shrinks: zeros compress, dense storage does not skip them)."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    raw = buffer.getvalue()
+    return len(raw), len(zlib.compress(raw, 1))
+
+
 class TorchPredictor(Predictor):
-    def __init__(self, bundle: ModelBundle, cfg: BackendConfig) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        cfg: BackendConfig,
+        opt: OptimizationConfig | None = None,
+    ) -> None:
         super().__init__(bundle)
+        opt = opt or NoOptimizationConfig()
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise BackendError("backend.device=cuda asked for, but torch sees no CUDA device")
         if cfg.threads is not None:
             # Process-wide in torch: every predictor in this process shares the setting.
             torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device)
-        self.module = bundle.load_module().to(self.device)
+        self.module, precision, facts = torch_variant(bundle.load_module(), opt, self.device)
+        # Float inputs follow the module's precision; token ids and masks stay integers.
+        self.float_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        raw, compressed = serialized_sizes(self.module)
         self._info = PredictorInfo(
-            backend="torch",
+            backend=cfg.name,
             provider=f"torch-{self.device.type}",
-            precision="fp32",
-            model_bytes=0,
+            precision=precision,
+            model_bytes=raw,
+            model_compressed_bytes=compressed,
             threads=torch.get_num_threads(),
+            facts=facts,
         )
 
     @property
     def info(self) -> PredictorInfo:
         return self._info
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array).to(self.device)
+        if self.float_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self.float_dtype)
+        return tensor
+
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        args = [torch.from_numpy(inputs[name]).to(self.device) for name in self.bundle.input_names]
+        args = [self._tensor(inputs[name]) for name in self.bundle.input_names]
         with torch.inference_mode():
             out = self.module(*args)
         if self.device.type == "cuda":
+            # Kernels run asynchronously: the clock is read only after the GPU has finished.
             torch.cuda.synchronize()
         return out.float().cpu().numpy()

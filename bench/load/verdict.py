@@ -24,8 +24,18 @@ class Verdict:
         }
 
 
-def judge(stats: dict, sc: ScenarioConfig) -> Verdict:
-    """Apply the scenario's validity rules to one point's `stats` (from `summarize`)."""
+def accuracy_metric(stats: dict) -> tuple[str, float]:
+    """The accuracy a floor is judged on: top-1 agreement for classifiers, else the worst
+    cosine similarity to the fp32 reference."""
+    top1 = stats.get("accuracy_top1_agreement", np.nan)
+    if top1 is not None and np.isfinite(top1):
+        return "top-1 agreement", float(top1)
+    return "cosine", float(stats.get("accuracy_cosine_min", np.nan))
+
+
+def judge(stats: dict, sc: ScenarioConfig, accuracy_floor: float | None = None) -> Verdict:
+    """Apply the scenario's validity rules to one point's `stats` (from `summarize`, plus the
+    accuracy columns when an accuracy floor is set)."""
     reasons: list[str] = []
     advice: list[str] = []
     open_ended = sc.name == "offline"
@@ -71,6 +81,12 @@ def judge(stats: dict, sc: ScenarioConfig) -> Verdict:
         reasons.append(f"errors: {stats['errors']} of {stats['requests']} requests failed")
         advice.append("see the errors column and the run log")
 
+    if accuracy_floor is not None:
+        name, value = accuracy_metric(stats)
+        if not value >= accuracy_floor:
+            reasons.append(f"accuracy below floor: {name} {value:.4f} < {accuracy_floor:g}")
+            advice.append("choose a less aggressive optimization, or lower accuracy_floor")
+
     if sc.slo_ms is not None:
         observed = stats.get(f"latency_{sc.slo_percentile}_ms", np.nan)
         if not observed <= sc.slo_ms:
@@ -97,7 +113,7 @@ def _longer(sc: ScenarioConfig, stats: dict) -> str:
     return f"run longer: scenario.duration_s >= {needed * 1.2:.0f}"
 
 
-def describe_rules(sc: ScenarioConfig) -> list[str]:
+def describe_rules(sc: ScenarioConfig, accuracy_floor: float | None = None) -> list[str]:
     """The rules `judge` applies under `sc`, in words, for reports."""
     offline = sc.name == "offline"
     rules = [
@@ -121,6 +137,11 @@ def describe_rules(sc: ScenarioConfig) -> list[str]:
             f"waited more than {sc.late_send_ms:g} ms for a free client connection.",
         ]
     rules.append("No request failed.")
+    if accuracy_floor is not None:
+        rules.append(
+            f"Accuracy at or above {accuracy_floor:g} against the fp32 reference (top-1 "
+            "agreement for classifiers, worst-case cosine similarity for embeddings)."
+        )
     rules.append(
         f"Latency SLO: {sc.slo_percentile} at or below {sc.slo_ms:g} ms."
         if sc.slo_ms is not None

@@ -1,0 +1,136 @@
+"""Optimized ONNX files: quantized (dynamic int8, static int8 QDQ), float16, or exported from a
+pruned module. Each is made once and cached beside the plain export, keyed by the settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from bench.backends.onnx_export import onnx_path
+from bench.config import ConfigError, OptimizationConfig
+from bench.models.base import ModelBundle
+
+CALIBRATION_SEED = 7_700_001  # calibration inputs are drawn apart from eval and load inputs
+
+
+def optimized_onnx(
+    bundle: ModelBundle, opt: OptimizationConfig, cache_dir: str, opset: int
+) -> tuple[Path, str]:
+    """(path, precision) of the ONNX file that serves `bundle` optimized as `opt` says."""
+    if opt.name in ("prune_structured", "prune_magnitude"):
+        from bench.backends.torch_optimize import restructure
+
+        path = onnx_path(
+            bundle, cache_dir, opset, variant=_key(opt), transform=lambda m: restructure(m, opt)[0]
+        )
+        return path, "fp32"
+    base = onnx_path(bundle, cache_dir, opset)
+    if opt.name == "none":
+        return base, "fp32"
+    if opt.name == "int8_dynamic":
+        return _derived(base, opt, lambda src, dst: _dynamic(src, dst, opt)), "int8"
+    if opt.name == "int8_static":
+        return _derived(base, opt, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
+    if opt.name == "fp16":
+        return _derived(base, opt, _float16), "fp16"
+    raise ConfigError(
+        f"optimization={opt.name}: not available with backend=onnxruntime; "
+        "bf16 runs with backend=torch (CPUs with AVX512-BF16 or AMX)"
+    )
+
+
+def _key(opt: OptimizationConfig) -> str:
+    settings = json.dumps(OmegaConf.to_container(OmegaConf.create(opt)), sort_keys=True)
+    return f"{opt.name}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
+
+
+def _derived(base: Path, opt: OptimizationConfig, make: Callable[[str, str], None]) -> Path:
+    path = base.with_name(f"{base.stem}-{_key(opt)}.onnx")
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+        os.close(fd)
+        try:
+            make(str(base), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def _dynamic(src: str, dst: str, opt: OptimizationConfig) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _prepared(src, dst) as prepared:
+        quantize_dynamic(prepared, dst, per_channel=opt.per_channel, weight_type=QuantType.QInt8)
+
+
+@contextmanager
+def _prepared(src: str, dst: str) -> Iterator[str]:
+    """ONNX Runtime's pre-processing (shape inference, graph clean-up) before quantizing: the
+    dynamo exporter's stored shapes otherwise clash with the quantizer's own inference."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = dst + ".prep.onnx"
+    try:
+        quant_pre_process(src, prepared, skip_symbolic_shape=False)
+        yield prepared
+    finally:
+        if os.path.exists(prepared):
+            os.unlink(prepared)
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader protocol over the model's own sample inputs."""
+
+    def __init__(self, bundle: ModelBundle, count: int) -> None:
+        samples = bundle.samples(count, CALIBRATION_SEED)
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+            [bundle.preprocess([s]) for s in samples]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _static(bundle: ModelBundle, src: str, dst: str, opt: OptimizationConfig) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    with _prepared(src, dst) as prepared:
+        quantize_static(
+            prepared,
+            dst,
+            _Calibration(bundle, opt.calibration_samples),
+            quant_format=QuantFormat.QDQ,
+            per_channel=opt.per_channel,
+            # u8 activations with s8 weights: the combination x86 int8 kernels are fastest at.
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[opt.calibration_method],
+        )
+
+
+def _float16(src: str, dst: str) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(src), keep_io_types=True)
+    onnx.save(model, dst)

@@ -1,0 +1,44 @@
+"""`torch.compile` over the eager (optimized) module, compiled at start-up and timed."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from bench.backends.base import PredictorInfo
+from bench.backends.torch_eager import TorchPredictor
+from bench.config import OptimizationConfig, TorchCompileBackendConfig
+from bench.models.base import ModelBundle
+
+
+class TorchCompilePredictor(TorchPredictor):
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        cfg: TorchCompileBackendConfig,
+        opt: OptimizationConfig | None,
+        cache_dir: str,
+    ) -> None:
+        folder = Path(cfg.inductor_cache_dir or Path(cache_dir) / "inductor").expanduser()
+        warm = folder.is_dir() and any(folder.iterdir())
+        # Inductor reads its cache folder from this variable alone, when it compiles.
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+        super().__init__(bundle, cfg, opt)
+        self.module = torch.compile(self.module, mode=cfg.mode, dynamic=cfg.dynamic)
+        started = time.perf_counter()
+        # Two sizes, so the batch axis is compiled symbolic and not specialised to one.
+        for count in (2, 1):
+            self.predict(bundle.samples(count, 0))
+        self._info = replace(
+            self._info,
+            compile_s=time.perf_counter() - started,
+            compile_cache="warm" if warm else "cold",
+        )
+
+    @property
+    def info(self) -> PredictorInfo:
+        return self._info
