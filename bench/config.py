@@ -264,6 +264,20 @@ class ConcurrencyScenarioConfig(ScenarioConfig):
     levels: list[int] = field(default_factory=lambda: [1, 2, 4])
 
 
+@dataclass
+class SloSearchScenarioConfig(ScenarioConfig):
+    """The highest Poisson rate whose `slo_percentile` latency meets `slo_ms`: a closed-loop
+    probe estimates saturation, then `server` points narrow the bracket."""
+
+    name: str = "slo_search"
+    slo_ms: float | None = 100.0
+    # Stop when the highest passing and lowest failing rates are this close (relative).
+    tolerance: float = 0.05
+    max_points: int = 8  # server points, not counting the probe
+    # Client connections per server point, as in `server`; null: unlimited.
+    connections: int | None = None
+
+
 # --- top level ---------------------------------------------------------------------------------
 
 
@@ -319,6 +333,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "server": ServerScenarioConfig,
         "offline": OfflineScenarioConfig,
         "concurrency": ConcurrencyScenarioConfig,
+        "slo_search": SloSearchScenarioConfig,
     },
 }
 
@@ -377,6 +392,14 @@ def validate(cfg: Any) -> None:
             "scenario.levels",
             f"must be a non-empty list of integers >= 1, got {list(sc.levels)}",
         )
+    if sc.name == "slo_search":
+        _require(
+            sc.slo_ms is not None,
+            "scenario.slo_ms",
+            "slo_search needs a latency SLO to search for: set scenario.slo_ms",
+        )
+        _require(sc.tolerance > 0, "scenario.tolerance", f"must be > 0, got {sc.tolerance}")
+        _require(sc.max_points >= 1, "scenario.max_points", f"must be >= 1, got {sc.max_points}")
     if sc.name == "offline":
         _require(
             sc.requests is None or sc.requests >= 1,

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, reference_outputs
 from bench.config import validate
-from bench.load import Driver, LoadPoint, expand, judge, point_id, summarize
+from bench.load import Driver, LoadPoint, judge, next_point, point_id, summarize
 from bench.metrics import GpuSampler, ResourceSampler, host_fingerprint
 from bench.models import ModelBundle, build_model
 from bench.results import SCHEMA_VERSION, ResultsStore
@@ -33,11 +33,18 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
     validate(cfg)
     store = ResultsStore(run_dir)
     key = _measurement_key(cfg)
-    done = store.measured_ids()
-    todo = [(p, point_id(key, p)) for p in expand(cfg.scenario)]
-    todo = [(p, pid) for p, pid in todo if pid not in done]
-    if todo:
-        asyncio.run(_measure(cfg, key, todo, store))
+    rows = store.rows()
+    # Points measured before under this very configuration are kept, not measured again;
+    # failed ones are tried again.
+    history = (
+        []
+        if rows.empty
+        else rows[
+            (rows["config"] == json.dumps(key, sort_keys=True)) & (rows["status"] == "measured")
+        ].to_dict("records")
+    )
+    if next_point(cfg.scenario, history) is not None:
+        asyncio.run(_measure(cfg, key, history, store))
     return store.rows()
 
 
@@ -52,11 +59,12 @@ def _measurement_key(cfg: DictConfig) -> dict:
     return key
 
 
-def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, pid: str) -> dict:
+def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint) -> dict:
     row = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
-        "point_id": pid,
+        "point_id": point_id(key, point),
+        "point": json.dumps(point.as_dict(), sort_keys=True),
         "status": "measured",
         "error": "",
         "label": point.label,
@@ -90,9 +98,8 @@ def _failed(row: dict, error: str) -> dict:
     }
 
 
-async def _measure(
-    cfg: DictConfig, key: dict, todo: list[tuple[LoadPoint, str]], store: ResultsStore
-) -> None:
+async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: ResultsStore) -> None:
+    """Measure points until the scenario has none left; `history` grows with each row."""
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     bundle = build_model(cfg.model)
     runner = build_runner(cfg)
@@ -100,13 +107,16 @@ async def _measure(
         await runner.start()
     except Exception as exc:
         error = f"runner failed to start: {type(exc).__name__}: {exc}"
-        for point, pid in todo:
-            store.append(_failed(_base_row(cfg, key, run_id, point, pid), error))
+        # Static scenarios record each of their points as failed; a search records its first.
+        while (point := next_point(cfg.scenario, history)) is not None:
+            row = _failed(_base_row(cfg, key, run_id, point), error)
+            store.append(row)
+            history.append(row)
         return
     try:
         accuracy = await _accuracy(runner, bundle, cfg)
-        for point, pid in todo:
-            row = _base_row(cfg, key, run_id, point, pid)
+        while (point := next_point(cfg.scenario, history)) is not None:
+            row = _base_row(cfg, key, run_id, point)
             row.update(runner.facts.as_row())
             row.update(accuracy)
             measured = await _measure_point(cfg, runner, bundle, point, row)
@@ -114,6 +124,7 @@ async def _measure(
                 store.append(row)
             else:
                 store.append(*measured)
+            history.append(row)
     finally:
         await runner.stop()
 

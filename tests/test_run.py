@@ -67,3 +67,40 @@ def test_a_runner_that_cannot_start_records_failed_points(tmp_path, cache_dir):
     assert (rows["status"] == "failed").all() and len(rows) == 3
     assert rows["error"].str.contains("NoSuchExecutionProvider").all()
     assert not rows["valid"].any()
+
+
+def test_a_failed_point_is_measured_again_on_a_rerun(tmp_path, cache_dir):
+    bad = compose(
+        [
+            *TINY,
+            "scenario=single_stream",
+            "backend=onnxruntime",
+            "backend.provider=NoSuchExecutionProvider",
+            f"cache_dir={cache_dir}",
+        ]
+    )
+    assert (run_benchmark(bad, tmp_path)["status"] == "failed").all()
+    good = compose([*TINY, "scenario=single_stream", f"cache_dir={cache_dir}"])
+    rows = run_benchmark(good, tmp_path)
+    assert sorted(rows["status"]) == ["failed", "measured"]  # both configurations kept
+    again = run_benchmark(good, tmp_path)
+    assert len(again) == 2  # the measured point is not measured twice
+
+
+def test_slo_search_brackets_the_highest_rate_meeting_the_slo(tmp_path, cache_dir):
+    cfg = compose(
+        [
+            *TINY,
+            "scenario=slo_search",
+            "scenario.slo_ms=5",
+            "scenario.max_points=4",
+            f"cache_dir={cache_dir}",
+        ]
+    )
+    rows = run_benchmark(cfg, tmp_path)
+    probe, server = rows.iloc[0], rows.iloc[1:]
+    assert probe["concurrency"] == 4 and probe["scenario"] == "slo_search"
+    assert 1 <= len(server) <= 4
+    # The first rate is half the probe's saturation throughput; each later rate differs.
+    assert server["target_qps"].iloc[0] == pytest.approx(probe["achieved_qps"] / 2, rel=1e-3)
+    assert server["target_qps"].is_unique

@@ -76,12 +76,14 @@ def _dynamic(src: str, dst: str, opt: OptimizationConfig) -> None:
 @contextmanager
 def _prepared(src: str, dst: str) -> Iterator[str]:
     """ONNX Runtime's pre-processing (shape inference, graph clean-up) before quantizing: the
-    dynamo exporter's stored shapes otherwise clash with the quantizer's own inference."""
+    dynamo exporter's stored shapes otherwise clash with the quantizer's own inference. Its
+    symbolic shape inference gives up on MiniLM's dynamic sequence axis ("Incomplete symbolic
+    shape inference"), so ONNX's own shape inference is used alone."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = dst + ".prep.onnx"
     try:
-        quant_pre_process(src, prepared, skip_symbolic_shape=False)
+        quant_pre_process(src, prepared, skip_symbolic_shape=True)
         yield prepared
     finally:
         if os.path.exists(prepared):

@@ -2,7 +2,7 @@
 
 from bench.load.driver import Driver
 from bench.load.log import Measurement, RequestLog
-from bench.load.points import LoadPoint, expand, point_id
+from bench.load.points import LoadPoint, expand, next_point, point_id
 from bench.load.stats import PERCENTILE_METHOD, summarize
 from bench.load.verdict import Verdict, describe_rules, judge
 
@@ -16,6 +16,7 @@ __all__ = [
     "expand",
     "describe_rules",
     "judge",
+    "next_point",
     "point_id",
     "summarize",
 ]

@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict, dataclass
 
 from bench.config import ScenarioConfig
+from bench.load.slo_search import PROBE_CONCURRENCY, Trial, next_rate, passed
 
 CLOSED_LOOP = ("single_stream", "concurrency")
+STATIC = ("single_stream", "concurrency", "server", "offline")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class LoadPoint:
     @property
     def label(self) -> str:
         if self.target_qps is not None:
-            return f"{self.scenario} {self.target_qps:g} qps"
+            return f"{self.scenario} {self.target_qps:.4g} qps"
         if self.concurrency is not None and self.scenario == "concurrency":
             return f"concurrency {self.concurrency}"
         return f"{self.scenario} batch {self.batch_size}"
@@ -53,6 +55,45 @@ def expand(sc: ScenarioConfig) -> list[LoadPoint]:
     if sc.name == "offline":
         return [LoadPoint(**common, requests=sc.requests)]
     raise ValueError(f"scenario.name: no load points defined for {sc.name!r}")
+
+
+def next_point(sc: ScenarioConfig, measured: list[dict]) -> LoadPoint | None:
+    """The next point to measure, given the rows already measured under this configuration
+    (each carries its point as JSON in `point`); None when the scenario is done."""
+    seen = [json.loads(row["point"]) for row in measured]
+    if sc.name in STATIC:
+        return next((p for p in expand(sc) if p.as_dict() not in seen), None)
+    if sc.name == "slo_search":
+        return _next_search_point(sc, measured)
+    raise ValueError(f"scenario.name: no load points defined for {sc.name!r}")
+
+
+def _next_search_point(sc: ScenarioConfig, measured: list[dict]) -> LoadPoint | None:
+    common = dict(
+        batch_size=sc.batch_size, warmup_s=sc.warmup_s, duration_s=sc.duration_s, seed=sc.seed
+    )
+    probe = LoadPoint(scenario="concurrency", concurrency=PROBE_CONCURRENCY, **common)
+    rows = {json.dumps(json.loads(r["point"]), sort_keys=True): r for r in measured}
+    probe_row = rows.get(json.dumps(probe.as_dict(), sort_keys=True))
+    if probe_row is None:
+        return probe
+    if probe_row.get("status") != "measured":
+        return None  # no saturation estimate to search from; the failed probe says why
+    trials = [
+        Trial(
+            rate=r["target_qps"],
+            percentile_ms=r.get(f"latency_{sc.slo_percentile}_ms", float("nan")),
+            passed=passed(r, sc.slo_ms, sc.slo_percentile, sc.max_late_fraction),
+        )
+        for r in measured
+        if json.loads(r["point"])["scenario"] == "server"
+    ]
+    rate = next_rate(trials, sc.slo_ms, probe_row["achieved_qps"], sc.tolerance, sc.max_points)
+    if rate is None:
+        return None
+    return LoadPoint(
+        scenario="server", target_qps=round(rate, 3), connections=sc.connections, **common
+    )
 
 
 def point_id(config_key: dict, point: LoadPoint) -> str:

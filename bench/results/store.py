@@ -30,13 +30,6 @@ class ResultsStore:
     def rows(self) -> pd.DataFrame:
         return pd.read_parquet(self.path) if self.path.exists() else pd.DataFrame()
 
-    def measured_ids(self) -> set[str]:
-        """Points already measured here (failed ones are tried again)."""
-        frame = self.rows()
-        if frame.empty:
-            return set()
-        return set(frame.loc[frame["status"] == "measured", "point_id"])
-
     def append(self, row: dict, requests: dict[str, np.ndarray] | None = None) -> None:
         if requests is not None:
             folder = self.run_dir / REQUESTS_DIR

@@ -1,0 +1,87 @@
+"""`slo_search`: the highest Poisson rate whose latency percentile meets the SLO.
+
+A closed-loop probe first estimates the saturation throughput; then each `server` point's rate
+is chosen from the points measured so far, by interpolating the percentile between the highest
+passing and the lowest failing rate (bisection when it cannot). Small pure functions over the
+measured history, so the search is tested without a server.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# The probe keeps this many requests outstanding per worker, to find the saturation rate.
+PROBE_CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One measured server point: its offered rate, its percentile, and whether it passed."""
+
+    rate: float
+    percentile_ms: float
+    passed: bool
+
+
+def passed(row: dict, slo_ms: float, percentile: str, max_late_fraction: float) -> bool:
+    """A rate passes when its percentile meets the SLO with no errors and the load was offered
+    as scheduled. Window-to-window instability does not fail a rate: on a noisy host it would
+    drive the search down for reasons that are not the system's capacity."""
+    observed = row.get(f"latency_{percentile}_ms", math.nan)
+    return (
+        row.get("status") == "measured"
+        and observed <= slo_ms
+        and row.get("errors", 1) == 0
+        and row.get("late_send_fraction", 1.0) <= max_late_fraction
+        and row.get("blocked_send_fraction", 0.0) <= max_late_fraction
+    )
+
+
+def bracket(trials: Sequence[Trial]) -> tuple[Trial | None, Trial | None]:
+    """(highest passing trial, lowest failing trial above it)."""
+    lo = max((t for t in trials if t.passed), key=lambda t: t.rate, default=None)
+    above = [t for t in trials if not t.passed and (lo is None or t.rate > lo.rate)]
+    hi = min(above, key=lambda t: t.rate, default=None)
+    return lo, hi
+
+
+def highest_passing_rate(trials: Sequence[Trial]) -> float | None:
+    """The capacity the search established: its highest passing rate (None if none passed)."""
+    lo, _ = bracket(trials)
+    return lo.rate if lo else None
+
+
+def next_rate(
+    trials: Sequence[Trial],
+    slo_ms: float,
+    saturation_qps: float,
+    tolerance: float,
+    max_trials: int,
+    min_qps: float = 0.1,
+) -> float | None:
+    """The next rate to try, or None when the bracket is within `tolerance` (relative), the
+    trial budget is spent, or no rate down to `min_qps` meets the SLO."""
+    if len(trials) >= max_trials:
+        return None
+    lo, hi = bracket(trials)
+    if lo is None and hi is None:
+        return 0.5 * saturation_qps
+    if hi is None:
+        # Everything so far passed: climb, past the probe's estimate if need be.
+        return lo.rate * (1.5 if lo.rate < saturation_qps else 1.2)
+    if lo is None:
+        rate = hi.rate / 2.0
+        return rate if rate >= min_qps else None
+    if hi.rate / lo.rate - 1.0 <= tolerance:
+        return None
+    rate = (lo.rate + hi.rate) / 2.0
+    if hi.percentile_ms > lo.percentile_ms and math.isfinite(hi.percentile_ms):
+        # Where the line through the two measured percentiles crosses the SLO.
+        rate = lo.rate + (slo_ms - lo.percentile_ms) * (hi.rate - lo.rate) / (
+            hi.percentile_ms - lo.percentile_ms
+        )
+    # Stay strictly inside the bracket, so each trial narrows it.
+    margin = 0.1 * (hi.rate - lo.rate)
+    return min(max(rate, lo.rate + margin), hi.rate - margin)
