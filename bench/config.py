@@ -65,7 +65,10 @@ class OnnxFileModelConfig(ModelConfig):
 @dataclass
 class TorchFileModelConfig(ModelConfig):
     """A user's TorchScript (`torch.jit.save`) or `torch.export` (`.pt2`) file, loaded safely.
-    `input_shapes` gives each input's shape without the batch axis, as name -> dims."""
+    `input_shapes` gives each input's shape without the batch axis, as name -> dims, and
+    `input_dtype` their element type (float32, float64, float16, int64, int32, int8, uint8,
+    bool); a `torch.export` program brings its own shapes and dtypes, and `input_shapes` may
+    override its shapes."""
 
     name: str = "torch_file"
     path: str = MISSING
@@ -75,7 +78,14 @@ class TorchFileModelConfig(ModelConfig):
 
 @dataclass
 class PythonModelConfig(ModelConfig):
-    """`pkg.module:build`, a function returning a torch module and an input maker."""
+    """`pkg.module:build`, imported from the working directory or PYTHONPATH.
+
+    `build()` takes no arguments and returns `(module, make_inputs)`: `module` is a
+    `torch.nn.Module` called with the inputs positionally, in the key order of `make_inputs`'
+    dict, returning one tensor with the batch as its first axis; `make_inputs(batch_size: int,
+    seed: int) -> dict[str, np.ndarray]` gives every input with `batch_size` rows, the same
+    arrays for the same seed. Every process that serves or checks the model calls `build()`,
+    so it must give the same weights each time (seed any random initialisation)."""
 
     name: str = "python"
     target: str = MISSING
@@ -192,10 +202,66 @@ class StrategyConfig:
 
 
 @dataclass
+class BatchingConfig:
+    """Dynamic batching, as Triton's dynamic batcher does it: a request waits up to
+    `max_queue_delay_ms` (counted from the oldest waiting request) for others to join it, and a
+    batch goes as soon as it holds `max_batch_size` items. Requests are never split; one larger
+    than `max_batch_size` runs alone. `max_batch_size: 1` serves each request on its own."""
+
+    max_batch_size: int = 1
+    # 0 (Triton's default): batch only what queued while every predictor thread was busy.
+    max_queue_delay_ms: float = 0.0
+
+
+@dataclass
 class DirectStrategyConfig(StrategyConfig):
     name: str = "direct"
     # Threads calling the predictor; requests beyond them wait in the pool's queue.
     workers: int = 1
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+
+
+@dataclass
+class ServedStrategyConfig(StrategyConfig):
+    """A model server per replica, in its own process, speaking the Open Inference Protocol
+    (KServe v2) on loopback; the worker builds its predictor from this config."""
+
+    replicas: int = 1
+    # Predictor threads per replica (Triton's instance count); more requests wait in its queue.
+    workers: int = 1
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    # Where servers listen: 127.0.0.1 unless you mean to expose them.
+    host: str = "127.0.0.1"
+    # First replica's port; the others take the next ones (and nginx, if any, the one after).
+    # 0: the first free run of ports.
+    port: int = 0
+    # A request body (or gRPC message) larger than this gets an error; the server stays up.
+    max_request_bytes: int = 32 * 1024 * 1024
+    # Spawn to ready, per replica (model exports on a cold cache take a while).
+    start_timeout_s: float = 180.0
+    # SIGTERM, then SIGKILL after this long.
+    stop_timeout_s: float = 5.0
+
+
+@dataclass
+class HttpStrategyConfig(ServedStrategyConfig):
+    """uvicorn per replica; an aiohttp client spreads requests round robin over the replicas,
+    or talks to an nginx in front of them (`load_balancer: nginx`)."""
+
+    name: str = "http"
+    load_balancer: str = "none"  # none | nginx
+    # Tensors as Triton's binary extension (binary) or as JSON lists (json).
+    payload: str = "binary"
+    # The client's connection pool, all replicas together; a request past it waits, unseen by
+    # the driver's late-send check, so keep it above the load's concurrency.
+    client_connections: int = 1024
+
+
+@dataclass
+class GrpcStrategyConfig(ServedStrategyConfig):
+    """grpcio's asyncio server per replica; a `grpc.aio` channel per replica, round robin."""
+
+    name: str = "grpc"
 
 
 # --- scenario ----------------------------------------------------------------------------------
@@ -278,6 +344,49 @@ class SloSearchScenarioConfig(ScenarioConfig):
     connections: int | None = None
 
 
+# --- plan ------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanConfig:
+    """The target the capacity planner sizes for, from a run's measurements."""
+
+    enabled: bool = True
+    peak_qps: float = 100.0
+    percentile: str = "p99"
+    slo_ms: float = 100.0
+    # Spare capacity on top of the peak: servers = ceil(peak * (1 + headroom) / capacity).
+    headroom: float = 0.3
+    # The host's calibration micro-benchmark (cached per host, so it runs once).
+    calibration_s: float = 30.0
+    # Container image the Kubernetes manifests name; build it from the generated Dockerfile.
+    image: str = "registry.example.com/bench-serving:latest"
+
+
+# --- catalog -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PriceConfig:
+    """A monthly price for one catalog server, with the date it was quoted and where; all
+    three are required, so no price enters a plan without its provenance."""
+
+    eur_per_month: float = MISSING
+    as_of: str = MISSING  # ISO date: 2026-10-07, or 2026-10
+    source: str = MISSING  # a URL, an offer id, or a catalog source id
+
+
+@dataclass
+class CatalogConfig:
+    """The servers the planner sizes for, and their prices."""
+
+    name: str = "default"
+    # The catalog file; null: the bundled conf/catalog/servers.yaml.
+    path: str | None = None
+    # Server id -> price. Servers without one are sized but not costed.
+    prices: dict[str, PriceConfig] = field(default_factory=dict)
+
+
 # --- top level ---------------------------------------------------------------------------------
 
 
@@ -288,6 +397,7 @@ class BenchConfig:
     optimization: OptimizationConfig = MISSING
     strategy: StrategyConfig = MISSING
     scenario: ScenarioConfig = MISSING
+    plan: PlanConfig = field(default_factory=PlanConfig)
     # Exported ONNX files and other derived artefacts, keyed by content hash.
     cache_dir: str = "~/.cache/bench"
     # Samples from the model's evaluation inputs compared with the fp32 torch reference.
@@ -327,7 +437,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "prune_structured": PruneStructuredConfig,
         "prune_magnitude": PruneMagnitudeConfig,
     },
-    "strategy": {"direct": DirectStrategyConfig},
+    "strategy": {
+        "direct": DirectStrategyConfig,
+        "http": HttpStrategyConfig,
+        "grpc": GrpcStrategyConfig,
+    },
     "scenario": {
         "single_stream": SingleStreamScenarioConfig,
         "server": ServerScenarioConfig,
@@ -412,6 +526,16 @@ def validate(cfg: Any) -> None:
         f"must be between -1 and 1 (cosine or top-1 agreement) or null, got {cfg.accuracy_floor}",
     )
     opt = cfg.optimization
+    plan = cfg.get("plan")
+    if plan is not None:
+        _require(plan.peak_qps > 0, "plan.peak_qps", f"must be > 0, got {plan.peak_qps}")
+        _require(plan.slo_ms > 0, "plan.slo_ms", f"must be > 0, got {plan.slo_ms}")
+        _require(plan.headroom >= 0, "plan.headroom", f"must be >= 0, got {plan.headroom}")
+        _require(
+            plan.percentile in PERCENTILES,
+            "plan.percentile",
+            f"accepted values are {', '.join(PERCENTILES)}; got {plan.percentile!r}",
+        )
     if opt.name in ("prune_structured", "prune_magnitude"):
         _require(
             0.0 < opt.amount < 1.0,
@@ -451,9 +575,60 @@ def validate(cfg: Any) -> None:
             "backend.graph_optimization",
             f"accepted values are {', '.join(_GRAPH_LEVELS)}; got {be.graph_optimization!r}",
         )
-    if cfg.strategy.name == "direct":
+    _validate_strategy(cfg.strategy)
+
+
+_LOAD_BALANCERS = ("none", "nginx")
+_PAYLOADS = ("binary", "json")
+
+
+def _validate_strategy(st: Any) -> None:
+    if st.name not in ("direct", "http", "grpc"):
+        return
+    _require(st.workers >= 1, "strategy.workers", f"must be >= 1, got {st.workers}")
+    batching = st.batching
+    _require(
+        batching.max_batch_size >= 1,
+        "strategy.batching.max_batch_size",
+        f"must be >= 1, got {batching.max_batch_size}",
+    )
+    _require(
+        batching.max_queue_delay_ms >= 0,
+        "strategy.batching.max_queue_delay_ms",
+        f"must be >= 0, got {batching.max_queue_delay_ms}",
+    )
+    if st.name == "direct":
+        return
+    _require(st.replicas >= 1, "strategy.replicas", f"must be >= 1, got {st.replicas}")
+    _require(
+        st.port == 0 or 1 <= st.port <= 65535 - st.replicas,
+        "strategy.port",
+        f"must be 0 (any free) or a port with {st.replicas} more free after it, got {st.port}",
+    )
+    _require(
+        st.max_request_bytes >= 1024,
+        "strategy.max_request_bytes",
+        f"must be >= 1024, got {st.max_request_bytes}",
+    )
+    _require(
+        st.start_timeout_s > 0, "strategy.start_timeout_s", f"must be > 0, got {st.start_timeout_s}"
+    )
+    _require(
+        st.stop_timeout_s > 0, "strategy.stop_timeout_s", f"must be > 0, got {st.stop_timeout_s}"
+    )
+    if st.name == "http":
         _require(
-            cfg.strategy.workers >= 1,
-            "strategy.workers",
-            f"must be >= 1, got {cfg.strategy.workers}",
+            st.load_balancer in _LOAD_BALANCERS,
+            "strategy.load_balancer",
+            f"accepted values are {', '.join(_LOAD_BALANCERS)}; got {st.load_balancer!r}",
+        )
+        _require(
+            st.payload in _PAYLOADS,
+            "strategy.payload",
+            f"accepted values are {', '.join(_PAYLOADS)}; got {st.payload!r}",
+        )
+        _require(
+            st.client_connections >= 1,
+            "strategy.client_connections",
+            f"must be >= 1, got {st.client_connections}",
         )

@@ -24,8 +24,8 @@ from runners import Request, Runner, build_runner
 
 # Distinct request payloads cycled through by a load point (cheap to make, enough to vary).
 _PAYLOADS = 64
-# Fields that change how a run is shown, not what it measures.
-_PRESENTATION = ("progress", "report")
+# Fields that change how a run is shown or planned, not what it measures.
+_NOT_MEASURED = ("progress", "report", "plan", "catalog")
 
 
 def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def _measurement_key(cfg: DictConfig) -> dict:
     concurrency levels too (each level is a point of its own), so that adding a level to a
     finished run measures only the new one."""
     key = {
-        k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in _PRESENTATION
+        k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in _NOT_MEASURED
     }
     key["scenario"].pop("levels", None)
     return key

@@ -26,7 +26,7 @@ class SleepPredictor(Predictor):
 
     @property
     def info(self) -> PredictorInfo:
-        return PredictorInfo("synthetic", "sleep", "fp32", 0, 1)
+        return PredictorInfo("synthetic", "sleep", "fp32", 0, 0, 1)
 
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if self.service_s:

@@ -12,6 +12,11 @@ def build_predictor(
 ) -> Predictor:
     """Import only what the chosen backend needs: an ONNX Runtime predictor never loads torch
     when its (optimized) export is already cached."""
+    if bundle.load_module is None and backend.name != "onnxruntime":
+        raise ConfigError(
+            f"backend={backend.name}: model={bundle.name} is an ONNX file and has no torch "
+            "module to run; serve it with backend=onnxruntime"
+        )
     if backend.name == "torch":
         from bench.backends.torch_eager import TorchPredictor
 

@@ -1,4 +1,5 @@
-"""Accuracy drift: a served model's outputs against the fp32 torch reference of the same model.
+"""Accuracy drift: a served model's outputs against the fp32 reference of the same model: torch
+eager, or, for a model given as an ONNX file (no torch module), ONNX Runtime on CPU on the file.
 
 The reference outputs are computed once per model and evaluation set and cached by the model's
 fingerprint, so a run of another backend compares against exactly the same numbers.
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.backends.base import Predictor
 from bench.models.base import ModelBundle
 
 EVAL_SEED = 20_240_601  # evaluation inputs are drawn apart from any load point's inputs
@@ -20,21 +22,31 @@ def eval_samples(bundle: ModelBundle, count: int) -> list:
 
 
 def reference_outputs(bundle: ModelBundle, count: int, cache_dir: str) -> np.ndarray:
-    """fp32 torch eager outputs, one sample per call, for the first `count` eval samples."""
+    """fp32 reference outputs, one sample per call, for the first `count` eval samples."""
     folder = Path(cache_dir).expanduser() / "reference"
     path = folder / f"{bundle.name}-{bundle.fingerprint()}-{EVAL_SEED}-{count}.npy"
     if path.exists():
         return np.load(path)
-    from bench.backends.torch_eager import TorchPredictor
-    from bench.config import TorchBackendConfig
-
-    predictor = TorchPredictor(bundle, TorchBackendConfig())
+    predictor = _reference_predictor(bundle, cache_dir)
     outputs = np.concatenate([predictor.predict([s]) for s in eval_samples(bundle, count)])
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, outputs)
     tmp.replace(path)
     return outputs
+
+
+def _reference_predictor(bundle: ModelBundle, cache_dir: str) -> Predictor:
+    # Imported here, so that a process serving with one runtime never imports the other.
+    if bundle.load_module is None:
+        from bench.backends.onnxruntime import OnnxRuntimePredictor
+        from bench.config import OnnxRuntimeBackendConfig
+
+        return OnnxRuntimePredictor(bundle, OnnxRuntimeBackendConfig(), cache_dir)
+    from bench.backends.torch_eager import TorchPredictor
+    from bench.config import TorchBackendConfig
+
+    return TorchPredictor(bundle, TorchBackendConfig())
 
 
 def compare(served: np.ndarray, reference: np.ndarray, output_kind: str) -> dict[str, float]:

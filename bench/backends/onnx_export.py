@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.config import ConfigError
 from bench.models.base import ModelBundle
 
 # Bump when the export call below changes in a way that changes the graph.
@@ -27,7 +28,15 @@ def onnx_path(
     transform: Callable[[Any], Any] | None = None,
 ) -> Path:
     """Where the export of `bundle` lives; exported now if it is not there yet. A `variant`
-    names a `transform` of the torch module (pruning) applied before export."""
+    names a `transform` of the torch module (pruning) applied before export. A model given as
+    an ONNX file is its own export."""
+    if bundle.onnx_file is not None:
+        if transform is not None:
+            raise ConfigError(
+                f"model=onnx_file: {variant or 'this optimization'} changes the torch module "
+                "before export, and an ONNX file has none; use model=torch_file or model=python"
+            )
+        return bundle.onnx_file
     names = "-".join((*bundle.input_names, bundle.output_name))
     digest = hashlib.sha256(f"{names}|{opset}|{_EXPORTER_VERSION}".encode()).hexdigest()[:8]
     key = f"{bundle.name}-{bundle.fingerprint()}-{digest}" + (f"-{variant}" if variant else "")
@@ -64,7 +73,9 @@ def _export(bundle: ModelBundle, module: Any, path: Path, opset: int) -> None:
                 output_names=[bundle.output_name],
                 dynamic_axes=bundle.dynamic_axes,
                 opset_version=opset,
-                dynamo=True,
+                # torch.export, under the dynamo exporter, cannot trace a TorchScript module
+                # (a user's torch.jit file); the TorchScript exporter reads its graph directly.
+                dynamo=not isinstance(module, torch.jit.ScriptModule),
                 external_data=False,
                 verbose=False,
             )

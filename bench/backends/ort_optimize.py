@@ -1,5 +1,6 @@
 """Optimized ONNX files: quantized (dynamic int8, static int8 QDQ), float16, or exported from a
-pruned module. Each is made once and cached beside the plain export, keyed by the settings."""
+pruned module. Each is made once and cached under `<cache_dir>/onnx`, keyed by the model's
+fingerprint and the settings (never beside a user's own ONNX file)."""
 
 from __future__ import annotations
 
@@ -35,12 +36,13 @@ def optimized_onnx(
     base = onnx_path(bundle, cache_dir, opset)
     if opt.name == "none":
         return base, "fp32"
+    derived = Path(cache_dir).expanduser() / "onnx" / f"{base.stem}-{_key(opt)}.onnx"
     if opt.name == "int8_dynamic":
-        return _derived(base, opt, lambda src, dst: _dynamic(src, dst, opt)), "int8"
+        return _derived(base, derived, lambda src, dst: _dynamic(src, dst, opt)), "int8"
     if opt.name == "int8_static":
-        return _derived(base, opt, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
+        return _derived(base, derived, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
     if opt.name == "fp16":
-        return _derived(base, opt, _float16), "fp16"
+        return _derived(base, derived, _float16), "fp16"
     raise ConfigError(
         f"optimization={opt.name}: not available with backend=onnxruntime; "
         "bf16 runs with backend=torch (CPUs with AVX512-BF16 or AMX)"
@@ -52,9 +54,10 @@ def _key(opt: OptimizationConfig) -> str:
     return f"{opt.name}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
 
 
-def _derived(base: Path, opt: OptimizationConfig, make: Callable[[str, str], None]) -> Path:
-    path = base.with_name(f"{base.stem}-{_key(opt)}.onnx")
+def _derived(base: Path, path: Path, make: Callable[[str, str], None]) -> Path:
+    """`path`, made from `base` by `make(src, dst)` unless it exists already."""
     if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
         os.close(fd)
         try:
@@ -75,19 +78,25 @@ def _dynamic(src: str, dst: str, opt: OptimizationConfig) -> None:
 
 @contextmanager
 def _prepared(src: str, dst: str) -> Iterator[str]:
-    """ONNX Runtime's pre-processing (shape inference, graph clean-up) before quantizing: the
-    dynamo exporter's stored shapes otherwise clash with the quantizer's own inference. Its
-    symbolic shape inference gives up on MiniLM's dynamic sequence axis ("Incomplete symbolic
-    shape inference"), so ONNX's own shape inference is used alone."""
+    """The graph as ONNX Runtime's quantizers want it: the dynamo exporter's stored
+    intermediate shapes dropped (they clash with the quantizer's own inference, "Inferred shape
+    and existing shape differ"), then ONNX Runtime's pre-processing (shape inference, graph
+    clean-up). Its symbolic shape inference gives up on MiniLM's dynamic sequence axis, so
+    ONNX's own shape inference is used alone."""
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = dst + ".prep.onnx"
+    stripped, prepared = dst + ".stripped.onnx", dst + ".prep.onnx"
     try:
-        quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        model = onnx.load(src)
+        del model.graph.value_info[:]
+        onnx.save(model, stripped)
+        quant_pre_process(stripped, prepared, skip_symbolic_shape=True)
         yield prepared
     finally:
-        if os.path.exists(prepared):
-            os.unlink(prepared)
+        for leftover in (stripped, prepared):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 class _Calibration:

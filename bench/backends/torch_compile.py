@@ -11,7 +11,7 @@ import torch
 
 from bench.backends.base import PredictorInfo
 from bench.backends.torch_eager import TorchPredictor
-from bench.config import OptimizationConfig, TorchCompileBackendConfig
+from bench.config import ConfigError, OptimizationConfig, TorchCompileBackendConfig
 from bench.models.base import ModelBundle
 
 
@@ -28,6 +28,11 @@ class TorchCompilePredictor(TorchPredictor):
         # Inductor reads its cache folder from this variable alone, when it compiles.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
         super().__init__(bundle, cfg, opt)
+        if isinstance(self.module, torch.jit.ScriptModule):
+            raise ConfigError(
+                f"backend=torch_compile: model={bundle.name} is TorchScript, which torch.compile "
+                "refuses; serve it with backend=torch or export it with torch.export instead"
+            )
         self.module = torch.compile(self.module, mode=cfg.mode, dynamic=cfg.dynamic)
         started = time.perf_counter()
         # Two sizes, so the batch axis is compiled symbolic and not specialised to one.

@@ -1,9 +1,11 @@
-"""What every model gives the rest of the pipeline: raw samples, preprocessing, a torch module."""
+"""What every model gives the rest of the pipeline: raw samples, preprocessing, a torch module
+(or, for a user's ONNX file, the file itself)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +23,9 @@ class ModelBundle:
     serving; `load_module()` builds the fp32 torch reference taking those arrays, in
     `input_names` order, and returning one output tensor; `fingerprint()` names the weights
     and architecture, so derived artefacts (ONNX exports) can be cached by content.
+
+    A model given as an ONNX file has no torch module: `load_module` is None and `onnx_file`
+    is the file, served as it is (no export) and its own fp32 reference.
     """
 
     name: str
@@ -32,5 +37,6 @@ class ModelBundle:
     output_kind: str
     samples: Callable[[int, int], list[Any]]
     preprocess: Callable[[Sequence[Any]], dict[str, np.ndarray]]
-    load_module: Callable[[], torch.nn.Module]
+    load_module: Callable[[], torch.nn.Module] | None
     fingerprint: Callable[[], str]
+    onnx_file: Path | None = None
