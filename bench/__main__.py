@@ -58,6 +58,12 @@ def main(cfg: DictConfig) -> None:
     for _, row in rows[(rows["status"] == "measured") & ~rows["valid"].astype(bool)].iterrows():
         print(f"INVALID {row['label']}: {row['invalid_reasons']} -> {row['recommendation']}")
     print(f"\nresults: {_shown(Path(run_dir) / 'results.parquet')}")
+    if cfg.plan.enabled and (rows["status"] == "measured").any():
+        from bench.capacity.plan import write_plan
+
+        plan_dir = write_plan(run_dir, cfg)
+        print(f"plan:    {_shown(plan_dir)}")
+        print(f"         {(plan_dir / 'recommendation.txt').read_text().strip()}")
     if cfg.report:
         from reports import build_report
 

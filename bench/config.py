@@ -358,6 +358,8 @@ class PlanConfig:
     slo_ms: float = 100.0
     # Spare capacity on top of the peak: servers = ceil(peak * (1 + headroom) / capacity).
     headroom: float = 0.3
+    # Never fewer servers than this (2: survive losing one).
+    min_servers: int = 1
     # The host's calibration micro-benchmark (cached per host, so it runs once).
     calibration_s: float = 30.0
     # Container image the Kubernetes manifests name; build it from the generated Dockerfile.
@@ -382,7 +384,7 @@ class CatalogConfig:
     """The servers the planner sizes for, and their prices."""
 
     name: str = "default"
-    # The catalog file; null: the bundled conf/catalog/servers.yaml.
+    # The catalog file; null: the bundled conf/catalog/data/servers.yaml.
     path: str | None = None
     # Server id -> price. Servers without one are sized but not costed.
     prices: dict[str, PriceConfig] = field(default_factory=dict)
@@ -398,6 +400,7 @@ class BenchConfig:
     optimization: OptimizationConfig = MISSING
     strategy: StrategyConfig = MISSING
     scenario: ScenarioConfig = MISSING
+    catalog: CatalogConfig = MISSING
     plan: PlanConfig = field(default_factory=PlanConfig)
     # Exported ONNX files and other derived artefacts, keyed by content hash.
     cache_dir: str = "~/.cache/bench"
@@ -450,6 +453,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "concurrency": ConcurrencyScenarioConfig,
         "slo_search": SloSearchScenarioConfig,
     },
+    "catalog": {"default": CatalogConfig},
 }
 
 
@@ -532,6 +536,7 @@ def validate(cfg: Any) -> None:
         _require(plan.peak_qps > 0, "plan.peak_qps", f"must be > 0, got {plan.peak_qps}")
         _require(plan.slo_ms > 0, "plan.slo_ms", f"must be > 0, got {plan.slo_ms}")
         _require(plan.headroom >= 0, "plan.headroom", f"must be >= 0, got {plan.headroom}")
+        _require(plan.min_servers >= 1, "plan.min_servers", f"must be >= 1, got {plan.min_servers}")
         _require(
             plan.percentile in PERCENTILES,
             "plan.percentile",

@@ -1,4 +1,4 @@
-"""A Hydra callback: after a `-m` sweep, one report over every run of the sweep."""
+"""A Hydra callback: after a `-m` sweep, one plan and one report over all its runs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from omegaconf import DictConfig
 
 
 class SweepReport(Callback):
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not config.get("report", True):
-            return
-        from reports import build_report
+    """The plan and the report over every run of the sweep: the comparison across configs."""
 
-        print(f"sweep report: {build_report(config.hydra.sweep.dir)}")
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = config.hydra.sweep.dir
+        if config.plan.enabled:
+            from bench.capacity.plan import write_plan
+
+            try:
+                print(f"sweep plan: {write_plan(sweep_dir, config)}")
+            except FileNotFoundError:
+                return  # no job measured anything: each job already said why
+        if config.get("report", True):
+            from reports import build_report
+
+            print(f"sweep report: {build_report(sweep_dir)}")

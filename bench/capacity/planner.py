@@ -1,0 +1,180 @@
+"""From measurements to servers: per catalog server, the capacity one server sustains within the
+SLO, how many servers the target needs, what they cost, and the one recommendation.
+
+capacity(server) = the highest arrival rate at which an M/G/c simulation meets the SLO, where
+c = workers that fit on the server and the service times are the ones measured on this host,
+divided by the server's scale factor (bench.capacity.scaling). servers = ceil(peak * (1 +
+headroom) / capacity). The band comes from the scale factor's band.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.capacity.catalog import Catalog, CpuSpec, Server
+from bench.capacity.measured import MeasuredConfig
+from bench.capacity.queueing import capacity_qps, predicted_percentile_ms
+from bench.capacity.scaling import gpu_status, scale, workers_per_server
+
+SECONDS_PER_MONTH = 30.44 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Target:
+    peak_qps: float
+    percentile: str
+    slo_ms: float
+    headroom: float
+    min_servers: int = 1
+
+    @property
+    def provisioned_qps(self) -> float:
+        return self.peak_qps * (1.0 + self.headroom)
+
+    def describe(self) -> str:
+        return (
+            f"{self.peak_qps:g} requests/s at {self.percentile} under {self.slo_ms:g} ms "
+            f"(+{self.headroom:.0%} headroom)"
+        )
+
+
+def size_server(
+    measured: MeasuredConfig,
+    server: Server,
+    host: dict,
+    target: Target,
+    host_spec: CpuSpec | None = None,
+) -> dict:
+    """One sizing row: this configuration on this server."""
+    row: dict = {
+        "configuration": measured.label,
+        "server_id": server.id,
+        "server": server.name,
+        "cpu": server.cpu.name,
+        "cores": server.cpu.cores,
+        "memory_gb": server.memory_gb,
+        "threads_per_worker": measured.threads_per_worker,
+        "precision": measured.precision,
+    }
+    if measured.uses_gpu or server.gpus:
+        status = gpu_status(server, measured.uses_gpu)
+        if measured.uses_gpu or status != "not measured":
+            row.update(tag=status, notes="GPU servers are sized from GPU runs only")
+            return _unsized(row, status)
+        row["gpu"] = f"{', '.join(g.name for g in server.gpus)} (not measured; CPU only)"
+    factor = scale(
+        host,
+        server,
+        measured.precision,
+        "compute",
+        host_spec=host_spec,
+        # The host's figure for the library the model ran on: torch and ONNX Runtime GEMMs
+        # differ twofold on some CPUs.
+        backend=measured.config["backend"]["name"],
+    )
+    workers, limited_by = workers_per_server(
+        server, measured.threads_per_worker, measured.rss_mb_per_worker
+    )
+    row.update(
+        workers_per_server=workers,
+        workers_limited_by=limited_by,
+        scale_factor=factor.factor,
+        scale_low=factor.low,
+        scale_high=factor.high,
+        tag=factor.tag,
+    )
+    if workers < 1:
+        return _unsized(row, f"does not fit: limited by {limited_by}")
+    capacities = {
+        name: capacity_qps(measured.service_s / f, workers, target.slo_ms, target.percentile)
+        for name, f in (("", factor.factor), ("_low", factor.low), ("_high", factor.high))
+    }
+    capacity = capacities[""]
+    row.update({f"capacity_qps{k}": v for k, v in capacities.items()})
+    if capacity <= 0:
+        return _unsized(row, "cannot meet the SLO at any load: the service time alone is too slow")
+    servers = max(target.min_servers, math.ceil(target.provisioned_qps / capacity))
+    row["servers"] = servers
+    row["servers_high"] = (
+        max(target.min_servers, math.ceil(target.provisioned_qps / capacities["_low"]))
+        if capacities["_low"] > 0
+        else np.nan
+    )
+    row["replicas"] = servers * workers
+    row[f"predicted_{target.percentile}_ms"] = predicted_percentile_ms(
+        measured.service_s / factor.factor, target.peak_qps / servers, workers, target.percentile
+    )
+    row["price_eur_month"] = server.price.eur_per_month if server.price else np.nan
+    row["price_as_of"] = server.price.as_of if server.price else ""
+    row["monthly_cost_eur"] = servers * server.price.eur_per_month if server.price else np.nan
+    row["cost_per_million_eur"] = (
+        row["monthly_cost_eur"] / (target.peak_qps * SECONDS_PER_MONTH / 1e6)
+        if server.price
+        else np.nan
+    )
+    row["notes"] = "; ".join(server.notes)
+    return row
+
+
+def _unsized(row: dict, reason: str) -> dict:
+    row["servers"] = np.nan
+    row["unsized_reason"] = reason
+    return row
+
+
+def sizing_table(
+    configs: list[MeasuredConfig], catalog: Catalog, host: dict, target: Target
+) -> pd.DataFrame:
+    """Every configuration that met its accuracy floor, on every catalog server."""
+    host_spec = catalog.cpu_for_host(str(host.get("host_cpu_model", "")))
+    rows = [
+        size_server(measured, server, host, target, host_spec)
+        for measured in configs
+        if measured.accuracy_ok and len(measured.service_s)
+        for server in catalog.servers
+    ]
+    return pd.DataFrame(rows)
+
+
+def recommend(sizing: pd.DataFrame) -> pd.Series | None:
+    """The row to deploy: the cheapest per month where prices are known; else the fewest cores
+    in all (a proxy for cost), then the fewest servers."""
+    sized = sizing[sizing["servers"].notna()]
+    if sized.empty:
+        return None
+    priced = sized[sized["monthly_cost_eur"].notna()] if "monthly_cost_eur" in sized else sized[:0]
+    if not priced.empty:
+        return priced.sort_values(["monthly_cost_eur", "servers"]).iloc[0]
+    return (
+        sized.assign(_cores=sized["servers"] * sized["cores"])
+        .sort_values(["_cores", "servers", "memory_gb"])
+        .iloc[0]
+    )
+
+
+def recommendation_sentence(best: pd.Series | None, target: Target, model: str) -> str:
+    if best is None:
+        return (
+            f"No measured configuration can serve {target.describe()} on any catalog server; "
+            "see the sizing table for why."
+        )
+    cost = (
+        f"about EUR {best['monthly_cost_eur']:,.0f} a month (prices as of {best['price_as_of']})"
+        if pd.notna(best.get("monthly_cost_eur"))
+        else "at a price the catalog does not know (set catalog.prices to compare costs)"
+    )
+    servers = int(best["servers"])
+    band = ""
+    if pd.notna(best.get("servers_high")) and int(best["servers_high"]) != servers:
+        band = f", {int(best['servers_high'])} if the server is at the slow end of its band"
+    spare = " (one server: no spare; set plan.min_servers=2 for redundancy)" if servers == 1 else ""
+    return (
+        f"To serve {target.describe()} with {model}, deploy {servers} x {best['server']}{spare} "
+        f"({int(best['replicas'])} replicas of {int(best['threads_per_worker'])} "
+        f"thread{'s' if best['threads_per_worker'] != 1 else ''}, {best['configuration']}), "
+        f"{cost}; estimate {best['tag']}{band}."
+    )

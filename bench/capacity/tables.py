@@ -1,0 +1,147 @@
+"""The source document's three tables, regenerated from measurements: deployment tiers mapped
+to strategies and servers, baseline against optimized performance, and the Kubernetes
+configuration of the recommendation. Each is a DataFrame; `to_markdown` renders one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.capacity.catalog import Catalog
+from bench.capacity.manifests import MEMORY_LIMIT_MARGIN, MEMORY_REQUEST_MARGIN, Deployment
+from bench.capacity.planner import Target
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def tiers_table(
+    frame: pd.DataFrame, sizing: pd.DataFrame, catalog: Catalog, target: Target
+) -> pd.DataFrame:
+    """The document's deployment environments, with what was measured and what they would
+    need for the target where the catalog maps them to a server."""
+    strategies = ", ".join(sorted(frame["strategy"].dropna().unique())) or "none"
+    rows = []
+    for tier in catalog.tiers:
+        candidate = tier.candidate or {}
+        cpu = candidate.get("cpu")
+        sized = sizing[sizing["server_id"].str.contains(cpu, na=False)] if cpu else sizing[:0]
+        sized = sized[sized["servers"].notna()] if not sized.empty else sized
+        need = (
+            f"{int(sized['servers'].min())} x {sized.iloc[0]['server']}"
+            if not sized.empty
+            else "not mapped to a catalog server"
+        )
+        rows.append(
+            {
+                "Deployment environment": tier.name,
+                "Hardware (document)": tier.spec,
+                "Strategies measured here": strategies,
+                f"Servers for {target.peak_qps:g} req/s": need,
+                "Note": tier.note,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def performance_table(frame: pd.DataFrame, best: pd.Series | None) -> pd.DataFrame:
+    """Baseline (torch eager fp32, no optimization) against the recommended configuration,
+    on the document's four metrics, each from measured points."""
+    measured = frame[frame["status"] == "measured"]
+    baseline = measured[(measured["backend"] == "torch") & (measured["optimization"] == "none")]
+    if best is not None:
+        label = best["configuration"].split(" / ")
+        optimized = measured[
+            (measured["model"] == label[0])
+            & (measured["backend"] == label[1])
+            & (measured["optimization"] == label[2])
+            & (measured["strategy"] == label[3])
+        ]
+    else:
+        optimized = measured[measured["valid"].astype(bool)]
+    technique = best["configuration"] if best is not None else "best valid point"
+
+    def facts(rows: pd.DataFrame) -> dict[str, float]:
+        if rows.empty:
+            return dict.fromkeys(("latency", "throughput", "cpu", "memory"), np.nan)
+        fastest = rows.loc[rows["achieved_qps"].idxmax()]
+        return {
+            "latency": float(rows["latency_p50_ms"].min()),
+            "throughput": float(fastest["achieved_qps"]),
+            "cpu": float(fastest["cpu_util_pct"]),
+            "memory": float(rows["rss_peak_mb"].max()) / 1024,
+        }
+
+    base, opt = facts(baseline), facts(optimized)
+    metrics = [
+        ("Latency p50 (ms), lightest load", "latency", 1),
+        ("Throughput (requests/s), highest measured", "throughput", 1),
+        ("CPU utilization (%) at that throughput", "cpu", 0),
+        ("Memory, peak RSS (GB)", "memory", 2),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "Metric": name,
+                "Baseline (torch eager fp32)": _fmt(base[key], digits),
+                "Optimized": _fmt(opt[key], digits),
+                "Technique": technique,
+            }
+            for name, key, digits in metrics
+        ]
+    )
+
+
+def kubernetes_table(d: Deployment | None) -> pd.DataFrame:
+    """The document's Kubernetes parameters, with this plan's values and where they come from."""
+    if d is None:
+        return pd.DataFrame(columns=["Configuration parameter", "Value", "Derived from"])
+    rows = [
+        ("Deployment name", d.name, "model and backend"),
+        ("Image", d.image, "plan.image; build it from the generated Dockerfile"),
+        ("Replicas", str(d.replicas), "servers x workers per server, for peak x (1 + headroom)"),
+        ("Resource requests (CPU)", f"{d.cpu_per_replica} cores", "the worker's threads"),
+        ("Resource limits (CPU)", f"{d.cpu_per_replica} cores", "equal to requests: no throttling"),
+        (
+            "Resource requests (memory)",
+            f"{d.rss_mb_per_replica * MEMORY_REQUEST_MARGIN:,.0f} MiB",
+            f"measured peak RSS x {MEMORY_REQUEST_MARGIN}",
+        ),
+        (
+            "Resource limits (memory)",
+            f"{d.rss_mb_per_replica * MEMORY_LIMIT_MARGIN:,.0f} MiB",
+            f"measured peak RSS x {MEMORY_LIMIT_MARGIN}",
+        ),
+        ("Service type", "LoadBalancer", "exposes the replicas"),
+        ("Ingress controller", "nginx", "routes /v2 (Open Inference Protocol)"),
+        (
+            "Auto-scaling",
+            f"HPA {d.min_replicas}-{d.max_replicas} replicas at {d.target_cpu_pct}% CPU",
+            "min: the peak without headroom; max: what the servers hold",
+        ),
+    ]
+    return pd.DataFrame(rows, columns=["Configuration parameter", "Value", "Derived from"])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def document_tables(
+    frame: pd.DataFrame,
+    sizing: pd.DataFrame,
+    best: pd.Series | None,
+    deployment: Deployment | None,
+    catalog: Catalog,
+    target: Target,
+) -> dict[str, pd.DataFrame]:
+    """title -> table, in the document's order."""
+    return {
+        "Deployment environments": tiers_table(frame, sizing, catalog, target),
+        "Performance metrics and optimization": performance_table(frame, best),
+        "Kubernetes configuration": kubernetes_table(deployment),
+    }
