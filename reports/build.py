@@ -97,6 +97,7 @@ def context(df: pd.DataFrame, source: Path) -> dict:
         "verdicts": verdicts(df),
         "failures": failures(df),
         "method": method(df, source),
+        "plan": plan_section(source),
     }
 
 
@@ -461,3 +462,62 @@ def runs(df: pd.DataFrame, source: Path) -> list[dict]:
             }
         )
     return out
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+PLAN_DIR = "plan"
+SIZING_COLUMNS = (
+    ("server", "server", str),
+    ("configuration", "configuration", str),
+    ("workers_per_server", "replicas / server", _format_int),
+    ("capacity_qps", "capacity qps", _format_qps),
+    ("capacity_qps_low", "low", _format_qps),
+    ("capacity_qps_high", "high", _format_qps),
+    ("servers", "servers", _format_int),
+    ("monthly_cost_eur", "EUR / month", _format_int),
+    ("tag", "estimate", str),
+)
+
+
+def plan_section(source: Path) -> dict | None:
+    """The sizing the planner wrote beside the results (`plan/`), if it did."""
+    folder = Path(source) / PLAN_DIR
+    sizing_file = folder / "sizing.csv"
+    if not sizing_file.exists():
+        return None
+    sizing = pd.read_csv(sizing_file)
+    shown = [c for c in SIZING_COLUMNS if c[0] in sizing.columns]
+    sized = sizing[sizing["servers"].notna()] if "servers" in sizing else sizing
+    sized = sized.sort_values(["servers", "capacity_qps"], ascending=[True, False])
+    unsized = sizing.drop(sized.index)
+    tables = []
+    for number, title in enumerate(PLAN_TABLES, start=1):
+        path = folder / f"table{number}.csv"
+        if path.exists():
+            frame = pd.read_csv(path).fillna("")
+            tables.append(
+                {"title": title, "headers": list(frame.columns), "rows": frame.values.tolist()}
+            )
+    return {
+        "recommendation": _read(folder / "recommendation.txt"),
+        "headers": [header for _, header, _ in shown],
+        "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],
+        "unsized": [
+            f"{row['server']}: {row.get('unsized_reason', '')}" for _, row in unsized.iterrows()
+        ],
+        "formula": _read(folder / "formula.txt"),
+        "tables": tables,
+        "folder": str(folder),
+    }
+
+
+PLAN_TABLES = (
+    "Deployment environments",
+    "Performance metrics and optimization",
+    "Kubernetes configuration",
+)
+
+
+def _read(path: Path) -> str:
+    return path.read_text().strip() if path.exists() else ""

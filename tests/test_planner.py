@@ -172,6 +172,9 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
     assert "To serve 5000 requests/s" in proc.stdout
     assert "To serve 5000 requests/s" in (plan / "recommendation.txt").read_text()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), measured_before)
+    html = (tmp_path / "report.html").read_text()
+    assert '<h2 id="plan">Sizing</h2>' in html and "To serve 5000 requests/s" in html
+    assert "Kubernetes configuration" in html
 
 
 def test_replanning_a_missing_folder_names_it(tmp_path):

@@ -1,0 +1,74 @@
+"""The planner's predicted capacity at the SLO against capacity measured for real, for 1 and 2
+replicas on this host.
+
+Run: pytest tests/benchmarks/test_planner_accuracy.py --benchmark-only -s
+MiniLM on ONNX Runtime, one intra-op thread per replica, served `direct` by 1 or 2 workers
+sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the highest Poisson
+rate whose p99 met the SLO. Predicted: the simulation driven by the service times measured at
+concurrency 1 with one worker, the host's own (scale factor 1).
+"""
+
+from __future__ import annotations
+
+from bench import results
+from bench.capacity.measured import measured_configs
+from bench.capacity.queueing import capacity_qps
+from bench.run import run_benchmark
+from tests.conftest import compose
+
+SLO_MS = 40.0
+
+
+def _run(tmp_path, overrides: list[str], name: str):
+    base = [
+        "model=minilm",
+        "backend=onnxruntime",
+        "backend.threads=1",
+        "progress=false",
+        "accuracy_samples=4",
+        "scenario.warmup_s=2",
+        "scenario.duration_s=10",
+    ]
+    folder = tmp_path / name
+    run_benchmark(compose(base + overrides), folder)
+    return results.load(folder)
+
+
+def test_predicted_capacity_against_measured(benchmark, tmp_path):
+    def measure():
+        light = _run(tmp_path, ["scenario=single_stream", "strategy.workers=1"], "service")
+        config = measured_configs(light, host_cores=2)[0]
+        rows = []
+        for workers in (1, 2):
+            search = _run(
+                tmp_path,
+                [
+                    "scenario=slo_search",
+                    f"scenario.slo_ms={SLO_MS}",
+                    "scenario.max_points=7",
+                    "scenario.tolerance=0.03",
+                    f"strategy.workers={workers}",
+                ],
+                f"search{workers}",
+            )
+            measured = measured_configs(search, host_cores=2)[0].host_capacity_qps
+            predicted = capacity_qps(config.service_s, workers, SLO_MS, "p99")
+            rows.append((workers, predicted, measured))
+        return config, rows
+
+    config, rows = benchmark.pedantic(measure, rounds=1, iterations=1)
+    service_ms = config.service_s.mean() * 1e3
+    print(
+        f"\nMiniLM / onnxruntime, 1 thread per replica, p99 SLO {SLO_MS:g} ms; "
+        f"service time mean {service_ms:.2f} ms over {len(config.service_s)} requests"
+    )
+    print(f"  {'replicas':>8s} {'predicted qps':>14s} {'measured qps':>13s} {'error':>7s}")
+    for workers, predicted, measured in rows:
+        error = (predicted - measured) / measured if measured else float("nan")
+        print(f"  {workers:8d} {predicted:14.1f} {measured or float('nan'):13.1f} {error:+7.1%}")
+        benchmark.extra_info[f"replicas_{workers}"] = {
+            "predicted_qps": predicted,
+            "measured_qps": measured,
+            "error": error,
+        }
+    assert all(m for _, _, m in rows), "a search found no rate meeting the SLO"
