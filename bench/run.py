@@ -120,6 +120,8 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
             row.update(runner.facts.as_row())
             row.update(accuracy)
             measured = await _measure_point(cfg, runner, bundle, point, row)
+            # Again after the point: some facts (the batch sizes formed) accumulate while it runs.
+            row.update(runner.facts.as_row())
             if measured is None:
                 store.append(row)
             else:

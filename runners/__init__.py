@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.config import ConfigError
-from runners.base import Request, Response, Runner, RunnerFacts
+from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
 
 
 def build_runner(cfg) -> Runner:
@@ -12,7 +12,17 @@ def build_runner(cfg) -> Runner:
         from runners.direct import DirectRunner
 
         return DirectRunner(cfg)
-    raise ConfigError(f"strategy.name: accepted values are direct; got {cfg.strategy.name!r}")
+    if cfg.strategy.name == "http":
+        from runners.http import HttpRunner
+
+        return HttpRunner(cfg)
+    if cfg.strategy.name == "grpc":
+        from runners.grpc import GrpcRunner
+
+        return GrpcRunner(cfg)
+    raise ConfigError(
+        f"strategy.name: accepted values are direct, http, grpc; got {cfg.strategy.name!r}"
+    )
 
 
-__all__ = ["Request", "Response", "Runner", "RunnerFacts", "build_runner"]
+__all__ = ["Request", "Response", "Runner", "RunnerError", "RunnerFacts", "build_runner"]

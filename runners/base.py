@@ -7,12 +7,17 @@ from its event loop, then `stop()`; a runner never generates load or computes st
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+class RunnerError(RuntimeError):
+    """A runner that cannot start or serve as configured; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -24,25 +29,53 @@ class Request:
 @dataclass(frozen=True)
 class Response:
     output: np.ndarray
-    # Server-side time: waiting for a worker, then preprocessing + model. Seconds.
+    # Server-side time: waiting for a worker (and for a batch to form), then preprocessing +
+    # model for the whole batch. Seconds.
     queue_s: float
     compute_s: float
+
+
+_NAN = float("nan")
 
 
 @dataclass
 class RunnerFacts:
     """What a runner measured about itself, recorded with every load point."""
 
-    cold_start_s: float = float("nan")  # from start() called to the first inference done
-    workers: int = 0
+    cold_start_s: float = _NAN  # from start() called to the first inference done
+    # Its parts, where the runner can tell them apart (NaN where it cannot): a worker process
+    # starting (interpreter and imports), building the predictor (the framework's import
+    # included), its first inference, and the rest (server start-up, readiness, the first
+    # request over the wire, a load balancer). With replicas: those of the last one ready.
+    cold_start_process_s: float = _NAN
+    cold_start_model_load_s: float = _NAN
+    cold_start_first_inference_s: float = _NAN
+    cold_start_serving_s: float = _NAN
+    workers: int = 0  # predictor threads serving in parallel, all replicas together
+    replicas: int = 1
     isolation: str = "none"
+    protocol: str = "none"  # how requests reach the model: none (in-process), http, grpc
+    load_balancer: str = "none"  # none (the client round robin over replicas), nginx
+    # Items per predictor call -> number of calls, since start (warm-ups and accuracy checks
+    # included); fractional counts from remote runners round to whole calls.
+    batch_sizes_formed: dict[int, float] = field(default_factory=dict)
     predictor: dict[str, Any] = field(default_factory=dict)  # PredictorInfo.as_row()
 
     def as_row(self) -> dict[str, Any]:
         return {
             "cold_start_s": self.cold_start_s,
+            "cold_start_process_s": self.cold_start_process_s,
+            "cold_start_model_load_s": self.cold_start_model_load_s,
+            "cold_start_first_inference_s": self.cold_start_first_inference_s,
+            "cold_start_serving_s": self.cold_start_serving_s,
             "workers": self.workers,
+            "replicas": self.replicas,
             "isolation": self.isolation,
+            "protocol": self.protocol,
+            "load_balancer": self.load_balancer,
+            "batch_sizes_formed": json.dumps(
+                {str(size): round(count) for size, count in sorted(self.batch_sizes_formed.items())}
+            ),
             **self.predictor,
         }
 

@@ -1,16 +1,13 @@
-"""`direct`: the predictor called in-process from a pool of worker threads."""
+"""`direct`: the predictor called in-process from a pool of worker threads, optionally behind
+the dynamic batcher (the serving core every strategy shares, with nothing in front of it)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-
-from bench.backends import Predictor, build_predictor
-from bench.models import build_model
+from bench.backends import Predictor
 from runners.base import Request, Response, Runner, RunnerFacts
+from runners.serving import ServingCore, build_from_config
 
 
 class DirectRunner(Runner):
@@ -18,7 +15,7 @@ class DirectRunner(Runner):
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self._pool: ThreadPoolExecutor | None = None
+        self._core = ServingCore.from_strategy(cfg.strategy)
         self._predictor: Predictor | None = None
         self._facts = RunnerFacts(workers=cfg.strategy.workers, isolation="in-process")
 
@@ -31,36 +28,21 @@ class DirectRunner(Runner):
 
     async def start(self) -> None:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(self.cfg.strategy.workers, thread_name_prefix="predict")
-        if self._predictor is None:
-            self._predictor = await loop.run_in_executor(self._pool, self._build)
-        bundle = self._predictor.bundle
-        await loop.run_in_executor(self._pool, self._predictor.predict, bundle.samples(1, 0))
+        await self._core.start(self._predictor or (lambda: build_from_config(self.cfg)))
         self._facts.cold_start_s = time.perf_counter() - started
-        self._facts.predictor = self._predictor.info.as_row()
-
-    def _build(self) -> Predictor:
-        cfg = self.cfg
-        return build_predictor(build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir)
-
-    def _serve(self, samples, submitted: float) -> tuple[np.ndarray, float, float]:
-        began = time.perf_counter()
-        output = self._predictor.predict(samples)
-        return output, began - submitted, time.perf_counter() - began
+        self._facts.cold_start_process_s = 0.0
+        self._facts.cold_start_model_load_s = self._core.model_load_s
+        self._facts.cold_start_first_inference_s = self._core.first_inference_s
+        self._facts.predictor = self._core.predictor.info.as_row()
 
     async def infer(self, request: Request) -> Response:
-        loop = asyncio.get_running_loop()
-        output, queue_s, compute_s = await loop.run_in_executor(
-            self._pool, self._serve, request.samples, time.perf_counter()
-        )
-        return Response(output=output, queue_s=queue_s, compute_s=compute_s)
+        served = await self._core.infer(request.samples)
+        return Response(output=served.output, queue_s=served.queue_s, compute_s=served.compute_s)
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        await self._core.stop()
 
     @property
     def facts(self) -> RunnerFacts:
+        self._facts.batch_sizes_formed = dict(self._core.batch_sizes)
         return self._facts

@@ -11,6 +11,8 @@ from tests.conftest import compose
 
 TINY = [
     "model=mlp",
+    # Longer than any tiny point lasts, even on a loaded machine: every point is "too short".
+    "scenario.min_duration_s=100",
     "scenario.warmup_s=0.2",
     "scenario.duration_s=0.6",
     "progress=false",

@@ -1,0 +1,115 @@
+"""The worker's gRPC server: `inference.GRPCInferenceService` (the Open Inference Protocol) and
+our `bench.BenchWorker` extension, on grpcio's asyncio server.
+
+A malformed request gets INVALID_ARGUMENT, an unknown model NOT_FOUND, a message over the size
+limit RESOURCE_EXHAUSTED (from grpcio itself), a failing model INTERNAL; the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from runners import grpc_codec
+from runners.grpc_v2 import bench_worker_pb2, bench_worker_pb2_grpc
+from runners.grpc_v2 import inference_pb2 as pb
+from runners.grpc_v2 import inference_pb2_grpc as pb_grpc
+from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService
+from runners.protocol import ProtocolError
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """The protocol's RPCs (their CamelCase names are the wire's) onto the model service."""
+
+    def __init__(self, service: ModelService) -> None:
+        self.service = service
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=True)
+
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=request.name == self.service.name)
+
+    async def ServerMetadata(self, request, context):
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version="1", extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request, context):
+        await self._check_model(request.name, context)
+        meta = self.service.metadata()
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(**spec) for spec in meta["inputs"]],
+            outputs=[tensor(**spec) for spec in meta["outputs"]],
+        )
+
+    async def ModelInfer(self, request, context):
+        await self._check_model(request.model_name, context)
+        try:
+            response = await self.service.infer(grpc_codec.request_from_message(request))
+        except ProtocolError as exc:
+            code, details = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except Exception as exc:  # the model failed on a well-formed request
+            code, details = (
+                grpc.StatusCode.INTERNAL,
+                f"inference failed: {type(exc).__name__}: {exc}",
+            )
+        else:
+            return grpc_codec.response_message(response)
+        await context.abort(code, details)
+
+    async def _check_model(self, name: str, context) -> None:
+        if name != self.service.name:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {name!r} not found; this server serves {self.service.name!r}",
+            )
+
+
+class WorkerServicer(bench_worker_pb2_grpc.BenchWorkerServicer):
+    def __init__(self, service: ModelService) -> None:
+        self.service = service
+
+    async def WorkerFacts(self, request, context):
+        return bench_worker_pb2.WorkerFactsResponse(json=json.dumps(self.service.worker_facts()))
+
+
+async def serve_grpc(
+    service: ModelService,
+    startup: Callable[[], Awaitable[None]],
+    host: str,
+    port: int,
+    max_request_bytes: int,
+) -> None:
+    """Build the model, then serve until SIGTERM or SIGINT, then stop gracefully."""
+    await startup()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_request_bytes),
+            ("grpc.max_send_message_length", -1),
+            # grpcio sets SO_REUSEPORT by default: two replicas could then share one port
+            # silently. A taken port must fail the start instead.
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(service), server)
+    bench_worker_pb2_grpc.add_BenchWorkerServicer_to_server(WorkerServicer(service), server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    server.add_insecure_port(address)
+    await server.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    await server.stop(grace=2.0)
+    await service.stop()

@@ -1,0 +1,189 @@
+"""The worker's HTTP server: a minimal ASGI app speaking the Open Inference Protocol's REST
+endpoints, run by uvicorn.
+
+    GET  /v2                                   server metadata
+    GET  /v2/health/live, /v2/health/ready     200 once the model is loaded and warmed
+    GET  /v2/models/{name}[/versions/{v}]      model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready
+    POST /v2/models/{name}[/versions/{v}]/infer   JSON, or binary tensors
+    GET  /v2/bench/worker                      our extension: what the worker measured
+
+Errors are JSON `{"error": "..."}`: 400 for a malformed request, 404 for an unknown path or
+model, 405 for a wrong method, 413 for a body over the limit (the connection is closed, the
+server goes on), 500 when the model itself fails. A plain ASGI callable rather than a web
+framework: five routes do not need one, and every microsecond here is in the measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from runners import protocol
+from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService
+
+_JSON = b"application/json"
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InferenceApp:
+    """The ASGI app; its lifespan start-up builds the model, before uvicorn binds its port."""
+
+    def __init__(
+        self,
+        service: ModelService,
+        max_request_bytes: int,
+        startup: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.service = service
+        self.max_request_bytes = max_request_bytes
+        self.startup = startup
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                status, body, headers = await self._route(scope, receive)
+            except HttpError as exc:
+                status, body = exc.status, json.dumps({"error": str(exc)}).encode()
+                headers = [(b"content-type", _JSON)]
+                if exc.status == 413:  # the rest of the body is not read: the connection goes
+                    headers.append((b"connection", b"close"))
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception:
+                    failure = traceback.format_exc()
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.service.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(self, scope: dict, receive: Callable) -> tuple[int, bytes, list]:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if parts[0] != "v2":
+            raise HttpError(404, f"no such path: {scope['path']}")
+        rest = parts[1:]
+        if rest in ([], ["health", "live"], ["health", "ready"], ["bench", "worker"]):
+            _expect(method, "GET")
+            return _json(self._document(rest))
+        if len(rest) >= 2 and rest[0] == "models":
+            name, tail = rest[1], rest[2:]
+            if tail[:1] == ["versions"] and len(tail) >= 2:
+                tail = tail[2:]
+            if name != self.service.name:
+                raise HttpError(
+                    404, f"model {name!r} not found; this server serves {self.service.name!r}"
+                )
+            if tail == []:
+                _expect(method, "GET")
+                return _json(self.service.metadata())
+            if tail == ["ready"]:
+                _expect(method, "GET")
+                return _json({"name": name, "ready": True})
+            if tail == ["infer"]:
+                _expect(method, "POST")
+                return await self._infer(scope, receive)
+        raise HttpError(404, f"no such path: {scope['path']}")
+
+    def _document(self, rest: list[str]) -> dict[str, Any]:
+        if rest == []:
+            return {"name": SERVER_NAME, "version": "1", "extensions": list(EXTENSIONS)}
+        if rest == ["bench", "worker"]:
+            return self.service.worker_facts()
+        return {rest[1]: True}
+
+    async def _infer(self, scope: dict, receive: Callable) -> tuple[int, bytes, list]:
+        headers = dict(scope["headers"])
+        body = await self._body(headers, receive)
+        header_length = headers.get(protocol.HEADER_LENGTH.lower().encode())
+        try:
+            request = protocol.decode_request(
+                body, header_length.decode("latin-1") if header_length is not None else None
+            )
+            response = await self.service.infer(request)
+        except protocol.ProtocolError as exc:
+            raise HttpError(400, str(exc)) from None
+        except Exception as exc:  # the model failed on a well-formed request
+            raise HttpError(500, f"inference failed: {type(exc).__name__}: {exc}") from None
+        payload, out_headers = protocol.encode_response(response, request.binary_output)
+        return 200, payload, [(k.lower().encode(), v.encode()) for k, v in out_headers.items()]
+
+    async def _body(self, headers: dict[bytes, bytes], receive: Callable) -> bytes:
+        """The request body, refused with 413 as soon as it is known to be over the limit."""
+        limit = self.max_request_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HttpError(
+                413, f"request body of {int(declared)} bytes is over the {limit}-byte limit"
+            )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HttpError(400, "the client went away mid-request")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HttpError(413, f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _expect(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise HttpError(405, f"method {method} not allowed here; use {allowed}")
+
+
+def _json(document: dict[str, Any]) -> tuple[int, bytes, list]:
+    return 200, json.dumps(document).encode(), [(b"content-type", _JSON)]
+
+
+def serve_http(
+    service: ModelService,
+    startup: Callable[[], Awaitable[None]],
+    host: str,
+    port: int,
+    max_request_bytes: int,
+) -> bool:
+    """Serve until SIGTERM or SIGINT; False if the model failed to start (uvicorn logs why)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        InferenceApp(service, max_request_bytes, startup),
+        host=host,
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        # Longer than any client's keep-alive: a server closing an idle connection while the
+        # client reuses it is a spurious error mid-measurement.
+        timeout_keep_alive=600,
+        timeout_graceful_shutdown=3,
+        backlog=4096,
+        server_header=False,
+        date_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return server.started

@@ -1,0 +1,98 @@
+"""What a worker serves over either protocol: one v2 model (name, metadata, inference) in front
+of a serving core, and the facts the worker measured about itself.
+
+The HTTP app and the gRPC servicer are thin translations onto this one object, so both
+protocols serve the same model the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench.backends import Predictor
+from runners.protocol import InferRequest, InferResponse, ItemCodec, Tensor, datatype_of
+from runners.serving import ServingCore
+
+SERVER_NAME = "bench-worker"
+MODEL_VERSION = "1"
+# The binary tensor extension (HTTP), and ours: GET /v2/bench/worker, gRPC BenchWorker.
+EXTENSIONS = ("binary_tensor_data", "bench_worker")
+
+
+class ModelService:
+    """One model behind a serving core; `start()` builds it, `infer()` serves v2 requests."""
+
+    def __init__(self, name: str, core: ServingCore, protocol: str, spawned_at: float) -> None:
+        """`spawned_at`: the parent's `time.monotonic()` when it started this process (one
+        clock for every process on the host), so the worker can time its own start."""
+        self.name = name
+        self.core = core
+        self.protocol = protocol
+        self.spawned_at = spawned_at
+        self.process_s = float("nan")
+        self.codec: ItemCodec | None = None
+        self._metadata: dict[str, Any] = {}
+
+    async def start(self, build: Callable[[], Predictor]) -> None:
+        """Build the predictor and run it once; the server listens only after this."""
+        self.process_s = time.monotonic() - self.spawned_at
+        await self.core.start(build)
+        bundle = self.core.predictor.bundle
+        self.codec = ItemCodec(bundle.samples(1, 0)[0])
+        output = self.core.example_output
+        self._metadata = {
+            "name": self.name,
+            "versions": [MODEL_VERSION],
+            "platform": f"bench_{self.core.predictor.info.backend}",
+            "inputs": [
+                {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+                for spec in self.codec.specs
+            ],
+            "outputs": [
+                {
+                    "name": bundle.output_name,
+                    "datatype": datatype_of(output.dtype),
+                    "shape": [-1, *output.shape[1:]],
+                }
+            ],
+        }
+
+    async def stop(self) -> None:
+        await self.core.stop()
+
+    def metadata(self) -> dict[str, Any]:
+        """The v2 model metadata: the raw inputs clients send, the output they get."""
+        return self._metadata
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Serve one request; ProtocolError if its tensors do not fit the model. The response
+        parameters carry the server-side queue and compute seconds and the batch it rode in."""
+        served = await self.core.infer(self.codec.items(request.inputs))
+        output = Tensor.from_array(self.core.predictor.bundle.output_name, served.output)
+        return InferResponse(
+            model_name=self.name,
+            outputs=[output],
+            id=request.id,
+            model_version=MODEL_VERSION,
+            parameters={
+                "queue_s": served.queue_s,
+                "compute_s": served.compute_s,
+                "batch_size": served.batch_size,
+                "batch_requests": served.batch_requests,
+            },
+        )
+
+    def worker_facts(self) -> dict[str, Any]:
+        """What this worker measured about itself (the `bench_worker` extension's document)."""
+        return {
+            "pid": os.getpid(),
+            "protocol": self.protocol,
+            "process_s": self.process_s,
+            "model_load_s": self.core.model_load_s,
+            "first_inference_s": self.core.first_inference_s,
+            "batch_sizes": {str(k): v for k, v in sorted(self.core.batch_sizes.items())},
+            "predictor": self.core.predictor.info.as_row(),
+        }

@@ -1,0 +1,125 @@
+"""Child processes a runner starts (workers, nginx): spawn with a log file, wait until a probe
+says ready, terminate with SIGTERM then SIGKILL. Each child leads its own process group, so
+stopping it also stops whatever it started (nginx's workers, a compiler's helpers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from runners.base import RunnerError
+
+_PROBE_INTERVAL_S = 0.02
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    stdin_pipe: bool = False,
+) -> Child:
+    """Start `argv` with stdout and stderr to `log`; `stdin_pipe` hands it a pipe whose end
+    closes when this process dies (a worker started with --watch-stdin then stops)."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return Child(name, process, log)
+
+
+async def wait_ready(child: Child, probe: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+    """Probe until it says ready; RunnerError with the child's log if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        code = child.process.poll()
+        if code is not None:
+            raise RunnerError(
+                f"{child.name} exited with code {code} before it was ready; its log ends:\n"
+                f"{child.log_tail()}"
+            )
+        if await probe():
+            return
+        if time.monotonic() > deadline:
+            raise RunnerError(
+                f"{child.name} not ready after {timeout_s:g} s; its log ends:\n{child.log_tail()}"
+            )
+        await asyncio.sleep(_PROBE_INTERVAL_S)
+
+
+async def terminate(children: Sequence[Child], timeout_s: float) -> None:
+    """SIGTERM every child's process group, SIGKILL what is left after `timeout_s`, reap all."""
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    waits = [asyncio.to_thread(_wait, child, timeout_s) for child in children]
+    for child, exited in zip(children, await asyncio.gather(*waits), strict=True):
+        if not exited:
+            _signal_group(child, signal.SIGKILL)
+            await asyncio.to_thread(child.process.wait)
+        # The leader is gone; anything it left in its group goes too.
+        _signal_group(child, signal.SIGKILL)
+        if child.process.stdin is not None:
+            child.process.stdin.close()
+
+
+def _wait(child: Child, timeout_s: float) -> bool:
+    try:
+        child.process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _signal_group(child: Child, signum: int) -> None:
+    try:
+        os.killpg(child.process.pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already gone
+
+
+def free_port_run(host: str, count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive ports free on `host` (checked by binding them; another
+    process may still take one before our servers bind, and their start then fails loudly)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(attempts):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            first = probe.getsockname()[1]
+        if first + count > 65536:
+            continue
+        with ExitStack() as stack:
+            try:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+                    sock.bind((host, port))
+            except OSError:
+                continue
+            return first
+    raise RunnerError(f"found no {count} consecutive free ports on {host}")

@@ -1,0 +1,236 @@
+"""What the `http` and `grpc` runners share: replicas of the worker process on consecutive
+ports, each built from the run's config; readiness; cold start and its parts; requests spread
+round robin; batch sizes counted from the responses; everything stopped on the way out.
+
+A subclass brings the client: how to probe readiness, send one request, and read a worker's
+facts over its protocol (and, for HTTP, an optional nginx in front).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from bench.models import build_model
+from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
+from runners.batching import Served
+from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
+from runners.protocol import InferResponse
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_config(cfg: Any) -> str:
+    """The config the workers build from, as YAML. With several replicas and `backend.threads`
+    null, each replica gets cores // replicas intra-op threads (at least one): N replicas each
+    taking every core would oversubscribe the host and measure the contention instead."""
+    doc = OmegaConf.to_container(cfg, resolve=True)
+    replicas = cfg.strategy.replicas
+    if doc["backend"].get("threads") is None and replicas > 1:
+        doc["backend"]["threads"] = max(1, _cores() // replicas)
+    return OmegaConf.to_yaml(OmegaConf.create(doc))
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+class RemoteError(RunnerError):
+    """The server answered a request with an error; the message is the server's."""
+
+
+def address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def served_from(response: InferResponse) -> Served:
+    """A v2 response as what the runner reports; timings absent from it are NaN."""
+    if not response.outputs:
+        raise RunnerError(f"the response of model {response.model_name!r} has no outputs")
+    output = np.asarray(response.outputs[0].data)
+    parameters = response.parameters
+    return Served(
+        output=output,
+        queue_s=float(parameters.get("queue_s", math.nan)),
+        compute_s=float(parameters.get("compute_s", math.nan)),
+        batch_size=int(parameters.get("batch_size", len(output))),
+        batch_requests=max(1, int(parameters.get("batch_requests", 1))),
+    )
+
+
+class RemoteRunner(Runner):
+    """Replicas of `python -m runners.worker`, served over `name`'s protocol."""
+
+    name: str
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        st = cfg.strategy
+        self.model_name = cfg.model.name
+        self._facts = RunnerFacts(
+            workers=st.workers * st.replicas,
+            replicas=st.replicas,
+            isolation="process",
+            protocol=self.name,
+            load_balancer=self._load_balancer(),
+        )
+        self._children: list[Child] = []
+        self._workdir: Path | None = None
+        self._replicas: list[str] = []
+        self._targets: list[str] = []  # where requests go: the replicas, or the load balancer
+        self._turn = 0
+
+    # --- what a protocol brings ----------------------------------------------------------------
+
+    def _load_balancer(self) -> str:
+        return "none"
+
+    @abstractmethod
+    async def _open(self) -> None:
+        """Create the client (connection pool, channels)."""
+
+    @abstractmethod
+    async def _ready(self, target: str) -> bool:
+        """Whether the server at `target` ("host:port") says it is ready; never raises."""
+
+    @abstractmethod
+    async def _call(self, target: str, samples: Sequence[Any]) -> Served: ...
+
+    @abstractmethod
+    async def _worker_facts(self, target: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    async def _front(
+        self, replicas: list[str], listen: str, target: str, sample: list[Any]
+    ) -> bool:
+        """Start a load balancer in front of `replicas`, listening on `listen` and reached at
+        `target`, ready and warmed; False if there is none (the client spreads requests)."""
+        return False
+
+    # --- the Runner interface ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        began = time.monotonic()
+        try:
+            await self._start(began)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, began: float) -> None:
+        st = self.cfg.strategy
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        self._workdir.chmod(0o755)  # an nginx worker running as nobody reads below it
+        extra = 0 if self._load_balancer() == "none" else 1
+        first_port = st.port or free_port_run(st.host, st.replicas + extra)
+        host = _connect_host(st.host)
+        self._replicas = [address(host, first_port + i) for i in range(st.replicas)]
+        self._spawn_replicas(first_port)
+        await self._open()
+        sample = build_model(self.cfg.model).samples(1, 0)
+        ups = await asyncio.gather(
+            *(
+                self._bring_up(child, target, sample)
+                for child, target in zip(self._children, self._replicas, strict=True)
+            )
+        )
+        done, slowest = max(ups, key=lambda up: up[0])
+        front = address(host, first_port + st.replicas)
+        listen = address(st.host, first_port + st.replicas)
+        if await self._front(self._replicas, listen, front, sample):
+            done = time.monotonic()
+            self._targets = [front]
+        else:
+            self._targets = self._replicas
+        self._record_cold_start(done - began, slowest)
+
+    def _spawn_replicas(self, first_port: int) -> None:
+        st = self.cfg.strategy
+        config = self._workdir / "config.yaml"
+        config.write_text(worker_config(self.cfg))
+        path = [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+        for i in range(st.replicas):
+            argv = [
+                sys.executable, "-m", "runners.worker",
+                "--config", str(config),
+                "--protocol", self.name,
+                "--host", st.host,
+                "--port", str(first_port + i),
+                "--max-request-bytes", str(st.max_request_bytes),
+                "--spawned-at", repr(time.monotonic()),
+                "--watch-stdin",
+            ]  # fmt: skip
+            log = self._workdir / f"replica-{i}.log"
+            self._children.append(spawn(f"{self.name} replica {i}", argv, log, env, True))
+
+    def _record_cold_start(self, cold_start_s: float, worker: dict[str, Any]) -> None:
+        """The cold start, and its parts as measured by `worker` (the last replica ready)."""
+        facts = self._facts
+        facts.cold_start_s = cold_start_s
+        facts.cold_start_process_s = worker["process_s"]
+        facts.cold_start_model_load_s = worker["model_load_s"]
+        facts.cold_start_first_inference_s = worker["first_inference_s"]
+        facts.cold_start_serving_s = cold_start_s - (
+            worker["process_s"] + worker["model_load_s"] + worker["first_inference_s"]
+        )
+        facts.predictor = worker["predictor"]
+
+    async def _bring_up(
+        self, child: Child, target: str, sample: list[Any]
+    ) -> tuple[float, dict[str, Any]]:
+        """Wait until the replica is ready and has answered one request over the wire; return
+        when that was, and the facts the worker measured about itself."""
+        await wait_ready(child, lambda: self._ready(target), self.cfg.strategy.start_timeout_s)
+        await self._call(target, sample)
+        done = time.monotonic()
+        return done, await self._worker_facts(target)
+
+    async def infer(self, request: Request) -> Response:
+        target = self._targets[self._turn % len(self._targets)]
+        self._turn += 1
+        served = await self._call(target, request.samples)
+        # Each of a batch's requests adds its share, so the counts are of batches.
+        counts = self._facts.batch_sizes_formed
+        counts[served.batch_size] = counts.get(served.batch_size, 0.0) + 1 / served.batch_requests
+        return Response(output=served.output, queue_s=served.queue_s, compute_s=served.compute_s)
+
+    async def stop(self) -> None:
+        """Close the client, stop every process started, remove the temporary folder; safe to
+        call after a failed or partial start, and twice."""
+        try:
+            await self._close()
+        finally:
+            children, self._children = self._children, []
+            await terminate(children, self.cfg.strategy.stop_timeout_s)
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    @property
+    def facts(self) -> RunnerFacts:
+        return self._facts
+
+    @property
+    def addresses(self) -> list[str]:
+        """Where the replicas listen, as "host:port" (a load balancer in front is not listed)."""
+        return list(self._replicas)
+
+
+def _connect_host(host: str) -> str:
+    """Where the client connects to reach servers bound to `host` (a wildcard: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)

@@ -1,0 +1,117 @@
+"""The serving core that `direct` and every worker process share: a predictor called from a
+pool of threads (the model instances), optionally behind a dynamic batcher, timing each
+request's wait and compute and counting the batch sizes it formed.
+
+It never touches sockets: `direct` calls it in-process, the workers from their HTTP and gRPC
+handlers, so the strategies differ only by what sits in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from bench.backends import Predictor, build_predictor
+from bench.models import build_model
+from runners.batching import DynamicBatcher, Executed, Served
+
+clock = time.perf_counter
+
+
+def build_from_config(cfg: Any) -> Predictor:
+    """The predictor the config describes, built here, in this process."""
+    return build_predictor(build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir)
+
+
+class ServingCore:
+    """`start()` with a predictor (or a function building one), then `infer(items)` from one
+    event loop, concurrently; `stop()` lets calls in progress finish."""
+
+    def __init__(self, workers: int, max_batch_size: int = 1, max_queue_delay_ms: float = 0.0):
+        self.workers = workers
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1e3
+        self.predictor: Predictor | None = None
+        self.model_load_s = 0.0  # building the predictor (0 when handed one)
+        self.first_inference_s = float("nan")
+        self.example_output: np.ndarray | None = None  # the first inference's, for metadata
+        # Items per predictor call -> calls; the start-up inference is not counted.
+        self.batch_sizes: Counter[int] = Counter()
+        self._pool: ThreadPoolExecutor | None = None
+        self._batcher: DynamicBatcher | None = None
+
+    @classmethod
+    def from_strategy(cls, strategy: Any) -> ServingCore:
+        """A core as the strategy config says: `workers` threads and its `batching` (a
+        strategy without those fields gets one thread, no batching)."""
+        batching = getattr(strategy, "batching", None)
+        if batching is None:
+            return cls(getattr(strategy, "workers", 1))
+        return cls(
+            getattr(strategy, "workers", 1),
+            batching.max_batch_size,
+            batching.max_queue_delay_ms,
+        )
+
+    async def start(self, source: Predictor | Callable[[], Predictor]) -> None:
+        """Build the predictor (timed, in the pool: the event loop stays free) and run it once
+        on one sample, timed, so the first request served is not the first call."""
+        loop = asyncio.get_running_loop()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="predict")
+        if isinstance(source, Predictor):
+            self.predictor = source
+        else:
+            began = clock()
+            self.predictor = await loop.run_in_executor(self._pool, source)
+            self.model_load_s = clock() - began
+        first = await loop.run_in_executor(
+            self._pool, self._predict, self.predictor.bundle.samples(1, 0)
+        )
+        self.first_inference_s = first.compute_s
+        self.example_output = first.outputs
+        if self.max_batch_size > 1:
+            self._batcher = DynamicBatcher(
+                self._execute, self.max_batch_size, self.max_queue_delay_s, self.workers, clock
+            )
+            self._batcher.start()
+
+    async def infer(self, items: Sequence[Any]) -> Served:
+        if self._batcher is not None:
+            return await self._batcher.submit(items)
+        arrived = clock()
+        executed = await self._execute(list(items))
+        return Served(
+            output=executed.outputs,
+            queue_s=executed.began - arrived,
+            compute_s=executed.compute_s,
+            batch_size=len(items),
+            batch_requests=1,
+        )
+
+    async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+            self._batcher = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def _execute(self, items: list[Any]) -> Executed:
+        if self._pool is None:
+            raise RuntimeError("the serving core is not started")
+        executed = await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._predict, items
+        )
+        self.batch_sizes[len(items)] += 1
+        return executed
+
+    def _predict(self, items: Sequence[Any]) -> Executed:
+        began = clock()
+        outputs = self.predictor.predict(items)
+        return Executed(outputs, began, clock() - began)

@@ -1,0 +1,88 @@
+"""The serving worker process: builds its predictor from the config file it is given, then
+serves it over HTTP (uvicorn) or gRPC (grpcio) on one address, speaking the Open Inference
+Protocol.
+
+    python -m runners.worker --config run.yaml --protocol http --host 127.0.0.1 --port 8000
+
+The config is the run's resolved YAML; the worker calls `bench.models` and `bench.backends`
+itself, so nothing is pickled across processes. It listens only once the model is loaded and
+has run once, so "ready" means "serves at full speed". With `--watch-stdin` it stops when its
+stdin closes, i.e. when the parent that holds the pipe dies, so a crashed harness leaves no
+servers behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    if args.watch_stdin:
+        threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()
+    # Imported once the arguments are read: `--help` and a bad argument answer at once.
+    from omegaconf import OmegaConf
+
+    from runners.model_service import ModelService
+    from runners.serving import ServingCore, build_from_config
+
+    cfg = OmegaConf.load(args.config)
+    service = ModelService(
+        cfg.model.name, ServingCore.from_strategy(cfg.strategy), args.protocol, args.spawned_at
+    )
+
+    async def startup() -> None:
+        await service.start(lambda: build_from_config(cfg))
+
+    serving = (args.host, args.port, args.max_request_bytes)
+    if args.protocol == "http":
+        from runners.http_app import serve_http
+
+        return 0 if serve_http(service, startup, *serving) else 3
+    from runners.grpc_service import serve_grpc
+
+    asyncio.run(serve_grpc(service, startup, *serving))
+    return 0
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m runners.worker", description=__doc__)
+    parser.add_argument("--config", required=True, help="the run's resolved config (YAML)")
+    parser.add_argument("--protocol", choices=("http", "grpc"), required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=32 * 1024 * 1024,
+        help="larger request bodies (gRPC messages) are refused; the server goes on",
+    )
+    parser.add_argument(
+        "--spawned-at",
+        type=float,
+        default=None,
+        help="the parent's time.monotonic() at spawn, to time this process's start",
+    )
+    parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes")
+    args = parser.parse_args(argv)
+    if args.spawned_at is None:
+        args.spawned_at = time.monotonic()
+    return args
+
+
+def _stop_when_stdin_closes() -> None:
+    # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside sys.stdin's
+    # buffered reader holds its lock, and the interpreter then aborts at exit.
+    while os.read(0, 4096):  # b"" once the parent's end of the pipe is closed
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
