@@ -26,15 +26,20 @@ class Trial:
 
 
 def passed(row: dict, slo_ms: float, percentile: str, max_late_fraction: float) -> bool:
-    """A rate passes when its percentile meets the SLO with no errors and the load was offered
-    as scheduled. Window-to-window instability does not fail a rate: on a noisy host it would
-    drive the search down for reasons that are not the system's capacity."""
+    """A rate passes when its percentile meets the SLO with no errors and with the client's
+    connections not holding sends back (the load was offered).
+
+    Late sends from the generator itself do not fail a rate: latency is counted from the
+    intended send time, so their delay is already inside the percentile, and a pass despite
+    them is conservative. With the model in the generator's process on 2 cores, 1-4% of sends
+    ran over 1 ms late here at every rate, which would fail them all. Window-to-window
+    instability does not fail a rate either: on a noisy host it would drive the search down
+    for reasons that are not the system's capacity. Both still show in each point's verdict."""
     observed = row.get(f"latency_{percentile}_ms", math.nan)
     return (
         row.get("status") == "measured"
         and observed <= slo_ms
         and row.get("errors", 1) == 0
-        and row.get("late_send_fraction", 1.0) <= max_late_fraction
         and row.get("blocked_send_fraction", 0.0) <= max_late_fraction
     )
 

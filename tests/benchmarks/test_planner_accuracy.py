@@ -4,8 +4,8 @@ replicas on this host.
 Run: pytest tests/benchmarks/test_planner_accuracy.py --benchmark-only -s
 MiniLM on ONNX Runtime, one intra-op thread per replica, served `direct` by 1 or 2 workers
 sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the highest Poisson
-rate whose p99 met the SLO. Predicted: the simulation driven by the service times measured at
-concurrency 1 with one worker, the host's own (scale factor 1).
+rate whose p99 met the SLO. Predicted: the planner's simulation driven by the service times of
+the one-replica search (the planner's own choice of samples), on the host itself (scale 1).
 """
 
 from __future__ import annotations
