@@ -47,7 +47,7 @@ def measured(service_ms: float = 10.0, accuracy_ok: bool = True) -> MeasuredConf
         label="mlp / onnxruntime / none / direct",
         config=config,
         service_s=rng.gamma(20.0, service_ms / 20.0 / 1e3, 500),
-        service_point="concurrency 1",
+        service_points="concurrency 1",
         workers=1,
         threads_per_worker=2,
         rss_mb_per_worker=500.0,
