@@ -116,7 +116,13 @@ def size_server(
         if server.price
         else np.nan
     )
-    row["notes"] = "; ".join(server.notes)
+    notes = list(server.notes)
+    batching = measured.config["strategy"].get("batching") or {}
+    if batching.get("max_batch_size", 1) > 1:
+        # Per-call compute times of a batching run mix batch sizes; the simulation serves one
+        # request per call, so it underrates what batching adds at high load.
+        notes.insert(0, "dynamic batching is not simulated: capacity from per-call times")
+    row["notes"] = "; ".join(notes)
     return row
 
 
