@@ -265,6 +265,121 @@ class GrpcStrategyConfig(ServedStrategyConfig):
     name: str = "grpc"
 
 
+@dataclass
+class IsolatedStrategyConfig(HttpStrategyConfig):
+    """HTTP replicas of the worker, each inside isolation with real resource limits."""
+
+    # podman (a container engine), cgroup (a worker process in its own v2 or v1 cgroups),
+    # affinity (CPU affinity and RLIMIT_AS, no throttling counters), or auto: the first of
+    # these that works here.
+    isolation: str = "auto"
+
+
+@dataclass
+class ContainerStrategyConfig(IsolatedStrategyConfig):
+    """The worker in a container whose limits mirror a Kubernetes pod's `resources.limits`."""
+
+    name: str = "container"
+    # limits.cpu in cores (0.5 = 500m): a CFS quota of `cpus` x 100 ms per 100 ms period, as
+    # the kubelet sets it. The worker still sees every core and sizes its thread pool from
+    # them, so a quota below its threads throttles it. null: no CPU limit.
+    cpus: float | None = 1.0
+    # limits.memory in MB (no swap); past it the worker is OOM-killed. null: no memory limit.
+    memory_mb: int | None = 2048
+
+
+@dataclass
+class DeviceProfileConfig:
+    """A constrained device: its cores (the worker is pinned to that many), its memory (a hard
+    cap) and the intra-op threads the runtime uses there (they replace `backend.threads`)."""
+
+    name: str = MISSING
+    cores: int = 1
+    memory_mb: int = 512
+    threads: int = 1
+
+
+@dataclass
+class EdgeStrategyConfig(IsolatedStrategyConfig):
+    """One worker confined to a device profile (`strategy/device=tiny|small|rpi4`); a model
+    that runs out of memory or time starting there is recorded as "does not fit"."""
+
+    name: str = "edge"
+    device: DeviceProfileConfig = field(default_factory=DeviceProfileConfig)
+    start_timeout_s: float = 120.0
+
+
+@dataclass
+class ServerlessPricingConfig:
+    """Pay-per-use prices, with the date they were read and where; null prices leave the cost
+    columns NaN. Defaults: AWS Lambda on-demand, x86, US East (N. Virginia), the first duration
+    tier (up to 6 billion GB-s a month), free tier not deducted. Read 2026-11-25: USD 0.20 per
+    million requests and USD 0.00001667 per GB-second in the worked examples of
+    https://aws.amazon.com/lambda/pricing/ and in AWS's whitepaper "How AWS Pricing Works"
+    (https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html); the
+    tier's unrounded 0.0000166667 as transcribed from that page by Artillery's
+    lib/platform/aws-lambda/prices.js (2.0.28). The page's own tables render client-side."""
+
+    currency: str = "USD"  # names the cost column: cost_per_million_usd
+    per_gb_second: float | None = 0.0000166667
+    per_million_requests: float | None = 0.20
+    # What GB-seconds are billed: busy (Lambda: each instance's start-up and the requests it
+    # served, idle keep-alive free) or lifetime (instance-based billing: spawn to stop).
+    billed_time: str = "busy"
+    as_of: str = "2026-11-25"
+    source: str = "https://aws.amazon.com/lambda/pricing/"
+
+
+@dataclass
+class ServerlessStrategyConfig(StrategyConfig):
+    """Scale to zero: an instance (a worker process, one predictor thread, no batching) is
+    spawned when a request finds none idle, stays warm `keep_alive_s` after its last request,
+    and serves one request at a time; at most `max_instances` exist at once."""
+
+    name: str = "serverless"
+    max_instances: int = 4
+    # Real platforms keep an idle instance for minutes; seconds here, so that a benchmark of a
+    # few minutes sees cold starts. Set your platform's.
+    keep_alive_s: float = 5.0
+    # A request arriving with `max_instances` busy waits for one (queue) or fails (reject).
+    overflow: str = "queue"
+    # Memory billed per instance, as a platform's configured memory size (Lambda: 128 to
+    # 10,240 MB). null: each instance's own peak RSS, measured.
+    memory_mb: int | None = None
+    pricing: ServerlessPricingConfig = field(default_factory=ServerlessPricingConfig)
+    host: str = "127.0.0.1"
+    max_request_bytes: int = 32 * 1024 * 1024
+    # Spawn to ready, per instance.
+    start_timeout_s: float = 180.0
+    # SIGTERM, then SIGKILL after this long.
+    stop_timeout_s: float = 5.0
+
+
+@dataclass
+class EndpointStrategyConfig(StrategyConfig):
+    """A service already deployed at `url`: the harness starts nothing, only sends requests and
+    measures. `protocol: v2` speaks the Open Inference Protocol (Triton, KServe, MLServer, our
+    workers) at `url`/v2/...; `protocol: json` POSTs `request_template` to `url` itself."""
+
+    name: str = "endpoint"
+    url: str = "http://127.0.0.1:8000"
+    # v2: the served model's name; null: model.name.
+    model_name: str | None = None
+    protocol: str = "v2"  # v2 | json
+    # v2 tensors as JSON lists (json, every v2 server) or Triton's binary extension (binary).
+    payload: str = "json"
+    # json: the body, with `{{inputs}}` where the request's items go as a JSON list (sentences
+    # as strings, arrays as nested lists).
+    request_template: str = '{"inputs": {{inputs}}}'
+    # json: where the outputs (one per item) are in the response: keys and list indices
+    # separated by dots ("predictions", "outputs.0.data"); empty: the whole response.
+    response_path: str = "outputs"
+    # The client's connection pool; a request past it waits, so keep it above the load's.
+    client_connections: int = 1024
+    # How long start() waits for the service to say it is ready.
+    start_timeout_s: float = 30.0
+
+
 # --- scenario ----------------------------------------------------------------------------------
 
 
@@ -343,6 +458,37 @@ class SloSearchScenarioConfig(ScenarioConfig):
     max_points: int = 8  # server points, not counting the probe
     # Client connections per server point, as in `server`; null: unlimited.
     connections: int | None = None
+
+
+@dataclass
+class IntermittentScenarioConfig(ScenarioConfig):
+    """Open loop, sparse: one request every `gap_s` (each gap drawn uniformly within
+    +-`jitter` x `gap_s`, seeded). Gaps longer than a serverless keep-alive make cold starts."""
+
+    name: str = "intermittent"
+    gap_s: float = 6.0
+    jitter: float = 0.5
+    warmup_s: float = 0.0  # the first requests' cold starts are what this measures
+    duration_s: float = 120.0
+    # A request per gap: 20 take two minutes at the defaults. Stability across windows is not
+    # judged (a window holds a handful of requests, cold and warm by design).
+    min_duration_s: float = 30.0
+    min_requests: int = 20
+
+
+@dataclass
+class BurstyScenarioConfig(ScenarioConfig):
+    """Open loop: bursts of `burst_size` requests arriving as a Poisson process at `burst_qps`,
+    separated by `idle_s` of silence (from a burst's last request to the next's first)."""
+
+    name: str = "bursty"
+    burst_size: int = 20
+    burst_qps: float = 50.0
+    idle_s: float = 8.0
+    warmup_s: float = 0.0
+    duration_s: float = 60.0
+    min_duration_s: float = 30.0
+    min_requests: int = 50
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -445,6 +591,10 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "direct": DirectStrategyConfig,
         "http": HttpStrategyConfig,
         "grpc": GrpcStrategyConfig,
+        "container": ContainerStrategyConfig,
+        "edge": EdgeStrategyConfig,
+        "serverless": ServerlessStrategyConfig,
+        "endpoint": EndpointStrategyConfig,
     },
     "scenario": {
         "single_stream": SingleStreamScenarioConfig,
@@ -452,6 +602,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "offline": OfflineScenarioConfig,
         "concurrency": ConcurrencyScenarioConfig,
         "slo_search": SloSearchScenarioConfig,
+        "intermittent": IntermittentScenarioConfig,
+        "bursty": BurstyScenarioConfig,
     },
     "catalog": {"default": CatalogConfig},
 }
@@ -519,6 +671,15 @@ def validate(cfg: Any) -> None:
         )
         _require(sc.tolerance > 0, "scenario.tolerance", f"must be > 0, got {sc.tolerance}")
         _require(sc.max_points >= 1, "scenario.max_points", f"must be >= 1, got {sc.max_points}")
+    if sc.name == "intermittent":
+        _require(sc.gap_s > 0, "scenario.gap_s", f"must be > 0, got {sc.gap_s}")
+        _require(
+            0 <= sc.jitter < 1, "scenario.jitter", f"must be in [0, 1) (of gap_s), got {sc.jitter}"
+        )
+    if sc.name == "bursty":
+        _require(sc.burst_size >= 1, "scenario.burst_size", f"must be >= 1, got {sc.burst_size}")
+        _require(sc.burst_qps > 0, "scenario.burst_qps", f"must be > 0, got {sc.burst_qps}")
+        _require(sc.idle_s > 0, "scenario.idle_s", f"must be > 0, got {sc.idle_s}")
     if sc.name == "offline":
         _require(
             sc.requests is None or sc.requests >= 1,
@@ -586,10 +747,17 @@ def validate(cfg: Any) -> None:
 
 _LOAD_BALANCERS = ("none", "nginx")
 _PAYLOADS = ("binary", "json")
+_ISOLATED = ("container", "edge")
+_SERVED = ("http", "grpc", *_ISOLATED)
+ISOLATIONS = ("auto", "podman", "cgroup", "affinity")
 
 
 def _validate_strategy(st: Any) -> None:
-    if st.name not in ("direct", "http", "grpc"):
+    if st.name == "serverless":
+        _validate_serverless(st)
+    if st.name == "endpoint":
+        _validate_endpoint(st)
+    if st.name not in ("direct", *_SERVED):
         return
     _require(st.workers >= 1, "strategy.workers", f"must be >= 1, got {st.workers}")
     batching = st.batching
@@ -622,7 +790,9 @@ def _validate_strategy(st: Any) -> None:
     _require(
         st.stop_timeout_s > 0, "strategy.stop_timeout_s", f"must be > 0, got {st.stop_timeout_s}"
     )
-    if st.name == "http":
+    if st.name in _ISOLATED:
+        _validate_isolation(st)
+    if st.name in ("http", *_ISOLATED):
         _require(
             st.load_balancer in _LOAD_BALANCERS,
             "strategy.load_balancer",
@@ -638,3 +808,115 @@ def _validate_strategy(st: Any) -> None:
             "strategy.client_connections",
             f"must be >= 1, got {st.client_connections}",
         )
+
+
+def _validate_isolation(st: Any) -> None:
+    _require(
+        st.isolation in ISOLATIONS,
+        "strategy.isolation",
+        f"accepted values are {', '.join(ISOLATIONS)}; got {st.isolation!r}",
+    )
+    if st.name == "container":
+        _require(
+            st.cpus is None or st.cpus >= 0.01,
+            "strategy.cpus",
+            f"must be >= 0.01 (cores; 0.5 = 500m) or null, got {st.cpus}",
+        )
+        _require(
+            st.memory_mb is None or st.memory_mb >= 16,
+            "strategy.memory_mb",
+            f"must be >= 16 or null, got {st.memory_mb}",
+        )
+        return
+    device = st.device
+    _require(st.replicas == 1, "strategy.replicas", f"a device runs one worker, got {st.replicas}")
+    _require(device.cores >= 1, "strategy.device.cores", f"must be >= 1, got {device.cores}")
+    _require(device.threads >= 1, "strategy.device.threads", f"must be >= 1, got {device.threads}")
+    _require(
+        device.memory_mb >= 16,
+        "strategy.device.memory_mb",
+        f"must be >= 16, got {device.memory_mb}",
+    )
+
+
+_OVERFLOWS = ("queue", "reject")
+_BILLED_TIMES = ("busy", "lifetime")
+_ENDPOINT_PROTOCOLS = ("v2", "json")
+
+
+def _validate_serverless(st: Any) -> None:
+    _require(
+        st.max_instances >= 1, "strategy.max_instances", f"must be >= 1, got {st.max_instances}"
+    )
+    _require(st.keep_alive_s >= 0, "strategy.keep_alive_s", f"must be >= 0, got {st.keep_alive_s}")
+    _require(
+        st.overflow in _OVERFLOWS,
+        "strategy.overflow",
+        f"accepted values are {', '.join(_OVERFLOWS)}; got {st.overflow!r}",
+    )
+    _require(
+        st.memory_mb is None or st.memory_mb >= 1,
+        "strategy.memory_mb",
+        f"must be >= 1 or null (each instance's measured peak RSS), got {st.memory_mb}",
+    )
+    _require(
+        st.start_timeout_s > 0, "strategy.start_timeout_s", f"must be > 0, got {st.start_timeout_s}"
+    )
+    _require(
+        st.stop_timeout_s > 0, "strategy.stop_timeout_s", f"must be > 0, got {st.stop_timeout_s}"
+    )
+    _require(
+        st.max_request_bytes >= 1024,
+        "strategy.max_request_bytes",
+        f"must be >= 1024, got {st.max_request_bytes}",
+    )
+    pricing = st.pricing
+    _require(
+        pricing.billed_time in _BILLED_TIMES,
+        "strategy.pricing.billed_time",
+        f"accepted values are {', '.join(_BILLED_TIMES)}; got {pricing.billed_time!r}",
+    )
+    _require(
+        len(pricing.currency) == 3 and pricing.currency.isalpha(),
+        "strategy.pricing.currency",
+        f"must be an ISO 4217 code such as USD or EUR, got {pricing.currency!r}",
+    )
+    for name in ("per_gb_second", "per_million_requests"):
+        price = getattr(pricing, name)
+        _require(
+            price is None or price >= 0,
+            f"strategy.pricing.{name}",
+            f"must be >= 0 or null (not costed), got {price}",
+        )
+
+
+def _validate_endpoint(st: Any) -> None:
+    _require(
+        st.url.startswith(("http://", "https://")),
+        "strategy.url",
+        f"must be an http:// or https:// URL, got {st.url!r}",
+    )
+    _require(
+        st.protocol in _ENDPOINT_PROTOCOLS,
+        "strategy.protocol",
+        f"accepted values are {', '.join(_ENDPOINT_PROTOCOLS)}; got {st.protocol!r}",
+    )
+    _require(
+        st.payload in _PAYLOADS,
+        "strategy.payload",
+        f"accepted values are {', '.join(_PAYLOADS)}; got {st.payload!r}",
+    )
+    if st.protocol == "json":
+        _require(
+            "{{inputs}}" in st.request_template,
+            "strategy.request_template",
+            "must hold the placeholder {{inputs}} where the request's items go",
+        )
+    _require(
+        st.client_connections >= 1,
+        "strategy.client_connections",
+        f"must be >= 1, got {st.client_connections}",
+    )
+    _require(
+        st.start_timeout_s > 0, "strategy.start_timeout_s", f"must be > 0, got {st.start_timeout_s}"
+    )

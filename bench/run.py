@@ -116,6 +116,7 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
     try:
         accuracy = await _accuracy(runner, bundle, cfg)
         while (point := next_point(cfg.scenario, history)) is not None:
+            runner.begin_point()
             row = _base_row(cfg, key, run_id, point)
             row.update(runner.facts.as_row())
             row.update(accuracy)

@@ -20,8 +20,25 @@ def build_runner(cfg) -> Runner:
         from runners.grpc import GrpcRunner
 
         return GrpcRunner(cfg)
+    if cfg.strategy.name == "serverless":
+        from runners.serverless import ServerlessRunner
+
+        return ServerlessRunner(cfg)
+    if cfg.strategy.name == "endpoint":
+        from runners.endpoint import EndpointRunner
+
+        return EndpointRunner(cfg)
+    if cfg.strategy.name == "container":
+        from runners.container import ContainerRunner
+
+        return ContainerRunner(cfg)
+    if cfg.strategy.name == "edge":
+        from runners.edge import EdgeRunner
+
+        return EdgeRunner(cfg)
     raise ConfigError(
-        f"strategy.name: accepted values are direct, http, grpc; got {cfg.strategy.name!r}"
+        f"strategy.name: accepted values are direct, http, grpc, container, edge, serverless, "
+        f"endpoint; got {cfg.strategy.name!r}"
     )
 
 

@@ -42,12 +42,16 @@ _NAN = float("nan")
 class RunnerFacts:
     """What a runner measured about itself, recorded with every load point."""
 
-    cold_start_s: float = _NAN  # from start() called to the first inference done
+    # From start() called to the first inference done (serverless: the median of the load
+    # point's cold starts, each from an instance spawned to it ready).
+    cold_start_s: float = _NAN
     # Its parts, where the runner can tell them apart (NaN where it cannot): a worker process
-    # starting (interpreter and imports), building the predictor (the framework's import
-    # included), its first inference, and the rest (server start-up, readiness, the first
-    # request over the wire, a load balancer). With replicas: those of the last one ready.
+    # starting (the interpreter, up to our first line), its imports (the harness's and the
+    # backend framework's), building the predictor, its first inference, and the rest (server
+    # start-up, readiness, the first request over the wire, a load balancer). With replicas:
+    # those of the last one ready.
     cold_start_process_s: float = _NAN
+    cold_start_imports_s: float = _NAN
     cold_start_model_load_s: float = _NAN
     cold_start_first_inference_s: float = _NAN
     cold_start_serving_s: float = _NAN
@@ -60,11 +64,31 @@ class RunnerFacts:
     # included); fractional counts from remote runners round to whole calls.
     batch_sizes_formed: dict[int, float] = field(default_factory=dict)
     predictor: dict[str, Any] = field(default_factory=dict)  # PredictorInfo.as_row()
+    # Columns of one strategy only, by name (serverless: cold starts, instances, GB-seconds
+    # and cost of the load point).
+    strategy_facts: dict[str, Any] = field(default_factory=dict)
+    # Limits the workers ran under (container, edge), NaN where none: cores (a CFS quota, or
+    # the cores pinned) and MB; limits_note says how they were applied and what was capped.
+    cpu_limit: float = _NAN
+    memory_limit_mb: float = _NAN
+    limits_note: str = ""
+    # CFS bandwidth counters since the load point began (see `Runner.begin_point`), all
+    # replicas together: periods with work to run, periods that hit the quota, and time
+    # throttled, summed over the CPUs' run queues (so it may exceed the wall time). NaN where
+    # the isolation keeps no such counters.
+    cpu_periods: float = _NAN
+    throttled_periods: float = _NAN
+    throttled_s: float = _NAN
+    # The isolation's own memory accounting since start: the highest peak of one worker, and
+    # the workers killed (or refused memory) at their cap.
+    memory_peak_mb: float = _NAN
+    oom_kills: float = _NAN
 
     def as_row(self) -> dict[str, Any]:
         return {
             "cold_start_s": self.cold_start_s,
             "cold_start_process_s": self.cold_start_process_s,
+            "cold_start_imports_s": self.cold_start_imports_s,
             "cold_start_model_load_s": self.cold_start_model_load_s,
             "cold_start_first_inference_s": self.cold_start_first_inference_s,
             "cold_start_serving_s": self.cold_start_serving_s,
@@ -76,6 +100,18 @@ class RunnerFacts:
             "batch_sizes_formed": json.dumps(
                 {str(size): round(count) for size, count in sorted(self.batch_sizes_formed.items())}
             ),
+            "cpu_limit": self.cpu_limit,
+            "memory_limit_mb": self.memory_limit_mb,
+            "limits_note": self.limits_note,
+            "cpu_periods": self.cpu_periods,
+            "throttled_periods": self.throttled_periods,
+            "throttled_fraction": (
+                self.throttled_periods / self.cpu_periods if self.cpu_periods > 0 else _NAN
+            ),
+            "throttled_s": self.throttled_s,
+            "memory_peak_mb": self.memory_peak_mb,
+            "oom_kills": self.oom_kills,
+            **self.strategy_facts,
             **self.predictor,
         }
 
@@ -92,6 +128,9 @@ class Runner(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    def begin_point(self) -> None:  # noqa: B027 (optional: most runners count nothing per point)
+        """A load point begins: counters that `facts` reports per point start again here."""
 
     @property
     @abstractmethod

@@ -37,6 +37,7 @@ class _Client:
 
 class GrpcRunner(RemoteRunner):
     name = "grpc"
+    protocol = "grpc"
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)

@@ -26,62 +26,93 @@ from runners.remote import RemoteError, RemoteRunner, served_from
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 
 
-class HttpRunner(RemoteRunner):
-    name = "http"
+class V2HttpClient:
+    """An aiohttp client of Open Inference Protocol servers over REST, each named by its base
+    URL ("http://127.0.0.1:8000"): readiness, one inference, and our worker's facts."""
 
-    def __init__(self, cfg: Any) -> None:
-        super().__init__(cfg)
-        self._session: aiohttp.ClientSession | None = None
-        self._binary = cfg.strategy.payload == "binary"
+    def __init__(self, model_name: str, binary: bool, connections: int) -> None:
+        """`binary`: tensors as Triton's binary extension, else JSON lists; `connections`: the
+        pool's size, all servers together (0: unlimited)."""
+        self.model_name = model_name
+        self.binary = binary
+        self.connections = connections
+        self.session: aiohttp.ClientSession | None = None
 
-    def _load_balancer(self) -> str:
-        return self.cfg.strategy.load_balancer
-
-    async def _open(self) -> None:
+    async def open(self) -> None:
         connector = aiohttp.TCPConnector(
-            limit=self.cfg.strategy.client_connections,
+            limit=self.connections,
             limit_per_host=0,
             # Shorter than the servers' keep-alive (uvicorn 600 s, nginx 650 s): the client
             # closes an idle connection before a server does, never reusing a closing one.
             keepalive_timeout=60,
         )
-        self._session = aiohttp.ClientSession(
+        self.session = aiohttp.ClientSession(
             connector=connector,
             # No overall deadline: the load driver times requests out itself.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
         )
 
-    async def _ready(self, target: str) -> bool:
+    async def ready(self, base: str) -> bool:
+        """Whether the server at `base` says it is ready; never raises."""
         try:
-            url = f"http://{target}/v2/health/ready"
-            async with self._session.get(url, timeout=_PROBE_TIMEOUT) as response:
+            url = f"{base}/v2/health/ready"
+            async with self.session.get(url, timeout=_PROBE_TIMEOUT) as response:
                 return response.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
 
-    async def _call(self, target: str, samples: Sequence[Any]) -> Served:
+    async def infer(self, base: str, samples: Sequence[Any]) -> Served:
         request = protocol.InferRequest(
-            protocol.items_to_tensors(samples), binary_output=self._binary
+            protocol.items_to_tensors(samples), binary_output=self.binary
         )
-        body, headers = protocol.encode_request(request, self._binary)
-        url = f"http://{target}/v2/models/{self.model_name}/infer"
-        async with self._session.post(url, data=body, headers=headers) as response:
+        body, headers = protocol.encode_request(request, self.binary)
+        url = f"{base}/v2/models/{self.model_name}/infer"
+        async with self.session.post(url, data=body, headers=headers) as response:
             payload = await response.read()
             if response.status != 200:
-                raise RemoteError(f"HTTP {response.status}: {_error_text(payload)}")
+                raise RemoteError(f"HTTP {response.status}: {error_text(payload)}")
             header_length = response.headers.get(protocol.HEADER_LENGTH)
         return served_from(protocol.decode_response(payload, header_length))
 
-    async def _worker_facts(self, target: str) -> dict[str, Any]:
-        async with self._session.get(f"http://{target}/v2/bench/worker") as response:
+    async def worker_facts(self, base: str) -> dict[str, Any]:
+        """Our worker's `GET /v2/bench/worker` document."""
+        async with self.session.get(f"{base}/v2/bench/worker") as response:
             response.raise_for_status()
             return await response.json()
 
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+
+class HttpRunner(RemoteRunner):
+    name = "http"
+    protocol = "http"
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        st = cfg.strategy
+        self._client = V2HttpClient(self.model_name, st.payload == "binary", st.client_connections)
+
+    def _load_balancer(self) -> str:
+        return self.cfg.strategy.load_balancer
+
+    async def _open(self) -> None:
+        await self._client.open()
+
+    async def _ready(self, target: str) -> bool:
+        return await self._client.ready(f"http://{target}")
+
+    async def _call(self, target: str, samples: Sequence[Any]) -> Served:
+        return await self._client.infer(f"http://{target}", samples)
+
+    async def _worker_facts(self, target: str) -> dict[str, Any]:
+        return await self._client.worker_facts(f"http://{target}")
+
     async def _close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
     async def _front(
         self, replicas: list[str], listen: str, target: str, sample: list[Any]
@@ -96,7 +127,7 @@ class HttpRunner(RemoteRunner):
         return True
 
 
-def _error_text(payload: bytes) -> str:
+def error_text(payload: bytes) -> str:
     """The server's `{"error": ...}` message, or the start of whatever it sent."""
     try:
         return str(json.loads(payload)["error"])

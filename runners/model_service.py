@@ -8,11 +8,12 @@ protocols serve the same model the same way.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.backends import Predictor
+from bench.backends import Predictor, import_backend
 from runners.protocol import InferRequest, InferResponse, ItemCodec, Tensor, datatype_of
 from runners.serving import ServingCore
 
@@ -25,20 +26,33 @@ EXTENSIONS = ("binary_tensor_data", "bench_worker")
 class ModelService:
     """One model behind a serving core; `start()` builds it, `infer()` serves v2 requests."""
 
-    def __init__(self, name: str, core: ServingCore, protocol: str, spawned_at: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        core: ServingCore,
+        protocol: str,
+        spawned_at: float,
+        entered_at: float | None = None,
+    ) -> None:
         """`spawned_at`: the parent's `time.monotonic()` when it started this process (one
-        clock for every process on the host), so the worker can time its own start."""
+        clock for every process on the host), so the worker can time its own start;
+        `entered_at`: when the interpreter began running our code (default: now)."""
         self.name = name
         self.core = core
         self.protocol = protocol
         self.spawned_at = spawned_at
-        self.process_s = float("nan")
+        self.entered_at = time.monotonic() if entered_at is None else entered_at
+        self.process_s = float("nan")  # spawned -> the interpreter runs our code
+        self.imports_s = float("nan")  # -> the predictor's build begins, plus its framework's
+        self.framework_import_s = 0.0  # the backend's import, inside the predictor's build
         self.codec: ItemCodec | None = None
         self._metadata: dict[str, Any] = {}
 
     async def start(self, build: Callable[[], Predictor]) -> None:
         """Build the predictor and run it once; the server listens only after this."""
-        self.process_s = time.monotonic() - self.spawned_at
+        began = time.monotonic()
+        self.process_s = self.entered_at - self.spawned_at
+        self.imports_s = began - self.entered_at
         await self.core.start(build)
         bundle = self.core.predictor.bundle
         self.codec = ItemCodec(bundle.samples(1, 0)[0])
@@ -59,6 +73,13 @@ class ModelService:
                 }
             ],
         }
+
+    def import_backend(self, backend: str) -> None:
+        """Import the backend's module and framework, timed: `build` calls it first, so the
+        framework's import counts as an import, not as loading the model."""
+        began = time.monotonic()
+        import_backend(backend)
+        self.framework_import_s += time.monotonic() - began
 
     async def stop(self) -> None:
         await self.core.stop()
@@ -86,13 +107,17 @@ class ModelService:
         )
 
     def worker_facts(self) -> dict[str, Any]:
-        """What this worker measured about itself (the `bench_worker` extension's document)."""
+        """What this worker measured about itself (the `bench_worker` extension's document):
+        its start-up in parts that add up (process, imports, model load, first inference), and
+        whether torch was ever imported (an ONNX Runtime worker should never need it)."""
         return {
             "pid": os.getpid(),
             "protocol": self.protocol,
             "process_s": self.process_s,
-            "model_load_s": self.core.model_load_s,
+            "imports_s": self.imports_s + self.framework_import_s,
+            "model_load_s": self.core.model_load_s - self.framework_import_s,
             "first_inference_s": self.core.first_inference_s,
+            "torch_imported": "torch" in sys.modules,
             "batch_sizes": {str(k): v for k, v in sorted(self.core.batch_sizes.items())},
             "predictor": self.core.predictor.info.as_row(),
         }

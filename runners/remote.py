@@ -28,19 +28,45 @@ from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
 from runners.batching import Served
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.protocol import InferResponse
+from runners.worker import ENTRY
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The parts of its cold start a worker times itself (GET /v2/bench/worker); they add up.
+WORKER_PARTS = ("process_s", "imports_s", "model_load_s", "first_inference_s")
 
 
-def worker_config(cfg: Any) -> str:
-    """The config the workers build from, as YAML. With several replicas and `backend.threads`
-    null, each replica gets cores // replicas intra-op threads (at least one): N replicas each
-    taking every core would oversubscribe the host and measure the contention instead."""
+def worker_config(cfg: Any, processes: int | None = None) -> str:
+    """The config the workers build from, as YAML. With several worker processes (default: the
+    strategy's replicas) and `backend.threads` null, each gets cores // processes intra-op
+    threads (at least one): N processes each taking every core would oversubscribe the host and
+    measure the contention instead."""
     doc = OmegaConf.to_container(cfg, resolve=True)
-    replicas = cfg.strategy.replicas
-    if doc["backend"].get("threads") is None and replicas > 1:
-        doc["backend"]["threads"] = max(1, _cores() // replicas)
+    processes = cfg.strategy.replicas if processes is None else processes
+    if doc["backend"].get("threads") is None and processes > 1:
+        doc["backend"]["threads"] = max(1, _cores() // processes)
     return OmegaConf.to_yaml(OmegaConf.create(doc))
+
+
+def worker_argv(
+    config: Path, protocol: str, host: str, port: int, max_request_bytes: int
+) -> list[str]:
+    """The command starting one worker process, stamped with the time it is spawned."""
+    return [
+        sys.executable, "-c", ENTRY,
+        "--config", str(config),
+        "--protocol", protocol,
+        "--host", host,
+        "--port", str(port),
+        "--max-request-bytes", str(max_request_bytes),
+        "--spawned-at", repr(time.monotonic()),
+        "--watch-stdin",
+    ]  # fmt: skip
+
+
+def worker_env() -> dict[str, str]:
+    """The environment of a worker process: ours, with the project importable."""
+    path = [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
 
 
 def _cores() -> int:
@@ -71,9 +97,10 @@ def served_from(response: InferResponse) -> Served:
 
 
 class RemoteRunner(Runner):
-    """Replicas of `python -m runners.worker`, served over `name`'s protocol."""
+    """Replicas of `python -m runners.worker`, served over `protocol`."""
 
     name: str
+    protocol: str  # what the workers speak: http, grpc
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -83,7 +110,7 @@ class RemoteRunner(Runner):
             workers=st.workers * st.replicas,
             replicas=st.replicas,
             isolation="process",
-            protocol=self.name,
+            protocol=self.protocol,
             load_balancer=self._load_balancer(),
         )
         self._children: list[Child] = []
@@ -162,32 +189,25 @@ class RemoteRunner(Runner):
         st = self.cfg.strategy
         config = self._workdir / "config.yaml"
         config.write_text(worker_config(self.cfg))
-        path = [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+        env = worker_env()
         for i in range(st.replicas):
-            argv = [
-                sys.executable, "-m", "runners.worker",
-                "--config", str(config),
-                "--protocol", self.name,
-                "--host", st.host,
-                "--port", str(first_port + i),
-                "--max-request-bytes", str(st.max_request_bytes),
-                "--spawned-at", repr(time.monotonic()),
-                "--watch-stdin",
-            ]  # fmt: skip
+            argv = worker_argv(config, self.protocol, st.host, first_port + i, st.max_request_bytes)
             log = self._workdir / f"replica-{i}.log"
-            self._children.append(spawn(f"{self.name} replica {i}", argv, log, env, True))
+            self._children.append(self._launch(i, argv, log, env))
+
+    def _launch(self, index: int, argv: list[str], log: Path, env: dict[str, str]) -> Child:
+        """Start replica `index`'s worker (a subclass may start it inside isolation)."""
+        return spawn(f"{self.name} replica {index}", argv, log, env, True)
 
     def _record_cold_start(self, cold_start_s: float, worker: dict[str, Any]) -> None:
         """The cold start, and its parts as measured by `worker` (the last replica ready)."""
         facts = self._facts
         facts.cold_start_s = cold_start_s
         facts.cold_start_process_s = worker["process_s"]
+        facts.cold_start_imports_s = worker["imports_s"]
         facts.cold_start_model_load_s = worker["model_load_s"]
         facts.cold_start_first_inference_s = worker["first_inference_s"]
-        facts.cold_start_serving_s = cold_start_s - (
-            worker["process_s"] + worker["model_load_s"] + worker["first_inference_s"]
-        )
+        facts.cold_start_serving_s = cold_start_s - sum(worker[part] for part in WORKER_PARTS)
         facts.predictor = worker["predictor"]
 
     async def _bring_up(

@@ -4,9 +4,12 @@ Protocol.
 
     python -m runners.worker --config run.yaml --protocol http --host 127.0.0.1 --port 8000
 
-The config is the run's resolved YAML; the worker calls `bench.models` and `bench.backends`
-itself, so nothing is pickled across processes. It listens only once the model is loaded and
-has run once, so "ready" means "serves at full speed". With `--watch-stdin` it stops when its
+Runners start it as `python -c ENTRY --config ...` instead (see `ENTRY`), so that it can time
+the interpreter's own start apart from the imports. The config is the run's resolved YAML; the
+worker calls `bench.models` and `bench.backends` itself, so nothing is pickled across
+processes. It listens only once the model is loaded and has run once, so "ready" means "serves
+at full speed"; its facts (`GET /v2/bench/worker`) time its start in parts that add up: process
+start, imports, model load, first inference. With `--watch-stdin` it stops when its
 stdin closes, i.e. when the parent that holds the pipe dies, so a crashed harness leaves no
 servers behind.
 """
@@ -21,24 +24,46 @@ import sys
 import threading
 import time
 
+# The command runners start a worker with: `python -c ENTRY ARGS...`. It reads the clock before
+# importing anything of ours: `python -m runners.worker` imports the `runners` package (the
+# config machinery, numpy) before any line of this module runs, which would count those imports
+# as the process's start.
+ENTRY = (
+    "import sys, time; t = time.monotonic(); from runners.worker import main; "
+    "sys.exit(main(entered_at=t))"
+)
 
-def main(argv: list[str] | None = None) -> int:
+
+def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
+    """Serve until stopped; `entered_at`: `time.monotonic()` when the interpreter began running
+    our code (default: now)."""
+    if entered_at is None:
+        entered_at = time.monotonic()
     args = _arguments(argv)
     if args.watch_stdin:
         threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()
     # Imported once the arguments are read: `--help` and a bad argument answer at once.
     from omegaconf import OmegaConf
 
+    from bench.backends import Predictor
     from runners.model_service import ModelService
     from runners.serving import ServingCore, build_from_config
 
     cfg = OmegaConf.load(args.config)
     service = ModelService(
-        cfg.model.name, ServingCore.from_strategy(cfg.strategy), args.protocol, args.spawned_at
+        cfg.model.name,
+        ServingCore.from_strategy(cfg.strategy),
+        args.protocol,
+        args.spawned_at,
+        entered_at,
     )
 
+    def build() -> Predictor:
+        service.import_backend(cfg.backend.name)  # timed as imports, not as the model's load
+        return build_from_config(cfg)
+
     async def startup() -> None:
-        await service.start(lambda: build_from_config(cfg))
+        await service.start(build)
 
     serving = (args.host, args.port, args.max_request_bytes)
     if args.protocol == "http":

@@ -85,6 +85,7 @@ def test_a_run_over_the_wire_serves_the_reference_outputs(strategy, payload, tmp
     assert (row["strategy"], row["protocol"], row["isolation"]) == (strategy, strategy, "process")
     parts = [
         "cold_start_process_s",
+        "cold_start_imports_s",
         "cold_start_model_load_s",
         "cold_start_first_inference_s",
         "cold_start_serving_s",

@@ -149,6 +149,7 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
     assert sentence.startswith("To serve 200 requests/s at p99 under 100 ms")
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in (plan / "kubernetes").iterdir()}
     assert kinds == {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"}
+    assert "runners.worker" in (plan / "image" / "Dockerfile").read_text()  # the image to build
     tables = (plan / "tables.md").read_text()
     for title in ("Deployment environments", "Performance metrics", "Kubernetes configuration"):
         assert title in tables

@@ -20,10 +20,17 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("scenario", ["single_stream", "server", "offline", "concurrency"])
+@pytest.mark.parametrize(
+    "scenario", ["single_stream", "server", "offline", "concurrency", "intermittent", "bursty"]
+)
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path, cache_dir):
-    extra = ["scenario.levels=[1,2]"] if scenario == "concurrency" else []
+    extra = {
+        "concurrency": ["scenario.levels=[1,2]"],
+        # Sparse schedules squeezed into the tiny window, so that it holds a few requests.
+        "intermittent": ["scenario.gap_s=0.1"],
+        "bursty": ["scenario.burst_size=3", "scenario.idle_s=0.1"],
+    }.get(scenario, [])
     cfg = compose(
         [*TINY, f"scenario={scenario}", f"backend={backend}", f"cache_dir={cache_dir}", *extra]
     )

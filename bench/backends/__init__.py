@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from bench.backends.base import BackendError, Predictor, PredictorInfo
 from bench.config import BackendConfig, ConfigError, OptimizationConfig
 from bench.models.base import ModelBundle
+
+# Each backend's module; importing it imports its framework (torch, onnxruntime) and no other.
+_MODULES = {
+    "torch": "bench.backends.torch_eager",
+    "torch_compile": "bench.backends.torch_compile",
+    "onnxruntime": "bench.backends.onnxruntime",
+}
+
+
+def import_backend(name: str) -> ModuleType:
+    """The module of backend `name`, imported with its framework: a worker calls it first, so
+    it can time the imports apart from building the model."""
+    module = _MODULES.get(name)
+    if module is None:
+        raise ConfigError(f"backend.name: accepted values are {', '.join(_MODULES)}; got {name!r}")
+    return importlib.import_module(module)
 
 
 def build_predictor(
@@ -17,21 +36,12 @@ def build_predictor(
             f"backend={backend.name}: model={bundle.name} is an ONNX file and has no torch "
             "module to run; serve it with backend=onnxruntime"
         )
+    module = import_backend(backend.name)
     if backend.name == "torch":
-        from bench.backends.torch_eager import TorchPredictor
-
-        return TorchPredictor(bundle, backend, optimization)
+        return module.TorchPredictor(bundle, backend, optimization, cache_dir)
     if backend.name == "torch_compile":
-        from bench.backends.torch_compile import TorchCompilePredictor
-
-        return TorchCompilePredictor(bundle, backend, optimization, cache_dir)
-    if backend.name == "onnxruntime":
-        from bench.backends.onnxruntime import OnnxRuntimePredictor
-
-        return OnnxRuntimePredictor(bundle, backend, cache_dir, optimization)
-    raise ConfigError(
-        f"backend.name: accepted values are torch, torch_compile, onnxruntime; got {backend.name!r}"
-    )
+        return module.TorchCompilePredictor(bundle, backend, optimization, cache_dir)
+    return module.OnnxRuntimePredictor(bundle, backend, cache_dir, optimization)
 
 
-__all__ = ["BackendError", "Predictor", "PredictorInfo", "build_predictor"]
+__all__ = ["BackendError", "Predictor", "PredictorInfo", "build_predictor", "import_backend"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,26 @@ class PredictorInfo:
         row = {f"predictor_{key}": value for key, value in asdict(self).items()}
         row["predictor_facts"] = json.dumps(self.facts, sort_keys=True)
         return row
+
+
+def remembered_sizes(
+    cache_dir: str, identity: str, measure: Callable[[], tuple[int, int]]
+) -> tuple[int, int]:
+    """`measure()`'s (raw, compressed) bytes of a model, remembered under `cache_dir` by
+    `identity` (what the model is): compressing MiniLM took 2 s here, which every worker's
+    cold start would otherwise pay again for numbers that never change."""
+    memo = Path(cache_dir).expanduser() / "sizes" / hashlib.sha256(identity.encode()).hexdigest()
+    try:
+        raw, compressed = json.loads(memo.read_text())
+        return int(raw), int(compressed)
+    except (OSError, ValueError, TypeError):
+        pass
+    sizes = measure()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(list(sizes)))
+    os.replace(tmp, memo)  # workers starting together each write a whole file
+    return sizes
 
 
 class Predictor(ABC):

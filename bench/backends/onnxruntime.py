@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import onnxruntime as ort
 
-from bench.backends.base import BackendError, Predictor, PredictorInfo
+from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.ort_optimize import optimized_onnx
 from bench.config import (
     ConfigError,
@@ -56,12 +56,18 @@ class OnnxRuntimePredictor(Predictor):
                 "choose an available provider or install the runtime it needs"
             )
         self.session = session
+        stat = path.stat()
+        raw, compressed = remembered_sizes(
+            cache_dir,
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}",
+            lambda: (stat.st_size, len(zlib.compress(path.read_bytes(), 1))),
+        )
         self._info = PredictorInfo(
             backend="onnxruntime",
             provider=active[0],
             precision=precision,
-            model_bytes=path.stat().st_size,
-            model_compressed_bytes=len(zlib.compress(path.read_bytes(), 1)),
+            model_bytes=raw,
+            model_compressed_bytes=compressed,
             threads=cfg.threads or 0,  # 0: ONNX Runtime's default (one per physical core)
         )
 

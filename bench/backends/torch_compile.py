@@ -27,7 +27,7 @@ class TorchCompilePredictor(TorchPredictor):
         warm = folder.is_dir() and any(folder.iterdir())
         # Inductor reads its cache folder from this variable alone, when it compiles.
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
-        super().__init__(bundle, cfg, opt)
+        super().__init__(bundle, cfg, opt, cache_dir)
         if isinstance(self.module, torch.jit.ScriptModule):
             raise ConfigError(
                 f"backend=torch_compile: model={bundle.name} is TorchScript, which torch.compile "

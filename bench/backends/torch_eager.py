@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import zlib
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from bench.backends.base import BackendError, Predictor, PredictorInfo
+from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.torch_optimize import torch_variant
 from bench.config import BackendConfig, NoOptimizationConfig, OptimizationConfig
 from bench.models.base import ModelBundle
@@ -29,7 +31,9 @@ class TorchPredictor(Predictor):
         bundle: ModelBundle,
         cfg: BackendConfig,
         opt: OptimizationConfig | None = None,
+        cache_dir: str | None = None,
     ) -> None:
+        """`cache_dir`: where the module's sizes are remembered (None: measured each time)."""
         super().__init__(bundle)
         opt = opt or NoOptimizationConfig()
         if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -41,7 +45,14 @@ class TorchPredictor(Predictor):
         self.module, precision, facts = torch_variant(bundle.load_module(), opt, self.device)
         # Float inputs follow the module's precision; token ids and masks stay integers.
         self.float_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        raw, compressed = serialized_sizes(self.module)
+        if cache_dir is None:
+            raw, compressed = serialized_sizes(self.module)
+        else:
+            settings = OmegaConf.to_container(OmegaConf.create(opt))
+            identity = json.dumps([bundle.name, bundle.fingerprint(), settings, cfg.device])
+            raw, compressed = remembered_sizes(
+                cache_dir, identity, lambda: serialized_sizes(self.module)
+            )
         self._info = PredictorInfo(
             backend=cfg.name,
             provider=f"torch-{self.device.type}",

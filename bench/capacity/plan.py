@@ -1,6 +1,7 @@
-"""Write a run's plan: `plan/sizing.csv`, the recommendation, Kubernetes manifests and the
-source document's tables, from stored results. Re-planning for another target or catalog reads
-the same results and measures nothing."""
+"""Write a run's plan: `plan/sizing.csv`, the recommendation, Kubernetes manifests, the image's
+build context (`plan/image/`, its Dockerfile included) and the source document's tables, from
+stored results. Re-planning for another target or catalog reads the same results and measures
+nothing."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from bench import results
 from bench.capacity.calibration import host_calibration
 from bench.capacity.catalog import load_catalog
 from bench.capacity.manifests import Deployment, write_manifests
-from bench.capacity.measured import measured_configs
+from bench.capacity.measured import MeasuredConfig, measured_configs
 from bench.capacity.planner import Target, recommend, recommendation_sentence, sizing_table
 from bench.capacity.scaling import FORMULA
 from bench.capacity.tables import document_tables, to_markdown
+from runners.dockerfile import write_image
 
 PLAN_DIR = "plan"
 
@@ -48,8 +50,10 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     (folder / "formula.txt").write_text(FORMULA)
     deployment = None
     if best is not None:
-        deployment = _deployment(best, configs, target, cfg.plan.image)
+        measured = next(c for c in configs if c.label == best["configuration"])
+        deployment = _deployment(best, measured, target, cfg.plan.image)
         write_manifests(deployment, folder / "kubernetes")
+        write_image(folder / "image", measured.config, deployment.cpu_per_replica)
     tables = document_tables(frame, sizing, best, deployment, catalog, target)
     markdown = [f"# Plan: {sentence}\n"]
     for number, (title, table) in enumerate(tables.items(), start=1):
@@ -59,8 +63,9 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     return folder
 
 
-def _deployment(best: pd.Series, configs, target: Target, image: str) -> Deployment:
-    measured = next(c for c in configs if c.label == best["configuration"])
+def _deployment(
+    best: pd.Series, measured: MeasuredConfig, target: Target, image: str
+) -> Deployment:
     per_replica = best["capacity_qps"] / best["workers_per_server"]
     return Deployment(
         name=f"{measured.config['model']['name']}-{measured.config['backend']['name']}".replace(

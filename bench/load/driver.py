@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from bench.load.log import Measurement, RequestLog
-from bench.load.points import CLOSED_LOOP, LoadPoint
-from bench.load.schedule import poisson_offsets
+from bench.load.points import CLOSED_LOOP, OPEN_LOOP, LoadPoint
+from bench.load.schedule import bursty_offsets, intermittent_offsets, poisson_offsets
 from runners.base import Request, Runner
 
 now = time.perf_counter
@@ -54,15 +56,15 @@ class Driver:
         try:
             if point.scenario in CLOSED_LOOP:
                 return await self._closed_loop(point)
-            if point.scenario == "server":
-                return await self._open_loop(point)
+            if point.scenario in OPEN_LOOP:
+                return await self._open_loop(point, open_loop_offsets(point))
             if point.scenario == "offline":
                 return await self._offline(point)
             raise ValueError(f"scenario: the driver has no {point.scenario!r} load")
         finally:
             ticker.cancel()
 
-    # --- the three load shapes --------------------------------------------------------------
+    # --- the load shapes: closed loop, open loop on a schedule, offline ----------------------
 
     async def _closed_loop(self, point: LoadPoint) -> Measurement:
         log = RequestLog()
@@ -84,8 +86,8 @@ class Driver:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
-    async def _open_loop(self, point: LoadPoint) -> Measurement:
-        offsets = poisson_offsets(point.target_qps, point.warmup_s + point.duration_s, point.seed)
+    async def _open_loop(self, point: LoadPoint, offsets: np.ndarray) -> Measurement:
+        """Send a request at each of `offsets` (seconds from the start, warm-up included)."""
         log = RequestLog(capacity=len(offsets) + 1)
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task] = set()
@@ -186,3 +188,15 @@ class Driver:
         while True:
             self.on_progress(now() - began, self._completed)
             await asyncio.sleep(0.5)
+
+
+def open_loop_offsets(point: LoadPoint) -> np.ndarray:
+    """The intended send offsets of an open-loop point, warm-up included."""
+    length = point.warmup_s + point.duration_s
+    if point.scenario == "server":
+        return poisson_offsets(point.target_qps, length, point.seed)
+    if point.scenario == "intermittent":
+        return intermittent_offsets(point.gap_s, point.jitter, length, point.seed)
+    if point.scenario == "bursty":
+        return bursty_offsets(point.burst_size, point.burst_qps, point.idle_s, length, point.seed)
+    raise ValueError(f"scenario: {point.scenario!r} has no open-loop schedule")

@@ -10,7 +10,14 @@ from bench.config import ScenarioConfig
 from bench.load.slo_search import PROBE_CONCURRENCY, Trial, next_rate, passed
 
 CLOSED_LOOP = ("single_stream", "concurrency")
-STATIC = ("single_stream", "concurrency", "server", "offline")
+# Open loop with sparse arrivals: a window holds few requests, cold and warm by design.
+SPARSE = ("intermittent", "bursty")
+# Open loop: sends follow a schedule made before the point starts, whatever the responses do.
+OPEN_LOOP = ("server", *SPARSE)
+STATIC = ("single_stream", "concurrency", "server", "offline", *SPARSE)
+# Fields added after results were first stored: left out of a point's identity while unset, so
+# points stored before them keep their ids and a re-run still skips them.
+_LATER_FIELDS = ("gap_s", "jitter", "burst_size", "burst_qps", "idle_s")
 
 
 @dataclass(frozen=True)
@@ -24,17 +31,26 @@ class LoadPoint:
     target_qps: float | None = None  # open loop: Poisson arrival rate
     requests: int | None = None  # offline: requests sent at once (None: sized from warm-up)
     connections: int | None = None  # open loop: client connections (None: unlimited)
+    gap_s: float | None = None  # intermittent: seconds between requests, on average
+    jitter: float | None = None  # intermittent: each gap within +- jitter x gap_s
+    burst_size: int | None = None  # bursty: requests per burst
+    burst_qps: float | None = None  # bursty: Poisson rate within a burst
+    idle_s: float | None = None  # bursty: silence between bursts
 
     @property
     def label(self) -> str:
         if self.target_qps is not None:
             return f"{self.scenario} {self.target_qps:.4g} qps"
+        if self.gap_s is not None:
+            return f"intermittent every {self.gap_s:g} s"
+        if self.burst_size is not None:
+            return f"bursts of {self.burst_size}"
         if self.concurrency is not None and self.scenario == "concurrency":
             return f"concurrency {self.concurrency}"
         return f"{self.scenario} batch {self.batch_size}"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not (k in _LATER_FIELDS and v is None)}
 
 
 def expand(sc: ScenarioConfig) -> list[LoadPoint]:
@@ -54,6 +70,17 @@ def expand(sc: ScenarioConfig) -> list[LoadPoint]:
         return [LoadPoint(**common, target_qps=float(sc.target_qps), connections=sc.connections)]
     if sc.name == "offline":
         return [LoadPoint(**common, requests=sc.requests)]
+    if sc.name == "intermittent":
+        return [LoadPoint(**common, gap_s=float(sc.gap_s), jitter=float(sc.jitter))]
+    if sc.name == "bursty":
+        return [
+            LoadPoint(
+                **common,
+                burst_size=int(sc.burst_size),
+                burst_qps=float(sc.burst_qps),
+                idle_s=float(sc.idle_s),
+            )
+        ]
     raise ValueError(f"scenario.name: no load points defined for {sc.name!r}")
 
 

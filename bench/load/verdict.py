@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.config import ScenarioConfig
+from bench.load.points import SPARSE
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ def judge(stats: dict, sc: ScenarioConfig, accuracy_floor: float | None = None) 
     reasons: list[str] = []
     advice: list[str] = []
     open_ended = sc.name == "offline"
+    # A sparse schedule's windows hold a few requests each, cold or warm by design: they cannot
+    # agree, and disagreeing says nothing about whether to believe the point.
+    sparse = sc.name in SPARSE
 
     if stats["window_s"] < sc.min_duration_s or stats["completed"] < sc.min_requests:
         reasons.append(
@@ -50,10 +54,10 @@ def judge(stats: dict, sc: ScenarioConfig, accuracy_floor: float | None = None) 
     qps_spread = stats["window_qps_spread"]
     p99_spread = stats["window_p99_spread_beyond_noise"]
     unstable = []
-    if _beyond(qps_spread, sc.stability_tolerance):
+    if not sparse and _beyond(qps_spread, sc.stability_tolerance):
         unstable.append(f"throughput differs by {qps_spread:.0%}")
     # An offline burst's latency grows by design as the queue empties: only throughput counts.
-    if not open_ended and _beyond(p99_spread, sc.stability_tolerance):
+    if not (open_ended or sparse) and _beyond(p99_spread, sc.stability_tolerance):
         unstable.append(f"p99 differs by {p99_spread:.0%} beyond sampling noise")
     if unstable:
         reasons.append(
@@ -119,7 +123,10 @@ def describe_rules(sc: ScenarioConfig, accuracy_floor: float | None = None) -> l
     rules = [
         f"Long enough: at least {sc.min_duration_s:g} s measured and {sc.min_requests} "
         f"requests completed in the window (after a {sc.warmup_s:g} s warm-up).",
-        f"Stable: across the last {sc.stability_windows} windows, throughput"
+        "Stability across windows is not judged: a sparse schedule's windows hold a few "
+        "requests each, cold and warm by design."
+        if sc.name in SPARSE
+        else f"Stable: across the last {sc.stability_windows} windows, throughput"
         + f" spreads by at most {sc.stability_tolerance:.0%} ((max - min) / median)"
         + (
             "."

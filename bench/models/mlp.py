@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from importlib import metadata
 from itertools import pairwise
 
 import numpy as np
@@ -35,11 +36,10 @@ def build(cfg: MLPConfig) -> ModelBundle:
 
     def fingerprint() -> str:
         # The weights follow from the architecture and the seed; the torch version is part of
-        # the key because torch's initialisers may change between releases.
-        import torch
-
+        # the key because torch's initialisers may change between releases. Read from the
+        # package's metadata: importing torch would cost an ONNX Runtime worker seconds.
         spec = {"mlp": [cfg.in_features, list(cfg.hidden), cfg.out_features, cfg.seed]}
-        spec["torch"] = torch.__version__
+        spec["torch"] = metadata.version("torch")
         return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
     return ModelBundle(

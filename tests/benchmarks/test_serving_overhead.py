@@ -45,6 +45,7 @@ def _measure(overrides: list[str], point: LoadPoint) -> tuple[dict, dict]:
         runner = build_runner(cfg)
         await runner.start()
         try:
+            runner.begin_point()
             measurement = await Driver(runner, payloads).run(point)
             return measurement, runner.facts.as_row()
         finally:

@@ -1,0 +1,148 @@
+"""`endpoint`: a service someone already deployed, at the URL the user names (their Kubernetes
+service, a Triton or KServe server, our own worker): the harness starts nothing, it sends the
+load and measures.
+
+`protocol: v2` speaks the Open Inference Protocol's REST API at `url` (`GET /v2/health/ready`,
+`POST /v2/models/{model_name}/infer`), items encoded as our workers take them (sentences as a
+BYTES tensor `text`, arrays as `input`); a server that also speaks our `bench_worker` extension
+tells which predictor it runs. `protocol: json` POSTs `request_template` to `url`, the request's
+items as a JSON list in place of `{{inputs}}`, and reads the outputs at `response_path`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from bench.models import build_model
+from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
+from runners.http import V2HttpClient, error_text
+from runners.remote import RemoteError
+
+_PLACEHOLDER = "{{inputs}}"
+_RETRY_S = 0.2  # between readiness probes while start() waits
+_NAN = float("nan")
+
+
+class EndpointRunner(Runner):
+    name = "endpoint"
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        st = cfg.strategy
+        self.url = st.url.rstrip("/")
+        # Nothing known of how the service serves: how many workers, replicas, what isolation.
+        self._facts = RunnerFacts(workers=0, replicas=0, isolation="external", protocol="http")
+        self._client = V2HttpClient(
+            st.model_name or cfg.model.name, st.payload == "binary", st.client_connections
+        )
+
+    async def start(self) -> None:
+        """Wait up to `start_timeout_s` for the service to say it is ready (v2) or to answer a
+        request (json), then send it one request; RunnerError naming the URL if it does not."""
+        await self._client.open()
+        sample = build_model(self.cfg.model).samples(1, 0)
+        try:
+            await self._until_ready(sample)
+            if self.cfg.strategy.protocol == "v2":
+                await self._client.infer(self.url, sample)
+                self._facts.predictor = await self._predictor()
+        except RemoteError as exc:
+            await self.stop()
+            raise RunnerError(f"strategy.url {self.url} refused the first request: {exc}") from None
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _until_ready(self, sample: list[Any]) -> None:
+        st = self.cfg.strategy
+        deadline = time.monotonic() + st.start_timeout_s
+        last = "no answer"
+        while True:
+            if st.protocol == "v2":
+                if await self._client.ready(self.url):
+                    return
+                last = f"GET {self.url}/v2/health/ready did not answer 200"
+            else:
+                try:
+                    await self._post_json(sample)
+                    return
+                except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                    last = f"POST {self.url}: {type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise RunnerError(
+                    f"strategy.url {self.url} is not ready after {st.start_timeout_s:g} s "
+                    f"({last}); start the service, or check the URL and strategy.protocol"
+                )
+            await asyncio.sleep(_RETRY_S)
+
+    async def _predictor(self) -> dict[str, Any]:
+        """Our workers' predictor facts, where the server speaks our extension; else none."""
+        try:
+            async with self._client.session.get(f"{self.url}/v2") as response:
+                server = await response.json()
+        except (aiohttp.ClientError, ValueError):
+            return {}
+        if not isinstance(server, dict) or "bench_worker" not in server.get("extensions", []):
+            return {}
+        return (await self._client.worker_facts(self.url)).get("predictor", {})
+
+    async def infer(self, request: Request) -> Response:
+        if self.cfg.strategy.protocol == "v2":
+            served = await self._client.infer(self.url, request.samples)
+            return Response(served.output, served.queue_s, served.compute_s)
+        output = await self._post_json(request.samples)
+        return Response(output, _NAN, _NAN)  # the service does not say how long it queued
+
+    async def _post_json(self, samples: Sequence[Any]) -> np.ndarray:
+        st = self.cfg.strategy
+        body = render(st.request_template, samples)
+        headers = {"Content-Type": "application/json"}
+        async with self._client.session.post(self.url, data=body, headers=headers) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise RemoteError(f"HTTP {response.status}: {error_text(payload)}")
+        try:
+            return np.asarray(extract(json.loads(payload), st.response_path))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RemoteError(
+                f"strategy.response_path {st.response_path!r} does not lead to the outputs in "
+                f"{payload[:200]!r}: {exc}"
+            ) from None
+
+    async def stop(self) -> None:
+        await self._client.close()
+
+    @property
+    def facts(self) -> RunnerFacts:
+        return self._facts
+
+
+def render(template: str, samples: Sequence[Any]) -> str:
+    """`template` with the items, as a JSON list, in place of `{{inputs}}`."""
+    return template.replace(_PLACEHOLDER, json.dumps([_jsonable(item) for item in samples]))
+
+
+def _jsonable(item: Any) -> Any:
+    if isinstance(item, np.ndarray):
+        return item.tolist()
+    if isinstance(item, bytes):  # an encoded image: JSON has no bytes, base64 is the custom
+        return base64.b64encode(item).decode("ascii")
+    if isinstance(item, dict):
+        return {key: _jsonable(value) for key, value in item.items()}
+    return item
+
+
+def extract(document: Any, path: str) -> Any:
+    """The value at `path` in a parsed JSON document: keys and list indices separated by dots
+    ("outputs.0.data"); an empty path is the document itself."""
+    for step in filter(None, path.split(".")):
+        document = document[int(step)] if isinstance(document, list) else document[step]
+    return document
