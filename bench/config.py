@@ -506,6 +506,9 @@ class PlanConfig:
     headroom: float = 0.3
     # Never fewer servers than this (2: survive losing one).
     min_servers: int = 1
+    # Euros per US dollar, to compare a serverless cost priced in USD with EUR server prices;
+    # an exchange rate is a price: null until you give one (dated, in your own preset).
+    eur_per_usd: float | None = None
     # The host's calibration micro-benchmark (cached per host, so it runs once).
     calibration_s: float = 30.0
     # Container image the Kubernetes manifests name; build it from the generated Dockerfile.

@@ -501,6 +501,7 @@ def plan_section(source: Path) -> dict | None:
             )
     return {
         "recommendation": _read(folder / "recommendation.txt"),
+        "serverless": _read(folder / "serverless.txt"),
         "headers": [header for _, header, _ in shown],
         "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],
         "unsized": [

@@ -198,3 +198,24 @@ def test_the_queueing_check_agrees_with_the_sizing(catalog):
         m.service_s / row["scale_factor"], per_server, int(row["workers_per_server"]), "p99"
     )
     assert predicted == pytest.approx(row["predicted_p99_ms"])
+
+
+def test_serverless_break_even_against_the_priced_recommendation():
+    from bench.capacity.plan import serverless_break_even
+    from bench.capacity.planner import SECONDS_PER_MONTH
+
+    frame = pd.DataFrame(
+        {
+            "strategy": ["serverless", "serverless", "direct"],
+            "status": ["measured", "measured", "measured"],
+            "cost_per_million_usd": [2.0, 4.0, np.nan],
+        }
+    )
+    best = pd.Series({"servers": 2, "server": "Ryzen 5 3600 Server", "monthly_cost_eur": 100.0})
+    # 3 USD per million at 0.9 EUR per USD: 100 EUR a month buys 100 / 2.7e-6 requests.
+    sentence = serverless_break_even(frame, best, eur_per_usd=0.9)
+    expected = 100.0 / (2.7e-6 * SECONDS_PER_MONTH)
+    assert f"below {expected:,.2f} requests/s" in sentence
+    assert "set plan.eur_per_usd" in serverless_break_even(frame, best, eur_per_usd=None)
+    assert "set catalog.prices" in serverless_break_even(frame, None, eur_per_usd=0.9)
+    assert serverless_break_even(frame[frame["strategy"] == "direct"], best, 0.9) is None

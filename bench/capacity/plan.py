@@ -17,8 +17,15 @@ from bench.capacity.calibration import host_calibration
 from bench.capacity.catalog import load_catalog
 from bench.capacity.manifests import Deployment, write_manifests
 from bench.capacity.measured import MeasuredConfig, measured_configs
-from bench.capacity.planner import Target, recommend, recommendation_sentence, sizing_table
+from bench.capacity.planner import (
+    SECONDS_PER_MONTH,
+    Target,
+    recommend,
+    recommendation_sentence,
+    sizing_table,
+)
 from bench.capacity.scaling import FORMULA
+from bench.capacity.serverless import break_even_qps
 from bench.capacity.tables import document_tables, to_markdown
 from runners.dockerfile import write_image
 
@@ -59,8 +66,45 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     for number, (title, table) in enumerate(tables.items(), start=1):
         table.to_csv(folder / f"table{number}.csv", index=False)
         markdown.append(f"## {title}\n\n{to_markdown(table)}\n")
+    break_even = serverless_break_even(frame, best, cfg.plan.eur_per_usd)
+    if break_even:
+        markdown.insert(1, f"{break_even}\n")
+        (folder / "serverless.txt").write_text(break_even + "\n")
     (folder / "tables.md").write_text("\n".join(markdown))
     return folder
+
+
+def serverless_break_even(
+    frame: pd.DataFrame, best: pd.Series | None, eur_per_usd: float | None
+) -> str | None:
+    """One sentence comparing measured serverless cost with the recommended dedicated servers,
+    or None when no serverless point was measured."""
+    rows = frame[(frame["strategy"] == "serverless") & (frame["status"] == "measured")]
+    costs = {
+        column.removeprefix("cost_per_million_").upper(): rows[column].dropna()
+        for column in rows.columns
+        if column.startswith("cost_per_million_")
+    }
+    costs = {currency: values for currency, values in costs.items() if len(values)}
+    if not costs:
+        return None
+    currency, values = next(iter(costs.items()))
+    per_million = float(values.median())
+    measured = f"Serverless measured {per_million:.2f} {currency} per million requests"
+    if best is None or pd.isna(best.get("monthly_cost_eur")):
+        return f"{measured}; no priced dedicated server to compare with (set catalog.prices)."
+    if currency == "EUR":
+        per_million_eur = per_million
+    elif currency == "USD" and eur_per_usd:
+        per_million_eur = per_million * eur_per_usd
+    else:
+        return f"{measured}; set plan.eur_per_usd (dated, yours) to compare it with EUR prices."
+    rate = break_even_qps(per_million_eur, float(best["monthly_cost_eur"]), SECONDS_PER_MONTH)
+    return (
+        f"{measured}: it costs less than {int(best['servers'])} x {best['server']} "
+        f"(EUR {best['monthly_cost_eur']:,.0f} a month) below {rate:,.2f} requests/s of steady "
+        "load, and more above it (at the cold-start share measured)."
+    )
 
 
 def _deployment(
