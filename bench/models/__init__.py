@@ -1,44 +1,29 @@
 """Models: builders returning a `ModelBundle` from the model config.
 
-Each branch imports only its own builder: a worker serving an ONNX file with ONNX Runtime never
-imports torch.
+Only the chosen builder's module is imported: a worker serving an ONNX file with ONNX Runtime
+never imports torch.
 """
 
 from __future__ import annotations
 
-from bench.config import ConfigError, ModelConfig
+from bench.config import ModelConfig
 from bench.models.base import ModelBundle
+from bench.registry import resolve
 
-MODEL_NAMES = ("minilm", "mlp", "efficientnet_lite0", "onnx_file", "torch_file", "python")
+BUILDERS = {
+    "minilm": "bench.models.minilm:build",
+    "mlp": "bench.models.mlp:build",
+    "efficientnet_lite0": "bench.models.efficientnet:build",
+    "onnx_file": "bench.models.user:build_onnx_file",
+    "torch_file": "bench.models.user:build_torch_file",
+    "python": "bench.models.user:build_python",
+}
+MODEL_NAMES = tuple(BUILDERS)
 
 
 def build_model(cfg: ModelConfig) -> ModelBundle:
     """The bundle for `cfg.name`; an unknown name names the accepted ones."""
-    if cfg.name == "minilm":
-        from bench.models import minilm
-
-        return minilm.build(cfg)
-    if cfg.name == "mlp":
-        from bench.models import mlp
-
-        return mlp.build(cfg)
-    if cfg.name == "efficientnet_lite0":
-        from bench.models import efficientnet
-
-        return efficientnet.build(cfg)
-    if cfg.name == "onnx_file":
-        from bench.models import user
-
-        return user.build_onnx_file(cfg)
-    if cfg.name == "torch_file":
-        from bench.models import user
-
-        return user.build_torch_file(cfg)
-    if cfg.name == "python":
-        from bench.models import user
-
-        return user.build_python(cfg)
-    raise ConfigError(f"model.name: accepted values are {', '.join(MODEL_NAMES)}; got {cfg.name!r}")
+    return resolve(BUILDERS, cfg.name, "model.name")(cfg)
 
 
 __all__ = ["MODEL_NAMES", "ModelBundle", "build_model"]
