@@ -275,6 +275,12 @@ TABLE_COLUMNS = (
     Column("gpu_util_pct", "GPU %", _format_int, "GPU utilisation"),
     Column("gpu_mem_peak_mb", "GPU MB", _format_int, "peak GPU memory"),
     Column("cold_start_s", "cold start s", _format_seconds, "start to first answer"),
+    Column("cold_starts", "cold starts", _format_int, "instances started during the point"),
+    Column("cold_start_fraction", "cold share", _format_share, "requests that waited for a start"),
+    Column(
+        "cost_per_million_usd", "USD / 1M", _format_seconds, "serverless cost per million requests"
+    ),
+    Column("throttled_fraction", "throttled", _format_share, "CFS periods in which the limit bit"),
     Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
     Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
     Column("accuracy_top1_agreement", "top-1", _format_share, "top-1 agreement with fp32"),

@@ -269,3 +269,13 @@ def test_cli_on_a_path_without_results_exits_2_naming_it(tmp_path: Path, make: b
     assert done.returncode == 2
     assert str(path) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_strategy_columns_appear_where_a_strategy_measured_them(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path)
+    row = measured_row("none", 1, median_ms=2.0, seed=3)
+    store.append({**row, "throttled_fraction": 0.97, "cold_starts": 12, "cold_start_fraction": 0.8})
+    text = _text(build_report(tmp_path).read_text(encoding="utf-8"))
+    assert "throttled" in text and "97.0%" in text
+    assert "cold starts" in text and "80.0%" in text
+    assert "USD / 1M" not in text  # no serverless cost in these results
