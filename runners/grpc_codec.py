@@ -42,22 +42,14 @@ _CONTENTS = {
 def request_message(model_name: str, request: InferRequest) -> pb.ModelInferRequest:
     message = pb.ModelInferRequest(model_name=model_name, id=request.id)
     _set_parameters(message.parameters, request.parameters)
-    for tensor in request.inputs:
-        entry = message.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        _set_parameters(entry.parameters, tensor.parameters)
-        message.raw_input_contents.append(to_raw(tensor))
+    _add_tensors(message.inputs, message.raw_input_contents, request.inputs)
     return message
 
 
 def request_from_message(message: pb.ModelInferRequest) -> InferRequest:
-    raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise ProtocolError(f"{len(message.inputs)} inputs but {len(raw)} raw_input_contents")
     if not message.inputs:
         raise ProtocolError("the request has no inputs")
-    inputs = [
-        _tensor(entry, raw[i] if raw else None, "input") for i, entry in enumerate(message.inputs)
-    ]
+    inputs = _read_tensors(message.inputs, message.raw_input_contents, "input")
     return InferRequest(inputs, message.id, _parameters(message.parameters))
 
 
@@ -66,20 +58,12 @@ def response_message(response: InferResponse) -> pb.ModelInferResponse:
         model_name=response.model_name, model_version=response.model_version, id=response.id
     )
     _set_parameters(message.parameters, response.parameters)
-    for tensor in response.outputs:
-        entry = message.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        _set_parameters(entry.parameters, tensor.parameters)
-        message.raw_output_contents.append(to_raw(tensor))
+    _add_tensors(message.outputs, message.raw_output_contents, response.outputs)
     return message
 
 
 def response_from_message(message: pb.ModelInferResponse) -> InferResponse:
-    raw = message.raw_output_contents
-    if raw and len(raw) != len(message.outputs):
-        raise ProtocolError(f"{len(message.outputs)} outputs but {len(raw)} raw_output_contents")
-    outputs = [
-        _tensor(entry, raw[i] if raw else None, "output") for i, entry in enumerate(message.outputs)
-    ]
+    outputs = _read_tensors(message.outputs, message.raw_output_contents, "output")
     return InferResponse(
         message.model_name,
         outputs,
@@ -87,6 +71,24 @@ def response_from_message(message: pb.ModelInferResponse) -> InferResponse:
         message.model_version,
         _parameters(message.parameters),
     )
+
+
+def _add_tensors(entries: Any, raw_contents: Any, tensors: list[Tensor]) -> None:
+    """Append `tensors` to a message's repeated inputs or outputs, contents as raw bytes."""
+    for tensor in tensors:
+        entry = entries.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        _set_parameters(entry.parameters, tensor.parameters)
+        raw_contents.append(to_raw(tensor))
+
+
+def _read_tensors(entries: Any, raw_contents: Any, where: str) -> list[Tensor]:
+    """A message's inputs or outputs, from raw contents when sent so, else typed contents."""
+    if raw_contents and len(raw_contents) != len(entries):
+        raise ProtocolError(f"{len(entries)} {where}s but {len(raw_contents)} raw_{where}_contents")
+    return [
+        _tensor(entry, raw_contents[i] if raw_contents else None, where)
+        for i, entry in enumerate(entries)
+    ]
 
 
 def _tensor(entry: Any, raw: bytes | None, where: str) -> Tensor:
