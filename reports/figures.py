@@ -199,20 +199,26 @@ def _annotate_points(ax: Axes, group: pd.DataFrame) -> None:
         )
 
 
+def _shared_setting(rows: pd.DataFrame, column: str) -> float | None:
+    """The value of a scenario setting when every point that records it has the same one."""
+    if column not in rows.columns:
+        return None
+    values = rows[column].dropna().unique()
+    return float(values[0]) if len(values) == 1 else None
+
+
 def _slo_line(ax: Axes, rows: pd.DataFrame) -> None:
     """Draw the latency SLO where every point shares one, so the reader sees what passed."""
-    if "scenario.slo_ms" not in rows.columns:
-        return
-    slos = rows["scenario.slo_ms"].dropna().unique()
-    if len(slos) != 1:
+    slo = _shared_setting(rows, "scenario.slo_ms")
+    if slo is None:
         return
     percentile = "p99"
     if "scenario.slo_percentile" in rows.columns:
         percentile = _text(rows["scenario.slo_percentile"].dropna().iloc[0]) or percentile
-    ax.axhline(float(slos[0]), color="#b00020", lw=1, ls=":", zorder=1)
+    ax.axhline(slo, color="#b00020", lw=1, ls=":", zorder=1)
     ax.annotate(
-        f"SLO {percentile} {float(slos[0]):g} ms",
-        (0.005, float(slos[0])),
+        f"SLO {percentile} {slo:g} ms",
+        (0.005, slo),
         xycoords=("axes fraction", "data"),
         xytext=(0, 3),
         textcoords="offset points",
@@ -344,12 +350,9 @@ def _relative(windows: object) -> np.ndarray | None:
 
 
 def _tolerance_band(ax: Axes, rows: pd.DataFrame) -> None:
-    if "scenario.stability_tolerance" not in rows.columns:
+    tol = _shared_setting(rows, "scenario.stability_tolerance")
+    if tol is None:
         return
-    tolerances = rows["scenario.stability_tolerance"].dropna().unique()
-    if len(tolerances) != 1:
-        return
-    tol = float(tolerances[0])
     # A band as wide as the allowed spread (max - min over median), centred on the median.
     ax.axhspan(1 - tol / 2, 1 + tol / 2, color="#2ca02c", alpha=0.08, zorder=0)
     ax.annotate(
