@@ -284,14 +284,11 @@ def build_torch_file(cfg: TorchFileModelConfig) -> ModelBundle:
     names = [s.name for s in specs]
     batch = _stacker(names)(_random_items(specs, 2, 0))
     rank = _probe(module, batch, "model.input_shapes", f"the model in {path}")
-    return ModelBundle(
-        name="torch_file",
-        input_names=tuple(names),
-        output_name=_OUTPUT,
-        dynamic_axes=_dynamic_axes(names, _OUTPUT),
-        output_kind=_output_kind(rank),
+    return _torch_bundle(
+        "torch_file",
+        names,
+        rank,
         samples=lambda count, seed: _random_items(specs, count, seed),
-        preprocess=_stacker(names),
         # A fresh module per call: an optimization that edits it never reaches the reference.
         load_module=lambda: load(path, cfg)[0],
         fingerprint=cache(lambda: _digest(kind.encode(), path)),
@@ -513,15 +510,34 @@ def build_python(cfg: PythonModelConfig) -> ModelBundle:
         ]
         return _digest(target.encode(), repr(module).encode(), source, *weights)
 
+    return _torch_bundle(
+        "python",
+        names,
+        rank,
+        samples=make_items,
+        # A copy per call: an optimization that edits the module never reaches the reference.
+        load_module=lambda: copy.deepcopy(module).eval(),
+        fingerprint=fingerprint,
+    )
+
+
+def _torch_bundle(
+    name: str,
+    names: list[str],
+    rank: int,
+    samples: Callable[[int, int], list],
+    load_module: Callable[[], Any],
+    fingerprint: Callable[[], str],
+) -> ModelBundle:
+    """A user's torch model as a bundle: per-sample dicts of named arrays, stacked per batch."""
     return ModelBundle(
-        name="python",
+        name=name,
         input_names=tuple(names),
         output_name=_OUTPUT,
         dynamic_axes=_dynamic_axes(names, _OUTPUT),
         output_kind=_output_kind(rank),
-        samples=make_items,
+        samples=samples,
         preprocess=_stacker(names),
-        # A copy per call: an optimization that edits the module never reaches the reference.
-        load_module=lambda: copy.deepcopy(module).eval(),
+        load_module=load_module,
         fingerprint=fingerprint,
     )
