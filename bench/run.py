@@ -118,10 +118,10 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
         while (point := next_point(cfg.scenario, history)) is not None:
             runner.begin_point()
             row = _base_row(cfg, key, run_id, point)
-            row.update(runner.facts.as_row())
             row.update(accuracy)
             measured = await _measure_point(cfg, runner, bundle, point, row)
-            # Again after the point: some facts (the batch sizes formed) accumulate while it runs.
+            # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate
+            # while it runs.
             row.update(runner.facts.as_row())
             if measured is None:
                 store.append(row)
