@@ -11,8 +11,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench.config import ConfigError, register_configs
+from bench.config import register_configs
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 
 register_configs()
 

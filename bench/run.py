@@ -16,11 +16,13 @@ from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, reference_outputs
 from bench.config import validate
-from bench.load import Driver, LoadPoint, judge, next_point, point_id, summarize
+from bench.load import Driver, LoadPoint, judge, point_id, summarize
+from bench.load.scenarios import ScenarioConfig, scenario_of
+from bench.load.sut import Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_fingerprint
 from bench.models import ModelBundle, build_model
+from bench.registry import implementation, typed
 from bench.results import SCHEMA_VERSION, ResultsStore
-from runners import Request, Runner, build_runner
 
 # Distinct request payloads cycled through by a load point (cheap to make, enough to vary).
 _PAYLOADS = 64
@@ -32,7 +34,8 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
     """Measure every load point of `cfg` not yet measured in `run_dir`; return all its rows."""
     validate(cfg)
     store = ResultsStore(run_dir)
-    key = _measurement_key(cfg)
+    scenario = typed("scenario", cfg.scenario)
+    key = _measurement_key(cfg, scenario.point_lists)
     rows = store.rows()
     # Points measured before under this very configuration are kept, not measured again;
     # failed ones are tried again.
@@ -43,19 +46,19 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
             (rows["config"] == json.dumps(key, sort_keys=True)) & (rows["status"] == "measured")
         ].to_dict("records")
     )
-    if next_point(cfg.scenario, history) is not None:
-        asyncio.run(_measure(cfg, key, history, store))
+    if scenario.next_point(history) is not None:
+        asyncio.run(_measure(cfg, scenario, key, history, store))
     return store.rows()
 
 
-def _measurement_key(cfg: DictConfig) -> dict:
-    """The config as it decides what a point measures: presentation left out, and the list of
-    concurrency levels too (each level is a point of its own), so that adding a level to a
-    finished run measures only the new one."""
-    key = {
-        k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in _NOT_MEASURED
-    }
-    key["scenario"].pop("levels", None)
+def _measurement_key(cfg: DictConfig, point_lists: tuple[str, ...]) -> dict:
+    """The config as it decides what a point measures: presentation left out, and the
+    scenario's lists of points too (each level or rate is a point of its own), so that adding
+    one to a finished run measures only the new point."""
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    key = {k: v for k, v in config.items() if k not in _NOT_MEASURED}
+    for name in point_lists:
+        key["scenario"].pop(name, None)
     return key
 
 
@@ -98,28 +101,30 @@ def _failed(row: dict, error: str) -> dict:
     }
 
 
-async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: ResultsStore) -> None:
+async def _measure(
+    cfg: DictConfig, scenario: ScenarioConfig, key: dict, history: list[dict], store: ResultsStore
+) -> None:
     """Measure points until the scenario has none left; `history` grows with each row."""
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     bundle = build_model(cfg.model)
-    runner = build_runner(cfg)
+    runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
     try:
         await runner.start()
     except Exception as exc:
         error = f"runner failed to start: {type(exc).__name__}: {exc}"
         # Static scenarios record each of their points as failed; a search records its first.
-        while (point := next_point(cfg.scenario, history)) is not None:
+        while (point := scenario.next_point(history)) is not None:
             row = _failed(_base_row(cfg, key, run_id, point), error)
             store.append(row)
             history.append(row)
         return
     try:
         accuracy = await _accuracy(runner, bundle, cfg)
-        while (point := next_point(cfg.scenario, history)) is not None:
+        while (point := scenario.next_point(history)) is not None:
             runner.begin_point()
             row = _base_row(cfg, key, run_id, point)
             row.update(accuracy)
-            measured = await _measure_point(cfg, runner, bundle, point, row)
+            measured = await _measure_point(cfg, scenario, runner, bundle, point, row)
             # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate
             # while it runs.
             row.update(runner.facts.as_row())
@@ -133,11 +138,15 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
 
 
 async def _measure_point(
-    cfg: DictConfig, runner: Runner, bundle: ModelBundle, point: LoadPoint, row: dict
+    cfg: DictConfig,
+    sc: ScenarioConfig,
+    runner: Runner,
+    bundle: ModelBundle,
+    point: LoadPoint,
+    row: dict,
 ) -> tuple[dict, dict] | None:
     """Fill `row` for one point; return it with the request log, or None if the point failed
     (then `row` says why, and the sweep goes on)."""
-    sc = cfg.scenario
     payloads = [bundle.samples(point.batch_size, point.seed * 1000 + i) for i in range(_PAYLOADS)]
     bar = _ProgressBar(point, enabled=cfg.progress)
     driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
@@ -154,7 +163,7 @@ async def _measure_point(
         gpu.stop()
         bar.close()
     stats = summarize(measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size)
-    verdict = judge({**stats, **row}, sc, cfg.accuracy_floor)
+    verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
     row.update(verdict.as_row())
     row["errors_seen"] = json.dumps(measurement.log.errors)
@@ -179,7 +188,8 @@ class _ProgressBar:
     """A bar per load point, advanced from the driver's ticks: seconds done, requests done."""
 
     def __init__(self, point: LoadPoint, enabled: bool) -> None:
-        total = point.warmup_s + point.duration_s if point.scenario != "offline" else None
+        open_ended = scenario_of(point.scenario).open_ended
+        total = None if open_ended else point.warmup_s + point.duration_s
         self.bar = tqdm(
             total=total,
             desc=f"{point.label:>20}",

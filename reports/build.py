@@ -19,9 +19,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bench.results
-from bench.config import SCHEMAS
 from bench.load import PERCENTILE_METHOD, describe_rules
+from bench.registry import options
 from reports import figures
+
+SCHEMAS = options()
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"

@@ -1,24 +1,15 @@
-"""Deployment strategies, one module each, behind the `Runner` interface."""
+"""Deployment strategies, one module each, behind the load driver's `Runner` interface
+(`bench.load.sut`); each strategy's config (`bench.config.strategy`) names its runner class."""
 
 from __future__ import annotations
 
-from bench.registry import resolve
-from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
-
-RUNNERS = {
-    "direct": "runners.direct:DirectRunner",
-    "http": "runners.http:HttpRunner",
-    "grpc": "runners.grpc:GrpcRunner",
-    "container": "runners.container:ContainerRunner",
-    "edge": "runners.edge:EdgeRunner",
-    "serverless": "runners.serverless:ServerlessRunner",
-    "endpoint": "runners.endpoint:EndpointRunner",
-}
+from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
+from bench.registry import implementation
 
 
 def build_runner(cfg) -> Runner:
-    """The runner for `cfg.strategy.name`; it builds its own predictor from the config."""
-    return resolve(RUNNERS, cfg.strategy.name, "strategy.name")(cfg)
+    """The runner `cfg.strategy` names; it builds its own predictor from the config."""
+    return implementation("strategy", cfg.strategy, "runner")(cfg)
 
 
 __all__ = ["Request", "Response", "Runner", "RunnerError", "RunnerFacts", "build_runner"]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runners.base import Request, Response, RunnerError, RunnerFacts
+from bench.load.sut import Request, Response, RunnerError, RunnerFacts
 from runners.http import HttpRunner
 from runners.isolation import open_sandbox
 from runners.processes import Child, spawn

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from bench.backends import Predictor
-from runners.base import Request, Response, Runner, RunnerFacts
+from bench.load.sut import Request, Response, Runner, RunnerFacts
 from runners.serving import ServingCore, build_from_config
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
-from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
 from runners.http import V2HttpClient, error_text
 from runners.remote import RemoteError
 

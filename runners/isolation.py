@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runners.base import RunnerError
+from bench.load.sut import RunnerError
 from runners.cgroups import CgroupV1Sandbox, CgroupV2Sandbox
 from runners.podman import PodmanSandbox
 from runners.sandbox import AffinitySandbox, IsolationUnavailable, Limits, Sandbox

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from runners.base import RunnerError
+from bench.load.sut import RunnerError
 from runners.processes import Child, spawn
 
 _FALLBACK = "/usr/sbin/nginx"

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from runners.base import RunnerError
+from bench.load.sut import RunnerError
 
 _PROBE_INTERVAL_S = 0.02
 

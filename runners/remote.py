@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
-from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
 from runners.batching import Served
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.protocol import InferResponse
@@ -40,7 +40,7 @@ def worker_config(cfg: Any, processes: int | None = None) -> str:
     strategy's replicas) and `backend.threads` null, each gets cores // processes intra-op
     threads (at least one): N processes each taking every core would oversubscribe the host and
     measure the contention instead."""
-    doc = OmegaConf.to_container(cfg, resolve=True)
+    doc = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     processes = cfg.strategy.replicas if processes is None else processes
     if doc["backend"].get("threads") is None and processes > 1:
         doc["backend"]["threads"] = max(1, _cores() // processes)

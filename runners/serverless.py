@@ -40,7 +40,7 @@ import numpy as np
 import psutil
 
 from bench.capacity.serverless import GIB, cost_per_million
-from runners.base import Request, Response, Runner, RunnerError, RunnerFacts
+from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from runners.http import V2HttpClient
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.remote import (

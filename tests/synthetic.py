@@ -11,7 +11,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from bench.backends import Predictor, PredictorInfo
-from bench.config import BenchConfig, DirectStrategyConfig, MLPConfig
+from bench.config import BenchConfig
+from bench.config.model import MLPConfig
+from bench.config.strategy import DirectStrategyConfig
 from bench.load import Driver, LoadPoint, summarize
 from bench.models import build_model
 from runners.direct import DirectRunner

@@ -8,13 +8,9 @@ import pytest
 from bench.backends import BackendError, build_predictor
 from bench.backends.accuracy import compare, reference_outputs
 from bench.backends.onnx_export import onnx_path
-from bench.config import (
-    MiniLMConfig,
-    MLPConfig,
-    NoOptimizationConfig,
-    OnnxRuntimeBackendConfig,
-    TorchBackendConfig,
-)
+from bench.config.backend import OnnxRuntimeBackendConfig, TorchBackendConfig
+from bench.config.model import MiniLMConfig, MLPConfig
+from bench.config.optimization import NoOptimizationConfig
 from bench.metrics import gpu_names
 from bench.models import build_model
 

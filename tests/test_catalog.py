@@ -9,7 +9,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from bench.capacity.catalog import cpu_matches, default_catalog_path, load_catalog
-from bench.config import CatalogConfig, ConfigError
+from bench.config.catalog import CatalogConfig
+from bench.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CATALOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "server_catalog.yaml"

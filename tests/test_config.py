@@ -10,8 +10,12 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from bench.config import SCHEMAS, ConfigError, validate
+from bench.config import validate
+from bench.registry import options
+from bench.validation import ConfigError
 from tests.conftest import CONF_DIR, compose
+
+SCHEMAS = options()
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +31,18 @@ def test_every_shipped_option_composes_and_validates(group):
         cfg = compose([f"{group}={option}"])
         assert cfg[group].name == option
         assert OmegaConf.get_type(cfg[group]) is SCHEMAS[group][option]
-        validate(cfg)
+        required = [k for k in cfg[group] if OmegaConf.is_missing(cfg[group], k)]
+        if required:
+            # A user's own model needs its file or import path: validation says which field.
+            with pytest.raises(ConfigError, match=rf"{group}\.{required[0]}: required"):
+                validate(cfg)
+        else:
+            validate(cfg)
 
 
 def test_every_schema_has_a_preset():
-    for group, options in SCHEMAS.items():
-        assert sorted(options) == shipped(group)
+    for group, table in SCHEMAS.items():
+        assert sorted(table) == shipped(group)
 
 
 def test_overrides_reach_the_typed_fields():
@@ -52,6 +62,29 @@ def test_a_wrong_type_is_refused():
         compose(["scenario=server", "scenario.target_qps=fast"])
 
 
+@pytest.mark.parametrize(
+    "override, accepted",
+    [
+        ("scenario.slo_percentile=p42", "[p50, p90, p95, p99, p999]"),
+        ("plan.percentile=p100", "[p50, p90, p95, p99, p999]"),
+        ("backend.device=tpu", "[cpu, cuda]"),
+        ("backend=onnxruntime backend.graph_optimization=ful", "[disable, basic, extended, all]"),
+        ("optimization=int8_static optimization.calibration_method=mean", "[minmax, entropy,"),
+        ("strategy=http strategy.load_balancer=haproxy", "[none, nginx]"),
+        ("strategy=http strategy.payload=xml", "[binary, json]"),
+        ("strategy=container strategy.isolation=docker", "[auto, podman, cgroup, affinity]"),
+        ("strategy=serverless strategy.overflow=drop", "[queue, reject]"),
+        ("strategy=endpoint strategy.protocol=grpc", "[v2, json]"),
+        ("catalog.serverless_pricing.billed_time=always", "[busy, lifetime]"),
+    ],
+)
+def test_a_closed_set_refuses_a_value_at_composition_naming_the_accepted_ones(override, accepted):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(override.split())
+    message = str(err.value) + str(err.value.__cause__)
+    assert override.split("=")[-1] in message and accepted in message
+
+
 def test_a_misspelled_option_lists_the_accepted_ones():
     with pytest.raises(MissingConfigException) as err:
         compose(["backend=onnxrt"])
@@ -64,14 +97,15 @@ def test_a_misspelled_option_lists_the_accepted_ones():
     [
         ("scenario.batch_size=0", "scenario.batch_size"),
         ("scenario.duration_s=0", "scenario.duration_s"),
-        ("scenario.slo_percentile=p42", "scenario.slo_percentile"),
         ("scenario.levels=[]", "scenario.levels"),
         ("backend.threads=0", "backend.threads"),
         ("strategy.workers=0", "strategy.workers"),
+        ("catalog.serverless_pricing.per_gb_second=-1", "catalog.serverless_pricing.per_gb_second"),
+        ("scenario=rate_sweep scenario.rates=[10,0]", "scenario.rates"),
     ],
 )
 def test_validation_names_the_field(override, field):
-    cfg = compose([override])
+    cfg = compose(override.split())
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         validate(cfg)
 

@@ -9,9 +9,10 @@ import asyncio
 import aiohttp
 import pytest
 
-from bench.config import ConfigError, validate
+from bench.config import validate
 from bench.models import build_model
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 from runners import Request, RunnerError, build_runner
 from runners.cgroups import cgroup_mounts
 from runners.isolation import open_sandbox
@@ -149,7 +150,6 @@ def test_the_affinity_fallback_pins_whole_cores_and_caps_the_address_space():
     [
         ("strategy.cpus=0", "strategy.cpus"),
         ("strategy.memory_mb=1", "strategy.memory_mb"),
-        ("strategy.isolation=docker", "strategy.isolation"),
     ],
 )
 def test_container_limits_are_validated(override, field):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.load import LoadPoint
-from bench.load.schedule import poisson_offsets
+from bench.load.scenarios.server import poisson_offsets
 from tests.synthetic import SleepPredictor, StallOncePredictor, drive
 
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bench.config import ConfigError, validate
+from bench.config import validate
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 from runners import build_runner
 from runners.dockerfile import write_image
 from runners.sandbox import Limits
@@ -78,7 +79,9 @@ def test_a_model_too_big_for_the_device_does_not_fit_and_the_sweep_goes_on(
 
 
 def test_the_generated_image_serves_the_measured_config_where_the_manifests_probe(tmp_path):
-    run = OmegaConf.to_container(compose(["model=mlp", "backend=onnxruntime"]), resolve=True)
+    run = OmegaConf.to_container(
+        compose(["model=mlp", "backend=onnxruntime"]), resolve=True, enum_to_str=True
+    )
     config = {group: run[group] for group in ("model", "backend", "optimization", "strategy")}
     dockerfile = write_image(tmp_path / "image", config, threads=2).read_text()
     lines = dockerfile.splitlines()

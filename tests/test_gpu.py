@@ -8,13 +8,9 @@ import pytest
 
 from bench.backends import build_predictor
 from bench.backends.accuracy import compare
-from bench.config import (
-    Fp16Config,
-    MLPConfig,
-    NoOptimizationConfig,
-    OnnxRuntimeBackendConfig,
-    TorchBackendConfig,
-)
+from bench.config.backend import OnnxRuntimeBackendConfig, TorchBackendConfig
+from bench.config.model import MLPConfig
+from bench.config.optimization import Fp16Config, NoOptimizationConfig
 from bench.metrics import gpu_names
 from bench.models import build_model
 

@@ -20,18 +20,17 @@ from PIL import Image
 from bench.backends import build_predictor
 from bench.backends.accuracy import compare, reference_outputs
 from bench.backends.onnx_export import onnx_path
-from bench.config import (
-    ConfigError,
+from bench.config.backend import OnnxRuntimeBackendConfig, TorchBackendConfig
+from bench.config.model import (
     EfficientNetLite0Config,
-    NoOptimizationConfig,
     OnnxFileModelConfig,
-    OnnxRuntimeBackendConfig,
     PythonModelConfig,
-    TorchBackendConfig,
     TorchFileModelConfig,
 )
+from bench.config.optimization import NoOptimizationConfig
 from bench.models import build_model
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 from tests.conftest import compose
 
 # TorchScript is deprecated in torch, and still what many users' models are saved as.

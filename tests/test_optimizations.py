@@ -10,23 +10,27 @@ import torch
 from bench.backends import build_predictor
 from bench.backends.accuracy import compare
 from bench.backends.pruning import prune_magnitude, prune_structured
-from bench.config import (
-    SCHEMAS,
-    Bf16Config,
-    ConfigError,
-    Fp16Config,
-    Int8DynamicConfig,
-    Int8StaticConfig,
-    MLPConfig,
-    NoOptimizationConfig,
+from bench.config.backend import (
     OnnxRuntimeBackendConfig,
-    PruneMagnitudeConfig,
     TorchBackendConfig,
     TorchCompileBackendConfig,
 )
+from bench.config.model import MLPConfig
+from bench.config.optimization import (
+    Bf16Config,
+    Fp16Config,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    NoOptimizationConfig,
+    PruneMagnitudeConfig,
+)
 from bench.models import build_model
+from bench.registry import options
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 from tests.conftest import compose
+
+SCHEMAS = options()
 
 MLP = MLPConfig(in_features=32, hidden=[64, 64], out_features=8)
 
@@ -90,7 +94,7 @@ def test_structured_pruning_really_shrinks_the_matrices(mlp):
 
 
 def test_structured_pruning_finds_minilm_feed_forward_blocks():
-    from bench.config import MiniLMConfig
+    from bench.config.model import MiniLMConfig
 
     bundle = build_model(MiniLMConfig())
     module, facts = prune_structured(bundle.load_module(), 0.5)

@@ -11,9 +11,10 @@ import psutil
 import pytest
 
 from bench.capacity.serverless import break_even_qps, cost_per_million
-from bench.config import ConfigError, validate
+from bench.config import validate
 from bench.models import build_model
 from bench.run import run_benchmark
+from bench.validation import ConfigError
 from runners import Request, RunnerError, build_runner
 from tests.conftest import compose
 
@@ -212,10 +213,7 @@ def test_break_even_rate_is_where_dedicated_costs_the_same():
     "override, field",
     [
         ("strategy.max_instances=0", "strategy.max_instances"),
-        ("strategy.overflow=drop", "strategy.overflow"),
         ("strategy.keep_alive_s=-1", "strategy.keep_alive_s"),
-        ("strategy.pricing.billed_time=always", "strategy.pricing.billed_time"),
-        ("strategy.pricing.per_gb_second=-1", "strategy.pricing.per_gb_second"),
     ],
 )
 def test_serverless_validation_names_the_field(override, field):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.config import OfflineScenarioConfig, ServerScenarioConfig
 from bench.load import judge
+from bench.load.scenarios.offline import OfflineScenarioConfig
+from bench.load.scenarios.server import ServerScenarioConfig
 
 
 def stats(**kw) -> dict:

@@ -40,11 +40,11 @@ def _reference_predictor(bundle: ModelBundle, cache_dir: str) -> Predictor:
     # Imported here, so that a process serving with one runtime never imports the other.
     if bundle.load_module is None:
         from bench.backends.onnxruntime import OnnxRuntimePredictor
-        from bench.config import OnnxRuntimeBackendConfig
+        from bench.config.backend import OnnxRuntimeBackendConfig
 
-        return OnnxRuntimePredictor(bundle, OnnxRuntimeBackendConfig(), cache_dir)
+        return OnnxRuntimePredictor(bundle, OnnxRuntimeBackendConfig(), None, cache_dir)
     from bench.backends.torch_eager import TorchPredictor
-    from bench.config import TorchBackendConfig
+    from bench.config.backend import TorchBackendConfig
 
     return TorchPredictor(bundle, TorchBackendConfig())
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.config import ConfigError
 from bench.models.base import ModelBundle
+from bench.validation import ConfigError
 
 # Bump when the export call below changes in a way that changes the graph.
 _EXPORTER_VERSION = "torch.onnx-dynamo-1"

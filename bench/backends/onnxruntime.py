@@ -9,13 +9,11 @@ import onnxruntime as ort
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.ort_optimize import optimized_onnx
-from bench.config import (
-    ConfigError,
-    NoOptimizationConfig,
-    OnnxRuntimeBackendConfig,
-    OptimizationConfig,
-)
+from bench.config.backend import OnnxRuntimeBackendConfig
+from bench.config.optimization import NoOptimizationConfig, OptimizationConfig
 from bench.models.base import ModelBundle
+from bench.registry import option_class
+from bench.validation import ConfigError
 
 _GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -30,19 +28,22 @@ class OnnxRuntimePredictor(Predictor):
         self,
         bundle: ModelBundle,
         cfg: OnnxRuntimeBackendConfig,
-        cache_dir: str,
         opt: OptimizationConfig | None = None,
+        cache_dir: str = "~/.cache/bench",
     ) -> None:
         super().__init__(bundle)
         opt = opt or NoOptimizationConfig()
-        if opt.name == "fp16" and cfg.provider == "CPUExecutionProvider":
+        if (
+            option_class("optimization", opt.name).gpu_only
+            and cfg.provider == "CPUExecutionProvider"
+        ):
             raise ConfigError(
-                "optimization=fp16: half precision is for GPUs "
+                f"optimization={opt.name}: half precision is for GPUs "
                 "(backend.provider=CUDAExecutionProvider); on CPU use int8_dynamic or int8_static"
             )
         path, precision = optimized_onnx(bundle, opt, cache_dir, cfg.opset)
         options = ort.SessionOptions()
-        options.graph_optimization_level = _GRAPH_LEVELS[cfg.graph_optimization]
+        options.graph_optimization_level = _GRAPH_LEVELS[str(cfg.graph_optimization)]
         if cfg.threads is not None:
             options.intra_op_num_threads = cfg.threads
         # onnxruntime-gpu lists CUDA and TensorRT even on a machine with no GPU and then runs on

@@ -16,8 +16,10 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from bench.backends.onnx_export import onnx_path
-from bench.config import ConfigError, OptimizationConfig
+from bench.config.optimization import OptimizationConfig
 from bench.models.base import ModelBundle
+from bench.registry import option_class, resolve
+from bench.validation import ConfigError
 
 CALIBRATION_SEED = 7_700_001  # calibration inputs are drawn apart from eval and load inputs
 
@@ -25,32 +27,48 @@ CALIBRATION_SEED = 7_700_001  # calibration inputs are drawn apart from eval and
 def optimized_onnx(
     bundle: ModelBundle, opt: OptimizationConfig, cache_dir: str, opset: int
 ) -> tuple[Path, str]:
-    """(path, precision) of the ONNX file that serves `bundle` optimized as `opt` says."""
-    if opt.name in ("prune_structured", "prune_magnitude"):
+    """(path, precision) of the ONNX file that serves `bundle` optimized as `opt` says: the
+    export (of the restructured module, for pruning), then what the optimization's config
+    names for ONNX Runtime, made once and cached beside it."""
+    option = option_class("optimization", opt.name)
+    if option.onnxruntime is None:
+        raise ConfigError(option.refusal("onnxruntime"))
+    if option.restructure is None:
+        base = onnx_path(bundle, cache_dir, opset)
+    else:
         from bench.backends.torch_optimize import restructure
 
-        path = onnx_path(
+        base = onnx_path(
             bundle, cache_dir, opset, variant=_key(opt), transform=lambda m: restructure(m, opt)[0]
         )
-        return path, "fp32"
-    base = onnx_path(bundle, cache_dir, opset)
-    if opt.name == "none":
-        return base, "fp32"
     derived = Path(cache_dir).expanduser() / "onnx" / f"{base.stem}-{_key(opt)}.onnx"
-    if opt.name == "int8_dynamic":
-        return _derived(base, derived, lambda src, dst: _dynamic(src, dst, opt)), "int8"
-    if opt.name == "int8_static":
-        return _derived(base, derived, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
-    if opt.name == "fp16":
-        return _derived(base, derived, _float16), "fp16"
-    raise ConfigError(
-        f"optimization={opt.name}: not available with backend=onnxruntime; "
-        "bf16 runs with backend=torch (CPUs with AVX512-BF16 or AMX)"
-    )
+    return resolve(option.onnxruntime)(bundle, base, opt, derived)
+
+
+# What each optimization does to an exported graph: (bundle, base, opt, derived) ->
+# (path, precision), `derived` being where a graph made from `base` is cached.
+
+
+def unchanged(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
+    return base, "fp32"
+
+
+def int8_dynamic(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
+    return _derived(base, derived, lambda src, dst: _dynamic(src, dst, opt)), "int8"
+
+
+def int8_static(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
+    return _derived(base, derived, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
+
+
+def fp16(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
+    return _derived(base, derived, _float16), "fp16"
 
 
 def _key(opt: OptimizationConfig) -> str:
-    settings = json.dumps(OmegaConf.to_container(OmegaConf.create(opt)), sort_keys=True)
+    settings = json.dumps(
+        OmegaConf.to_container(OmegaConf.create(opt), enum_to_str=True), sort_keys=True
+    )
     return f"{opt.name}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}"
 
 
@@ -135,7 +153,7 @@ def _static(bundle: ModelBundle, src: str, dst: str, opt: OptimizationConfig) ->
             # u8 activations with s8 weights: the combination x86 int8 kernels are fastest at.
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=methods[opt.calibration_method],
+            calibrate_method=methods[str(opt.calibration_method)],
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.config import ConfigError
+from bench.validation import ConfigError
 
 
 def _ffn_pairs(module: nn.Module) -> list[tuple[nn.Module, str, str]]:

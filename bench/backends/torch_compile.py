@@ -11,8 +11,10 @@ import torch
 
 from bench.backends.base import PredictorInfo
 from bench.backends.torch_eager import TorchPredictor
-from bench.config import ConfigError, OptimizationConfig, TorchCompileBackendConfig
+from bench.config.backend import TorchCompileBackendConfig
+from bench.config.optimization import OptimizationConfig
 from bench.models.base import ModelBundle
+from bench.validation import ConfigError
 
 
 class TorchCompilePredictor(TorchPredictor):

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.torch_optimize import torch_variant
-from bench.config import BackendConfig, NoOptimizationConfig, OptimizationConfig
+from bench.config.backend import BackendConfig
+from bench.config.optimization import NoOptimizationConfig, OptimizationConfig
 from bench.models.base import ModelBundle
 
 
@@ -48,7 +49,7 @@ class TorchPredictor(Predictor):
         if cache_dir is None:
             raw, compressed = serialized_sizes(self.module)
         else:
-            settings = OmegaConf.to_container(OmegaConf.create(opt))
+            settings = OmegaConf.to_container(OmegaConf.create(opt), enum_to_str=True)
             identity = json.dumps([bundle.name, bundle.fingerprint(), settings, cfg.device])
             raw, compressed = remembered_sizes(
                 cache_dir, identity, lambda: serialized_sizes(self.module)

@@ -9,7 +9,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from bench.capacity.plan import write_plan
-from bench.config import ConfigError, register_configs, validate
+from bench.config import register_configs, validate
+from bench.validation import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 

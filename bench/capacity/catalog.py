@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from bench.config import ConfigError
+from bench.validation import ConfigError
 
 # Catalog ISA keys -> the /proc/cpuinfo flag names the host fingerprint (`host_isa`) uses.
 _ISA_FLAG_NAMES = {

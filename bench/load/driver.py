@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from bench.load.log import Measurement, RequestLog
-from bench.load.points import CLOSED_LOOP, OPEN_LOOP, LoadPoint
-from bench.load.schedule import bursty_offsets, intermittent_offsets, poisson_offsets
-from runners.base import Request, Runner
+from bench.load.points import LoadPoint
+from bench.load.scenarios import shape_of
+from bench.load.shapes import Burst, ClosedLoop, OpenLoop
+from bench.load.sut import Request, Runner
 
 now = time.perf_counter
 
@@ -53,25 +52,26 @@ class Driver:
     async def run(self, point: LoadPoint) -> Measurement:
         self._completed = 0
         ticker = asyncio.create_task(self._tick(now()))
+        shape = shape_of(point)
         try:
-            if point.scenario in CLOSED_LOOP:
-                return await self._closed_loop(point)
-            if point.scenario in OPEN_LOOP:
-                return await self._open_loop(point, open_loop_offsets(point))
-            if point.scenario == "offline":
-                return await self._offline(point)
-            raise ValueError(f"scenario: the driver has no {point.scenario!r} load")
+            if isinstance(shape, ClosedLoop):
+                return await self._closed_loop(point, shape)
+            if isinstance(shape, OpenLoop):
+                return await self._open_loop(point, shape)
+            if isinstance(shape, Burst):
+                return await self._offline(point, shape)
+            raise TypeError(f"scenario {point.scenario}: the driver has no {shape!r} load")
         finally:
             ticker.cancel()
 
     # --- the load shapes: closed loop, open loop on a schedule, offline ----------------------
 
-    async def _closed_loop(self, point: LoadPoint) -> Measurement:
+    async def _closed_loop(self, point: LoadPoint, shape: ClosedLoop) -> Measurement:
         log = RequestLog()
         start = now()
         window_start = start + point.warmup_s
         window_end = window_start + point.duration_s
-        await self._closed_workers(log, point.concurrency or 1, start, window_end)
+        await self._closed_workers(log, shape.concurrency, start, window_end)
         return Measurement(log, window_start, window_end)
 
     async def _closed_workers(
@@ -86,13 +86,15 @@ class Driver:
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
-    async def _open_loop(self, point: LoadPoint, offsets: np.ndarray) -> Measurement:
-        """Send a request at each of `offsets` (seconds from the start, warm-up included)."""
+    async def _open_loop(self, point: LoadPoint, shape: OpenLoop) -> Measurement:
+        """Send a request at each of the shape's offsets (seconds from the start, warm-up
+        included)."""
+        offsets = shape.offsets
         log = RequestLog(capacity=len(offsets) + 1)
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task] = set()
         all_sent = asyncio.Event()
-        connections = asyncio.Semaphore(point.connections) if point.connections else None
+        connections = asyncio.Semaphore(shape.connections) if shape.connections else None
         stop = threading.Event()
         # Start a little ahead so the first sends are not late by the thread's start-up.
         start = now() + 0.02
@@ -125,14 +127,14 @@ class Driver:
         window_start = start + point.warmup_s
         return Measurement(log, window_start, window_start + point.duration_s)
 
-    async def _offline(self, point: LoadPoint) -> Measurement:
+    async def _offline(self, point: LoadPoint, shape: Burst) -> Measurement:
         warm = RequestLog()
         if point.warmup_s > 0:
             began = now()
             await self._closed_workers(
                 warm, _OFFLINE_WARMUP_CONCURRENCY, began, began + point.warmup_s
             )
-        count = point.requests
+        count = shape.requests
         if count is None:
             finished = warm.done[: warm.size]
             rate = warm.size / max(finished.max() - warm.intended[0], 1e-9) if warm.size else 1.0
@@ -188,15 +190,3 @@ class Driver:
         while True:
             self.on_progress(now() - began, self._completed)
             await asyncio.sleep(0.5)
-
-
-def open_loop_offsets(point: LoadPoint) -> np.ndarray:
-    """The intended send offsets of an open-loop point, warm-up included."""
-    length = point.warmup_s + point.duration_s
-    if point.scenario == "server":
-        return poisson_offsets(point.target_qps, length, point.seed)
-    if point.scenario == "intermittent":
-        return intermittent_offsets(point.gap_s, point.jitter, length, point.seed)
-    if point.scenario == "bursty":
-        return bursty_offsets(point.burst_size, point.burst_qps, point.idle_s, length, point.seed)
-    raise ValueError(f"scenario: {point.scenario!r} has no open-loop schedule")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import EfficientNetLite0Config
+from bench.config.model import EfficientNetLite0Config
 from bench.models.base import ModelBundle
 from bench.models.images import center_crop_resize, sample_images
 

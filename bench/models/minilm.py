@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config import MiniLMConfig
+from bench.config.model import MiniLMConfig
 from bench.models.base import ModelBundle
 from bench.models.text_corpus import SENTENCES
 

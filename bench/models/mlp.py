@@ -10,7 +10,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from bench.config import MLPConfig
+from bench.config.model import MLPConfig
 from bench.models.base import ModelBundle
 
 

@@ -46,13 +46,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bench.config import (
-    ConfigError,
-    OnnxFileModelConfig,
-    PythonModelConfig,
-    TorchFileModelConfig,
-)
+from bench.config.model import OnnxFileModelConfig, PythonModelConfig, TorchFileModelConfig
 from bench.models.base import ModelBundle
+from bench.validation import ConfigError
 
 _OUTPUT = "output"  # the output's name where the model does not name it (torch modules)
 _INPUT_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int8", "uint8", "bool")

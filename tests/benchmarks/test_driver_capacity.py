@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from bench.load import Driver, LoadPoint, summarize
-from runners.base import Request, Response, Runner, RunnerFacts
+from bench.load.sut import Request, Response, Runner, RunnerFacts
 from runners.direct import DirectRunner
 from tests.synthetic import SleepPredictor, direct_cfg
 

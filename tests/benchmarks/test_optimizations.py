@@ -17,17 +17,18 @@ import pytest
 
 from bench.backends import build_predictor
 from bench.backends.accuracy import compare, eval_samples, reference_outputs
-from bench.config import (
-    Bf16Config,
-    EfficientNetLite0Config,
-    Int8DynamicConfig,
-    Int8StaticConfig,
-    MiniLMConfig,
-    NoOptimizationConfig,
+from bench.config.backend import (
     OnnxRuntimeBackendConfig,
-    PruneStructuredConfig,
     TorchBackendConfig,
     TorchCompileBackendConfig,
+)
+from bench.config.model import EfficientNetLite0Config, MiniLMConfig
+from bench.config.optimization import (
+    Bf16Config,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    NoOptimizationConfig,
+    PruneStructuredConfig,
 )
 from bench.load.verdict import accuracy_metric
 from bench.models import build_model

@@ -1,4 +1,6 @@
-"""The one interface every deployment strategy implements.
+"""The system under test, as the load driver sees it: the one interface every deployment
+strategy (`runners/`) implements. It belongs to the driver, as LoadGen's SUT interface belongs
+to LoadGen: runners import it; nothing here imports a runner.
 
 A runner owns how a model is served (in-process, in a container, behind HTTP...); the load
 driver owns when requests are sent. The driver calls `start()`, then `infer()` concurrently

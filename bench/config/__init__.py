@@ -1,0 +1,80 @@
+"""Typed configuration: one dataclass per option, registered under its group (`bench.registry`)
+and stored in Hydra's ConfigStore as `schema/<group>/<name>`.
+
+The YAML presets in `conf/<group>/<name>.yaml` extend these schemas (Hydra's "extending configs"
+pattern), so a misspelled field fails at composition time with a message naming the field and
+the schema it is not in, a misspelled option names the accepted ones, and a closed set of values
+(an `Enum` field) names the accepted values. Validation is pure: each option's `validate()`
+raises `ConfigError` naming the field and what is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from bench.config.backend import BackendConfig
+from bench.config.catalog import CatalogConfig
+from bench.config.model import ModelConfig
+from bench.config.optimization import OptimizationConfig
+from bench.config.plan import PlanConfig
+from bench.config.strategy import StrategyConfig
+from bench.load.scenarios.base import ScenarioConfig
+from bench.registry import as_dataclass, options, typed
+from bench.validation import ConfigError, at_least, positive, require
+
+
+@dataclass
+class BenchConfig:
+    model: ModelConfig = MISSING
+    backend: BackendConfig = MISSING
+    optimization: OptimizationConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    scenario: ScenarioConfig = MISSING
+    catalog: CatalogConfig = MISSING
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    # Exported ONNX files and other derived artefacts, keyed by content hash.
+    cache_dir: str = "~/.cache/bench"
+    # Samples from the model's evaluation inputs compared with the fp32 torch reference.
+    accuracy_samples: int = 16
+    # Lowest accepted accuracy against the fp32 reference: worst-case cosine similarity for
+    # embedding models, top-1 agreement for classifiers. A point below it is INVALID, so no
+    # recommendation picks it. null: no floor.
+    accuracy_floor: float | None = None
+    # Sample CPU, memory and GPU this often while a point runs.
+    sample_interval_s: float = 0.2
+    progress: bool = True
+    report: bool = True
+    # Free text carried into every row, e.g. the name of the machine or the experiment.
+    tag: str = ""
+
+
+def register_configs() -> None:
+    """Store every option's schema under `schema/<group>/<name>`; YAML presets extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="bench_schema", node=BenchConfig)
+    for group, table in options().items():
+        for name, node in table.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def validate(cfg: Any) -> None:
+    """Check what types alone cannot, option by option; a ConfigError names the field."""
+    for group in options():
+        if group in cfg:
+            typed(group, cfg[group]).validate(group)
+    if cfg.get("plan") is not None:
+        as_dataclass(PlanConfig, cfg.plan).validate("plan")
+    require(
+        cfg.accuracy_floor is None or -1.0 <= cfg.accuracy_floor <= 1.0,
+        "accuracy_floor",
+        f"must be between -1 and 1 (cosine or top-1 agreement) or null, got {cfg.accuracy_floor}",
+    )
+    at_least(cfg.accuracy_samples, 0, "accuracy_samples")
+    positive(cfg.sample_interval_s, "sample_interval_s")
+
+
+__all__ = ["BenchConfig", "ConfigError", "register_configs", "validate"]

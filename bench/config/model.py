@@ -1,0 +1,112 @@
+"""Model options: what is served. Each names its builder, imported only when chosen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from omegaconf import MISSING
+
+from bench.registry import option
+from bench.validation import at_least
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    seed: int = 0
+    # `build(cfg) -> ModelBundle`, as "package.module:function".
+    builder: ClassVar[str]
+
+    def validate(self, at: str = "model") -> None:
+        """Ranges that types alone cannot check; a model's files are checked when it is built."""
+
+
+@option("model")
+@dataclass
+class MiniLMConfig(ModelConfig):
+    """The real all-MiniLM-L6-v2 sentence encoder; tokenisation is part of each request."""
+
+    name: str = "minilm"
+    # Sentences are drawn from a fixed corpus; tokenisation pads to the longest in the batch.
+    max_length: int = 128
+    builder: ClassVar[str] = "bench.models.minilm:build"
+
+    def validate(self, at: str = "model") -> None:
+        at_least(self.max_length, 1, f"{at}.max_length")
+
+
+@option("model")
+@dataclass
+class MLPConfig(ModelConfig):
+    """A small synthetic multi-layer perceptron, seeded."""
+
+    name: str = "mlp"
+    in_features: int = 256
+    hidden: list[int] = field(default_factory=lambda: [512, 512])
+    out_features: int = 64
+    builder: ClassVar[str] = "bench.models.mlp:build"
+
+    def validate(self, at: str = "model") -> None:
+        at_least(self.in_features, 1, f"{at}.in_features")
+        at_least(self.out_features, 1, f"{at}.out_features")
+        for width in self.hidden:
+            at_least(width, 1, f"{at}.hidden")
+
+
+@option("model")
+@dataclass
+class EfficientNetLite0Config(ModelConfig):
+    """The real EfficientNet-Lite0 ImageNet classifier; requests carry encoded images."""
+
+    name: str = "efficientnet_lite0"
+    image_size: int = 224
+    builder: ClassVar[str] = "bench.models.efficientnet:build"
+
+    def validate(self, at: str = "model") -> None:
+        at_least(self.image_size, 1, f"{at}.image_size")
+
+
+@option("model")
+@dataclass
+class OnnxFileModelConfig(ModelConfig):
+    """A user's ONNX file. Inputs are random tensors of the graph's own dtypes and shapes;
+    `input_shapes` fixes dimensions the graph leaves symbolic (the batch axis excluded)."""
+
+    name: str = "onnx_file"
+    path: str = MISSING
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    builder: ClassVar[str] = "bench.models.user:build_onnx_file"
+
+
+@option("model")
+@dataclass
+class TorchFileModelConfig(ModelConfig):
+    """A user's TorchScript (`torch.jit.save`) or `torch.export` (`.pt2`) file, loaded safely.
+    `input_shapes` gives each input's shape without the batch axis, as name -> dims, and
+    `input_dtype` their element type (float32, float64, float16, int64, int32, int8, uint8,
+    bool); a `torch.export` program brings its own shapes and dtypes, and `input_shapes` may
+    override its shapes."""
+
+    name: str = "torch_file"
+    path: str = MISSING
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    input_dtype: str = "float32"
+    builder: ClassVar[str] = "bench.models.user:build_torch_file"
+
+
+@option("model")
+@dataclass
+class PythonModelConfig(ModelConfig):
+    """`pkg.module:build`, imported from the working directory or PYTHONPATH.
+
+    `build()` takes no arguments and returns `(module, make_inputs)`: `module` is a
+    `torch.nn.Module` called with the inputs positionally, in the key order of `make_inputs`'
+    dict, returning one tensor with the batch as its first axis; `make_inputs(batch_size: int,
+    seed: int) -> dict[str, np.ndarray]` gives every input with `batch_size` rows, the same
+    arrays for the same seed. Every process that serves or checks the model calls `build()`,
+    so it must give the same weights each time (seed any random initialisation)."""
+
+    name: str = "python"
+    target: str = MISSING
+    builder: ClassVar[str] = "bench.models.user:build_python"

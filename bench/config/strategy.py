@@ -1,0 +1,292 @@
+"""Deployment strategy options. Each names its runner class (`runners.<strategy>`), built from
+the whole run config and imported only when chosen: bench never imports runners itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from omegaconf import MISSING
+
+from bench.registry import option
+from bench.validation import Choice, at_least, positive, require
+
+
+class LoadBalancer(Choice):
+    none = "none"
+    nginx = "nginx"
+
+
+class Payload(Choice):
+    binary = "binary"
+    json = "json"
+
+
+class Isolation(Choice):
+    auto = "auto"
+    podman = "podman"
+    cgroup = "cgroup"
+    affinity = "affinity"
+
+
+class Overflow(Choice):
+    queue = "queue"
+    reject = "reject"
+
+
+class EndpointProtocol(Choice):
+    v2 = "v2"
+    json = "json"
+
+
+@dataclass
+class StrategyConfig:
+    name: str = MISSING
+    runner: ClassVar[str]
+
+    def validate(self, at: str = "strategy") -> None:
+        """Ranges that types alone cannot check."""
+
+
+@dataclass
+class BatchingConfig:
+    """Dynamic batching, as Triton's dynamic batcher does it: a request waits up to
+    `max_queue_delay_ms` (counted from the oldest waiting request) for others to join it, and a
+    batch goes as soon as it holds `max_batch_size` items. Requests are never split; one larger
+    than `max_batch_size` runs alone. `max_batch_size: 1` serves each request on its own."""
+
+    max_batch_size: int = 1
+    # 0 (Triton's default): batch only what queued while every predictor thread was busy.
+    max_queue_delay_ms: float = 0.0
+
+    def validate(self, at: str) -> None:
+        at_least(self.max_batch_size, 1, f"{at}.max_batch_size")
+        at_least(self.max_queue_delay_ms, 0, f"{at}.max_queue_delay_ms")
+
+
+@option("strategy")
+@dataclass
+class DirectStrategyConfig(StrategyConfig):
+    """In-process: the predictor called from a pool of worker threads."""
+
+    name: str = "direct"
+    # Threads calling the predictor; requests beyond them wait in the pool's queue.
+    workers: int = 1
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    runner: ClassVar[str] = "runners.direct:DirectRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        at_least(self.workers, 1, f"{at}.workers")
+        self.batching.validate(f"{at}.batching")
+
+
+@dataclass
+class ProcessStrategyConfig(StrategyConfig):
+    """What every strategy that runs worker processes shares: where they listen, how large a
+    request may be, and how long they get to start and to stop."""
+
+    # Where servers listen: 127.0.0.1 unless you mean to expose them.
+    host: str = "127.0.0.1"
+    # A request body (or gRPC message) larger than this gets an error; the server stays up.
+    max_request_bytes: int = 32 * 1024 * 1024
+    # Spawn to ready, per process (model exports on a cold cache take a while).
+    start_timeout_s: float = 180.0
+    # SIGTERM, then SIGKILL after this long.
+    stop_timeout_s: float = 5.0
+
+    def validate(self, at: str = "strategy") -> None:
+        at_least(self.max_request_bytes, 1024, f"{at}.max_request_bytes")
+        positive(self.start_timeout_s, f"{at}.start_timeout_s")
+        positive(self.stop_timeout_s, f"{at}.stop_timeout_s")
+
+
+@dataclass
+class ServedStrategyConfig(ProcessStrategyConfig):
+    """A model server per replica, in its own process, speaking the Open Inference Protocol
+    (KServe v2) on loopback; the worker builds its predictor from this config."""
+
+    replicas: int = 1
+    # Predictor threads per replica (Triton's instance count); more requests wait in its queue.
+    workers: int = 1
+    batching: BatchingConfig = field(default_factory=BatchingConfig)
+    # First replica's port; the others take the next ones (and nginx, if any, the one after).
+    # 0: the first free run of ports.
+    port: int = 0
+
+    def validate(self, at: str = "strategy") -> None:
+        super().validate(at)
+        at_least(self.workers, 1, f"{at}.workers")
+        self.batching.validate(f"{at}.batching")
+        at_least(self.replicas, 1, f"{at}.replicas")
+        require(
+            self.port == 0 or 1 <= self.port <= 65535 - self.replicas,
+            f"{at}.port",
+            f"must be 0 (any free) or a port with {self.replicas} more free after it, "
+            f"got {self.port}",
+        )
+
+
+@option("strategy")
+@dataclass
+class HttpStrategyConfig(ServedStrategyConfig):
+    """uvicorn per replica; an aiohttp client spreads requests round robin over the replicas,
+    or talks to an nginx in front of them (`load_balancer: nginx`)."""
+
+    name: str = "http"
+    load_balancer: LoadBalancer = LoadBalancer.none
+    # Tensors as Triton's binary extension (binary) or as JSON lists (json).
+    payload: Payload = Payload.binary
+    # The client's connection pool, all replicas together; a request past it waits, unseen by
+    # the driver's late-send check, so keep it above the load's concurrency.
+    client_connections: int = 1024
+    runner: ClassVar[str] = "runners.http:HttpRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        super().validate(at)
+        at_least(self.client_connections, 1, f"{at}.client_connections")
+
+
+@option("strategy")
+@dataclass
+class GrpcStrategyConfig(ServedStrategyConfig):
+    """grpcio's asyncio server per replica; a `grpc.aio` channel per replica, round robin."""
+
+    name: str = "grpc"
+    runner: ClassVar[str] = "runners.grpc:GrpcRunner"
+
+
+@dataclass
+class IsolatedStrategyConfig(HttpStrategyConfig):
+    """HTTP replicas of the worker, each inside isolation with real resource limits."""
+
+    # podman (a container engine), cgroup (a worker process in its own v2 or v1 cgroups),
+    # affinity (CPU affinity and RLIMIT_AS, no throttling counters), or auto: the first of
+    # these that works here.
+    isolation: Isolation = Isolation.auto
+
+
+@option("strategy")
+@dataclass
+class ContainerStrategyConfig(IsolatedStrategyConfig):
+    """The worker in a container whose limits mirror a Kubernetes pod's `resources.limits`."""
+
+    name: str = "container"
+    # limits.cpu in cores (0.5 = 500m): a CFS quota of `cpus` x 100 ms per 100 ms period, as
+    # the kubelet sets it. The worker still sees every core and sizes its thread pool from
+    # them, so a quota below its threads throttles it. null: no CPU limit.
+    cpus: float | None = 1.0
+    # limits.memory in MB (no swap); past it the worker is OOM-killed. null: no memory limit.
+    memory_mb: int | None = 2048
+    runner: ClassVar[str] = "runners.container:ContainerRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        super().validate(at)
+        at_least(self.cpus, 0.01, f"{at}.cpus", nullable=True, unit=" (cores; 0.5 = 500m)")
+        at_least(self.memory_mb, 16, f"{at}.memory_mb", nullable=True)
+
+
+@dataclass
+class DeviceProfileConfig:
+    """A constrained device: its cores (the worker is pinned to that many), its memory (a hard
+    cap) and the intra-op threads the runtime uses there (they replace `backend.threads`)."""
+
+    name: str = MISSING
+    cores: int = 1
+    memory_mb: int = 512
+    threads: int = 1
+
+    def validate(self, at: str) -> None:
+        at_least(self.cores, 1, f"{at}.cores")
+        at_least(self.threads, 1, f"{at}.threads")
+        at_least(self.memory_mb, 16, f"{at}.memory_mb")
+
+
+@option("strategy")
+@dataclass
+class EdgeStrategyConfig(IsolatedStrategyConfig):
+    """One worker confined to a device profile (`strategy/device=tiny|small|rpi4`); a model
+    that runs out of memory or time starting there is recorded as "does not fit"."""
+
+    name: str = "edge"
+    device: DeviceProfileConfig = field(default_factory=DeviceProfileConfig)
+    start_timeout_s: float = 120.0
+    runner: ClassVar[str] = "runners.edge:EdgeRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        super().validate(at)
+        require(
+            self.replicas == 1, f"{at}.replicas", f"a device runs one worker, got {self.replicas}"
+        )
+        self.device.validate(f"{at}.device")
+
+
+@option("strategy")
+@dataclass
+class ServerlessStrategyConfig(ProcessStrategyConfig):
+    """Scale to zero: an instance (a worker process, one predictor thread, no batching) is
+    spawned when a request finds none idle, stays warm `keep_alive_s` after its last request,
+    and serves one request at a time; at most `max_instances` exist at once. Usage is recorded
+    (GB-seconds, requests); its price is the catalog's (`catalog.serverless_pricing`)."""
+
+    name: str = "serverless"
+    max_instances: int = 4
+    # Real platforms keep an idle instance for minutes; seconds here, so that a benchmark of a
+    # few minutes sees cold starts. Set your platform's.
+    keep_alive_s: float = 5.0
+    # A request arriving with `max_instances` busy waits for one (queue) or fails (reject).
+    overflow: Overflow = Overflow.queue
+    # Memory billed per instance, as a platform's configured memory size (Lambda: 128 to
+    # 10,240 MB). null: each instance's own peak RSS, measured.
+    memory_mb: int | None = None
+    runner: ClassVar[str] = "runners.serverless:ServerlessRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        super().validate(at)
+        at_least(self.max_instances, 1, f"{at}.max_instances")
+        at_least(self.keep_alive_s, 0, f"{at}.keep_alive_s")
+        at_least(
+            self.memory_mb, 1, f"{at}.memory_mb", nullable=True,
+            unit=" (null: each instance's measured peak RSS)",
+        )  # fmt: skip
+
+
+@option("strategy")
+@dataclass
+class EndpointStrategyConfig(StrategyConfig):
+    """A service already deployed at `url`: the harness starts nothing, only sends requests and
+    measures. `protocol: v2` speaks the Open Inference Protocol (Triton, KServe, MLServer, our
+    workers) at `url`/v2/...; `protocol: json` POSTs `request_template` to `url` itself."""
+
+    name: str = "endpoint"
+    url: str = "http://127.0.0.1:8000"
+    # v2: the served model's name; null: model.name.
+    model_name: str | None = None
+    protocol: EndpointProtocol = EndpointProtocol.v2
+    # v2 tensors as JSON lists (json, every v2 server) or Triton's binary extension (binary).
+    payload: Payload = Payload.json
+    # json: the body, with `{{inputs}}` where the request's items go as a JSON list (sentences
+    # as strings, arrays as nested lists).
+    request_template: str = '{"inputs": {{inputs}}}'
+    # json: where the outputs (one per item) are in the response: keys and list indices
+    # separated by dots ("predictions", "outputs.0.data"); empty: the whole response.
+    response_path: str = "outputs"
+    # The client's connection pool; a request past it waits, so keep it above the load's.
+    client_connections: int = 1024
+    # How long start() waits for the service to say it is ready.
+    start_timeout_s: float = 30.0
+    runner: ClassVar[str] = "runners.endpoint:EndpointRunner"
+
+    def validate(self, at: str = "strategy") -> None:
+        require(
+            self.url.startswith(("http://", "https://")),
+            f"{at}.url",
+            f"must be an http:// or https:// URL, got {self.url!r}",
+        )
+        if self.protocol == EndpointProtocol.json:
+            require(
+                "{{inputs}}" in self.request_template,
+                f"{at}.request_template",
+                "must hold the placeholder {{inputs}} where the request's items go",
+            )
+        at_least(self.client_connections, 1, f"{at}.client_connections")
+        positive(self.start_timeout_s, f"{at}.start_timeout_s")

@@ -1,0 +1,101 @@
+"""What every scenario shares: its config fields (how long, how much warm-up, what makes a point
+valid), its pure validation, and how its points are chosen and issued.
+
+A scenario is one module in this package: a config dataclass registered with
+`@option("scenario")`, which says which load points to measure (`points`, or `next_point` for
+one that chooses from what it measured) and how each point's load is shaped (`shape`), plus its
+YAML preset in `conf/scenario/`. Nothing else names it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from omegaconf import MISSING
+
+from bench.load.points import LoadPoint
+from bench.load.shapes import Shape
+from bench.validation import Percentile, at_least, positive
+
+
+@dataclass
+class ScenarioConfig:
+    """What every load point shares: how long, how much warm-up, and what makes it valid."""
+
+    name: str = MISSING
+    batch_size: int = 1
+    warmup_s: float = 2.0
+    duration_s: float = 10.0
+    # Validity (MLPerf LoadGen style): a point shorter than these is INVALID.
+    min_duration_s: float = 5.0
+    min_requests: int = 100
+    # The last `stability_windows` windows must agree within `stability_tolerance`.
+    stability_windows: int = 3
+    stability_tolerance: float = 0.10
+    # A send more than `late_send_ms` after its intended time is late; over `max_late_fraction`
+    # of them and the generator, not the system under test, set the pace.
+    late_send_ms: float = 1.0
+    max_late_fraction: float = 0.01
+    # Optional latency SLO on a percentile (p50, p90, p95, p99, p999) of `latency_*`.
+    slo_ms: float | None = None
+    slo_percentile: Percentile = Percentile.p99
+    # Requests still in flight this long after the window ends count as errors (timeouts).
+    drain_timeout_s: float = 30.0
+    seed: int = 0
+
+    # How the verdict judges this scenario's points. Sparse: a window holds a few requests,
+    # cold and warm by design, so windows are not compared. Open-ended: the point lasts until
+    # its requests return (offline), so neither latency stability nor pacing is judged.
+    sparse: ClassVar[bool] = False
+    open_ended: ClassVar[bool] = False
+    # Fields that list points rather than configure each: left out of the configuration's
+    # identity, so adding an entry to a finished run measures only the new point.
+    point_lists: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self, at: str = "scenario") -> None:
+        at_least(self.batch_size, 1, f"{at}.batch_size")
+        positive(self.duration_s, f"{at}.duration_s")
+        at_least(self.warmup_s, 0, f"{at}.warmup_s")
+        at_least(self.min_duration_s, 0, f"{at}.min_duration_s")
+        at_least(self.min_requests, 0, f"{at}.min_requests")
+        at_least(self.stability_windows, 1, f"{at}.stability_windows")
+        positive(self.stability_tolerance, f"{at}.stability_tolerance")
+        positive(self.late_send_ms, f"{at}.late_send_ms")
+        at_least(self.max_late_fraction, 0, f"{at}.max_late_fraction")
+        positive(self.slo_ms, f"{at}.slo_ms", nullable=True)
+        positive(self.drain_timeout_s, f"{at}.drain_timeout_s")
+
+    def points(self) -> list[LoadPoint]:
+        """The load points, in the order they are measured (scenarios that choose each point
+        from the ones measured before override `next_point` instead)."""
+        raise NotImplementedError(f"scenario {self.name}: no fixed list of points")
+
+    def next_point(self, measured: Sequence[dict]) -> LoadPoint | None:
+        """The next point to measure, given the rows already measured under this configuration
+        (each carries its point as JSON in `point`); None when the scenario is done."""
+        seen = [json.loads(row["point"]) for row in measured]
+        return next((p for p in self.points() if p.as_dict() not in seen), None)
+
+    def point(self, **fields) -> LoadPoint:
+        """A point with the settings every point shares, of this scenario unless `fields` name
+        another (a search measures `server` points)."""
+        common = dict(
+            scenario=self.name,
+            batch_size=self.batch_size,
+            warmup_s=self.warmup_s,
+            duration_s=self.duration_s,
+            seed=self.seed,
+        )
+        return LoadPoint(**{**common, **fields})
+
+    @classmethod
+    def shape(cls, point: LoadPoint) -> Shape:
+        """How the driver issues `point`'s requests."""
+        raise NotImplementedError(f"scenario {cls.name}: its points issue no load of their own")
+
+    @classmethod
+    def label(cls, point: LoadPoint) -> str:
+        return f"{point.scenario} batch {point.batch_size}"
