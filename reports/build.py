@@ -9,7 +9,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,11 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bench.results
-from bench.load import PERCENTILE_METHOD, describe_rules
-from bench.registry import options
+from bench.load import PERCENTILE_METHOD
 from reports import figures
-
-SCHEMAS = options()
 
 REPORT_FILE = "report.html"
 TEMPLATE = "report.html.j2"
@@ -404,23 +401,18 @@ def method(df: pd.DataFrame, source: Path) -> dict:
 
 
 def rule_sets(df: pd.DataFrame) -> list[dict]:
-    """The verdict rules, in `judge`'s own words, once per distinct scenario setting stored."""
+    """The verdict rules as each point was judged (its stored `verdict_rules`), once per
+    distinct set."""
     out, seen = [], set()
-    for config in df.get("config", pd.Series(dtype=object)):
-        parsed = _json(config)
-        scenario = parsed.get("scenario") if isinstance(parsed, dict) else None
-        if not isinstance(scenario, dict) or scenario.get("name") not in SCHEMAS["scenario"]:
+    for scenario, stored in zip(df.get("scenario", []), df.get("verdict_rules", []), strict=False):
+        rules = _json(stored)
+        if not isinstance(rules, list):
             continue
-        floor = parsed.get("accuracy_floor")
-        key = json.dumps([scenario, floor], sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        known = {f.name for f in fields(SCHEMAS["scenario"][scenario["name"]])}
-        settings = SCHEMAS["scenario"][scenario["name"]](
-            **{k: v for k, v in scenario.items() if k in known}
-        )
-        out.append({"scenarios": scenario["name"], "rules": describe_rules(settings, floor)})
+        texts = [rule["rule"] for rule in rules]
+        key = json.dumps([scenario, texts])
+        if key not in seen:
+            seen.add(key)
+            out.append({"scenarios": scenario, "rules": texts})
     return out
 
 

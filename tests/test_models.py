@@ -186,8 +186,9 @@ def test_an_onnx_file_is_served_without_importing_torch(user_files, tmp_path):
     code = (
         "import sys\n"
         "from bench.backends import build_predictor\n"
-        "from bench.config import NoOptimizationConfig, OnnxFileModelConfig, "
-        "OnnxRuntimeBackendConfig\n"
+        "from bench.config.backend import OnnxRuntimeBackendConfig\n"
+        "from bench.config.model import OnnxFileModelConfig\n"
+        "from bench.config.optimization import NoOptimizationConfig\n"
         "from bench.models import build_model\n"
         f"b = build_model(OnnxFileModelConfig(path={str(user_files['m.onnx'])!r}, "
         "input_shapes={'x': [6, 4]}))\n"

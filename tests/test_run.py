@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
+from bench.load import RULES
+from bench.registry import options, typed
 from bench.results import missing_columns
 from bench.run import run_benchmark
 from tests.conftest import compose
@@ -20,13 +24,16 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize(
-    "scenario", ["single_stream", "server", "offline", "concurrency", "intermittent", "bursty"]
-)
+# Every scenario but the search, whose points depend on what it measures (tests/test_slo_search.py).
+STATIC_SCENARIOS = [name for name in options()["scenario"] if name != "slo_search"]
+
+
+@pytest.mark.parametrize("scenario", STATIC_SCENARIOS)
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path, cache_dir):
     extra = {
         "concurrency": ["scenario.levels=[1,2]"],
+        "rate_sweep": ["scenario.rates=[40,20]"],
         # Sparse schedules squeezed into the tiny window, so that it holds a few requests.
         "intermittent": ["scenario.gap_s=0.1"],
         "bursty": ["scenario.burst_size=3", "scenario.idle_s=0.1"],
@@ -37,7 +44,7 @@ def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path
     rows = run_benchmark(cfg, tmp_path)
     assert missing_columns(rows.columns) == []
     assert (rows["status"] == "measured").all()
-    assert len(rows) == (2 if scenario == "concurrency" else 1)
+    assert len(rows) == len(typed("scenario", cfg.scenario).points())
     assert (rows["scenario"] == scenario).all() and (rows["backend"] == backend).all()
     assert (rows["achieved_qps"] > 0).all() and (rows["errors"] == 0).all()
     # The served model matches the fp32 reference.
@@ -45,6 +52,12 @@ def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path
     # A tiny budget is too short to trust, and the verdict says so.
     assert not rows["valid"].any()
     assert rows["invalid_reasons"].str.contains("too short").all()
+    # Each rule has its own column, and the rules as judged are stored with the row.
+    assert not rows["check_duration"].any() and rows["check_errors"].all()
+    assert (rows["invalid_codes"].map(json.loads).map(lambda codes: "duration" in codes)).all()
+    judged = json.loads(rows["verdict_rules"].iloc[0])
+    assert [rule["check"] for rule in judged] == list(RULES)
+    assert all(f"check_{rule}" in rows.columns for rule in RULES)
     assert (tmp_path / "results.parquet").exists()
     for pid in rows["point_id"]:
         assert len(pd.read_parquet(tmp_path / "requests" / f"{pid}.parquet")) > 0
@@ -113,3 +126,13 @@ def test_slo_search_brackets_the_highest_rate_meeting_the_slo(tmp_path, cache_di
     # The first rate is half the probe's saturation throughput; each later rate differs.
     assert server["target_qps"].iloc[0] == pytest.approx(probe["achieved_qps"] / 2, rel=1e-3)
     assert server["target_qps"].is_unique
+
+
+def test_a_rate_added_to_a_finished_sweep_measures_only_the_new_rate(tmp_path, cache_dir):
+    sweep = [*TINY, "scenario=rate_sweep", f"cache_dir={cache_dir}"]
+    first = run_benchmark(compose([*sweep, "scenario.rates=[20]"]), tmp_path)
+    second = run_benchmark(compose([*sweep, "scenario.rates=[20,30]"]), tmp_path)
+    assert list(second["target_qps"]) == [20.0, 30.0]
+    assert second["run_id"].iloc[0] == first["run_id"].iloc[0] != second["run_id"].iloc[1]
+    # A rate sweep's point is the server scenario's point at that rate.
+    assert list(second["label"]) == ["server 20 qps", "server 30 qps"]
