@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import bench.results
-from bench.load.stats import PERCENTILE_METHOD, encode, histogram, percentiles_ms
+from bench.load.stats import histogram, percentiles_ms
 from bench.results import ResultsStore
+from bench.results.histogram import PERCENTILE_METHOD, encode
 from reports import build_report, figures
 
 REPO = Path(__file__).resolve().parents[1]
