@@ -17,7 +17,7 @@ from tqdm import tqdm
 from bench.backends.accuracy import compare, eval_samples, reference_outputs
 from bench.config import validate
 from bench.load import Driver, LoadPoint, judge, next_point, point_id, summarize
-from bench.metrics import GpuSampler, ResourceSampler, host_fingerprint
+from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
 from bench.models import ModelBundle, build_model
 from bench.results import SCHEMA_VERSION, ResultsStore
 from runners import Request, Runner, build_runner
@@ -59,7 +59,7 @@ def _measurement_key(cfg: DictConfig) -> dict:
     return key
 
 
-def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint) -> dict:
+def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibration: dict) -> dict:
     row = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -84,6 +84,7 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint) -> dict
         for name, value in key[group].items():
             row[f"{group}.{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     row.update(host_fingerprint())
+    row.update(calibration)
     return row
 
 
@@ -101,6 +102,9 @@ def _failed(row: dict, error: str) -> dict:
 async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: ResultsStore) -> None:
     """Measure points until the scenario has none left; `history` grows with each row."""
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    # Before anything else runs (cached per host after the first time): each row carries the
+    # calibration of the host that measured it, which the planner scales from.
+    calibration = host_calibration(cfg.cache_dir, cfg.plan.calibration_s)
     bundle = build_model(cfg.model)
     runner = build_runner(cfg)
     try:
@@ -109,7 +113,7 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
         error = f"runner failed to start: {type(exc).__name__}: {exc}"
         # Static scenarios record each of their points as failed; a search records its first.
         while (point := next_point(cfg.scenario, history)) is not None:
-            row = _failed(_base_row(cfg, key, run_id, point), error)
+            row = _failed(_base_row(cfg, key, run_id, point, calibration), error)
             store.append(row)
             history.append(row)
         return
@@ -117,7 +121,7 @@ async def _measure(cfg: DictConfig, key: dict, history: list[dict], store: Resul
         accuracy = await _accuracy(runner, bundle, cfg)
         while (point := next_point(cfg.scenario, history)) is not None:
             runner.begin_point()
-            row = _base_row(cfg, key, run_id, point)
+            row = _base_row(cfg, key, run_id, point, calibration)
             row.update(accuracy)
             measured = await _measure_point(cfg, runner, bundle, point, row)
             # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate

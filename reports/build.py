@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bench.results
+from bench.capacity.store import Plan
 from bench.config import SCHEMAS
 from bench.load import PERCENTILE_METHOD, describe_rules
 from reports import figures
@@ -85,6 +86,7 @@ def _environment() -> jinja2.Environment:
 
 def context(df: pd.DataFrame, source: Path) -> dict:
     """Everything the template shows, as plain data: the template only lays it out."""
+    plan = read_plan(source)
     df = _prepare(df)
     return {
         "title": f"Benchmark report: {source.resolve().name}",
@@ -97,8 +99,16 @@ def context(df: pd.DataFrame, source: Path) -> dict:
         "verdicts": verdicts(df),
         "failures": failures(df),
         "method": method(df, source),
-        "plan": plan_section(source),
+        "plan": plan_section(plan),
     }
+
+
+def read_plan(source: Path) -> Plan | None:
+    """The plan stored beside the results, if the planner wrote one."""
+    try:
+        return Plan.read(source)
+    except FileNotFoundError:
+        return None
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -472,10 +482,10 @@ def runs(df: pd.DataFrame, source: Path) -> list[dict]:
 
 # --- the plan ----------------------------------------------------------------------------------
 
-PLAN_DIR = "plan"
 SIZING_COLUMNS = (
     ("server", "server", str),
     ("configuration", "configuration", str),
+    ("host", "measured on", str),
     ("workers_per_server", "replicas / server", _format_int),
     ("capacity_qps", "capacity qps", _format_qps),
     ("capacity_qps_low", "low", _format_qps),
@@ -486,45 +496,36 @@ SIZING_COLUMNS = (
 )
 
 
-def plan_section(source: Path) -> dict | None:
-    """The sizing the planner wrote beside the results (`plan/`), if it did."""
-    folder = Path(source) / PLAN_DIR
-    sizing_file = folder / "sizing.csv"
-    if not sizing_file.exists():
+def plan_section(plan: Plan | None) -> dict | None:
+    """The plan stored beside the results (`bench.capacity.store`), if there is one."""
+    if plan is None:
         return None
-    sizing = pd.read_csv(sizing_file)
-    shown = [c for c in SIZING_COLUMNS if c[0] in sizing.columns]
+    sizing = plan.sizing
+    several_hosts = "host_id" in sizing.columns and sizing["host_id"].nunique() > 1
+    shown = [
+        c for c in SIZING_COLUMNS if c[0] in sizing.columns and (c[0] != "host" or several_hosts)
+    ]
     sized = sizing[sizing["servers"].notna()] if "servers" in sizing else sizing
-    sized = sized.sort_values(["servers", "capacity_qps"], ascending=[True, False])
+    order = [c for c in ("servers", "capacity_qps") if c in sized.columns]
+    if order:
+        sized = sized.sort_values(order, ascending=[c == "servers" for c in order])
     unsized = sizing.drop(sized.index)
-    tables = []
-    for number, title in enumerate(PLAN_TABLES, start=1):
-        path = folder / f"table{number}.csv"
-        if path.exists():
-            frame = pd.read_csv(path).fillna("")
-            tables.append(
-                {"title": title, "headers": list(frame.columns), "rows": frame.values.tolist()}
-            )
     return {
-        "recommendation": _read(folder / "recommendation.txt"),
-        "serverless": _read(folder / "serverless.txt"),
+        "recommendation": plan.recommendation,
+        "serverless": plan.break_even,
         "headers": [header for _, header, _ in shown],
         "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],
         "unsized": [
             f"{row['server']}: {row.get('unsized_reason', '')}" for _, row in unsized.iterrows()
         ],
-        "formula": _read(folder / "formula.txt"),
-        "tables": tables,
-        "folder": str(folder),
+        "formula": plan.formula,
+        "tables": [
+            {
+                "title": title,
+                "headers": list(table.columns),
+                "rows": table.fillna("").values.tolist(),
+            }
+            for title, table in plan.tables.items()
+        ],
+        "folder": str(plan.folder),
     }
-
-
-PLAN_TABLES = (
-    "Deployment environments",
-    "Performance metrics and optimization",
-    "Kubernetes configuration",
-)
-
-
-def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""
