@@ -310,27 +310,6 @@ class EdgeStrategyConfig(IsolatedStrategyConfig):
 
 
 @dataclass
-class ServerlessPricingConfig:
-    """Pay-per-use prices, with the date they were read and where; null prices leave the cost
-    columns NaN. Defaults: AWS Lambda on-demand, x86, US East (N. Virginia), the first duration
-    tier (up to 6 billion GB-s a month), free tier not deducted. Read 2026-11-25: USD 0.20 per
-    million requests and USD 0.00001667 per GB-second in the worked examples of
-    https://aws.amazon.com/lambda/pricing/ and in AWS's whitepaper "How AWS Pricing Works"
-    (https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html); the
-    tier's unrounded 0.0000166667 as transcribed from that page by Artillery's
-    lib/platform/aws-lambda/prices.js (2.0.28). The page's own tables render client-side."""
-
-    currency: str = "USD"  # names the cost column: cost_per_million_usd
-    per_gb_second: float | None = 0.0000166667
-    per_million_requests: float | None = 0.20
-    # What GB-seconds are billed: busy (Lambda: each instance's start-up and the requests it
-    # served, idle keep-alive free) or lifetime (instance-based billing: spawn to stop).
-    billed_time: str = "busy"
-    as_of: str = "2026-11-25"
-    source: str = "https://aws.amazon.com/lambda/pricing/"
-
-
-@dataclass
 class ServerlessStrategyConfig(StrategyConfig):
     """Scale to zero: an instance (a worker process, one predictor thread, no batching) is
     spawned when a request finds none idle, stays warm `keep_alive_s` after its last request,
@@ -346,7 +325,6 @@ class ServerlessStrategyConfig(StrategyConfig):
     # Memory billed per instance, as a platform's configured memory size (Lambda: 128 to
     # 10,240 MB). null: each instance's own peak RSS, measured.
     memory_mb: int | None = None
-    pricing: ServerlessPricingConfig = field(default_factory=ServerlessPricingConfig)
     host: str = "127.0.0.1"
     max_request_bytes: int = 32 * 1024 * 1024
     # Spawn to ready, per instance.
@@ -529,6 +507,27 @@ class PriceConfig:
 
 
 @dataclass
+class ServerlessPricingConfig:
+    """Pay-per-use prices, with the date they were read and where; null prices leave the cost
+    columns NaN. Defaults: AWS Lambda on-demand, x86, US East (N. Virginia), the first duration
+    tier (up to 6 billion GB-s a month), free tier not deducted. Read 2026-11-25: USD 0.20 per
+    million requests and USD 0.00001667 per GB-second in the worked examples of
+    https://aws.amazon.com/lambda/pricing/ and in AWS's whitepaper "How AWS Pricing Works"
+    (https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html); the
+    tier's unrounded 0.0000166667 as transcribed from that page by Artillery's
+    lib/platform/aws-lambda/prices.js (2.0.28). The page's own tables render client-side."""
+
+    currency: str = "USD"  # of the prices, and so of the plan's serverless costs
+    per_gb_second: float | None = 0.0000166667
+    per_million_requests: float | None = 0.20
+    # What GB-seconds are billed: busy (Lambda: each instance's start-up and the requests it
+    # served, idle keep-alive free) or lifetime (instance-based billing: spawn to stop).
+    billed_time: str = "busy"
+    as_of: str = "2026-11-25"
+    source: str = "https://aws.amazon.com/lambda/pricing/"
+
+
+@dataclass
 class CatalogConfig:
     """The servers the planner sizes for, and their prices."""
 
@@ -537,6 +536,8 @@ class CatalogConfig:
     path: str | None = None
     # Server id -> price. Servers without one are sized but not costed.
     prices: dict[str, PriceConfig] = field(default_factory=dict)
+    # Pay-per-use prices the planner costs serverless usage at.
+    serverless_pricing: ServerlessPricingConfig = field(default_factory=ServerlessPricingConfig)
 
 
 # --- top level ---------------------------------------------------------------------------------
@@ -746,6 +747,25 @@ def validate(cfg: Any) -> None:
             f"accepted values are {', '.join(_GRAPH_LEVELS)}; got {be.graph_optimization!r}",
         )
     _validate_strategy(cfg.strategy)
+    if "catalog" in cfg:
+        pricing = cfg.catalog.serverless_pricing
+        _require(
+            pricing.billed_time in _BILLED_TIMES,
+            "catalog.serverless_pricing.billed_time",
+            f"accepted values are {', '.join(_BILLED_TIMES)}; got {pricing.billed_time!r}",
+        )
+        _require(
+            len(pricing.currency) == 3 and pricing.currency.isalpha(),
+            "catalog.serverless_pricing.currency",
+            f"must be an ISO 4217 code such as USD or EUR, got {pricing.currency!r}",
+        )
+        for name in ("per_gb_second", "per_million_requests"):
+            price = getattr(pricing, name)
+            _require(
+                price is None or price >= 0,
+                f"catalog.serverless_pricing.{name}",
+                f"must be >= 0 or null (not costed), got {price}",
+            )
 
 
 _LOAD_BALANCERS = ("none", "nginx")
@@ -873,24 +893,6 @@ def _validate_serverless(st: Any) -> None:
         "strategy.max_request_bytes",
         f"must be >= 1024, got {st.max_request_bytes}",
     )
-    pricing = st.pricing
-    _require(
-        pricing.billed_time in _BILLED_TIMES,
-        "strategy.pricing.billed_time",
-        f"accepted values are {', '.join(_BILLED_TIMES)}; got {pricing.billed_time!r}",
-    )
-    _require(
-        len(pricing.currency) == 3 and pricing.currency.isalpha(),
-        "strategy.pricing.currency",
-        f"must be an ISO 4217 code such as USD or EUR, got {pricing.currency!r}",
-    )
-    for name in ("per_gb_second", "per_million_requests"):
-        price = getattr(pricing, name)
-        _require(
-            price is None or price >= 0,
-            f"strategy.pricing.{name}",
-            f"must be >= 0 or null (not costed), got {price}",
-        )
 
 
 def _validate_endpoint(st: Any) -> None:

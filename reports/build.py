@@ -87,7 +87,7 @@ def _environment() -> jinja2.Environment:
 def context(df: pd.DataFrame, source: Path) -> dict:
     """Everything the template shows, as plain data: the template only lays it out."""
     plan = read_plan(source)
-    df = _prepare(df)
+    df = _prepare(_with_costs(df, plan))
     return {
         "title": f"Benchmark report: {source.resolve().name}",
         "source": str(source),
@@ -109,6 +109,27 @@ def read_plan(source: Path) -> Plan | None:
         return Plan.read(source)
     except FileNotFoundError:
         return None
+
+
+# The plan's serverless cost per point, joined onto the results' rows.
+COST = "serverless_cost_per_million"
+COST_CURRENCY = "serverless_cost_currency"
+_POINT_KEYS = ["run_id", "point_id"]
+
+
+def _with_costs(df: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
+    """The results with each serverless point's cost per million requests, as the plan priced
+    its measured usage (the results hold usage only: prices change, measurements do not)."""
+    costs = plan.serverless if plan is not None else pd.DataFrame()
+    needed = {*_POINT_KEYS, "cost_per_million", "currency"}
+    if costs.empty or not needed <= set(costs.columns) or not set(_POINT_KEYS) <= set(df.columns):
+        return df
+    keyed = costs[[*_POINT_KEYS, "cost_per_million", "currency"]].rename(
+        columns={"cost_per_million": COST, "currency": COST_CURRENCY}
+    )
+    keyed = keyed.astype({key: str for key in _POINT_KEYS}).drop_duplicates(_POINT_KEYS)
+    joined = df.astype({key: str for key in _POINT_KEYS}).merge(keyed, on=_POINT_KEYS, how="left")
+    return joined.set_axis(df.index)
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -288,13 +309,25 @@ TABLE_COLUMNS = (
     Column("cold_starts", "cold starts", _format_int, "instances started during the point"),
     Column("cold_start_fraction", "cold share", _format_share, "requests that waited for a start"),
     Column(
-        "cost_per_million_usd", "USD / 1M", _format_seconds, "serverless cost per million requests"
+        COST,
+        "cost / 1M",
+        _format_seconds,
+        "serverless cost per million requests: the measured usage at the plan's dated prices",
     ),
     Column("throttled_fraction", "throttled", _format_share, "CFS periods in which the limit bit"),
     Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
     Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
     Column("accuracy_top1_agreement", "top-1", _format_share, "top-1 agreement with fp32"),
 )
+
+
+def _header(column: Column, df: pd.DataFrame) -> str:
+    """A column's header; the serverless cost's names the currency it is priced in."""
+    if column.key == COST and COST_CURRENCY in df.columns:
+        currencies = df[COST_CURRENCY].dropna().astype(str).unique()
+        if len(currencies) == 1:
+            return f"{currencies[0].upper()} / 1M"
+    return column.header
 
 
 def _cell(row: pd.Series, key: str) -> str:
@@ -328,7 +361,7 @@ def results_table(df: pd.DataFrame) -> dict:
         }
         for _, row in df.iterrows()
     ]
-    headers = [{"text": c.header, "title": f"{c.key}: {c.title}"} for c in shown]
+    headers = [{"text": _header(c, df), "title": f"{c.key}: {c.title}"} for c in shown]
     return {"headers": headers, "rows": rows}
 
 

@@ -206,22 +206,32 @@ def test_the_queueing_check_agrees_with_the_sizing(catalog):
 def test_serverless_break_even_against_the_priced_recommendation():
     from bench.capacity.plan import serverless_break_even
     from bench.capacity.planner import SECONDS_PER_MONTH
+    from bench.capacity.serverless import serverless_costs
 
     frame = pd.DataFrame(
         {
+            "run_id": ["r"] * 3,
+            "point_id": ["a", "b", "c"],
             "strategy": ["serverless", "serverless", "direct"],
             "status": ["measured", "measured", "measured"],
-            "cost_per_million_usd": [2.0, 4.0, np.nan],
+            "invocations": [1000, 1000, np.nan],
+            "gb_seconds_busy": [2000.0, 4000.0, np.nan],
         }
     )
+    # 1e-6 per GB-second and nothing per request: 2 and 4 USD per million requests.
+    pricing = {"currency": "USD", "per_gb_second": 1e-6, "per_million_requests": 0.0}
+    costs = serverless_costs(frame, {**pricing, "billed_time": "busy", "as_of": "2026-11-25"})
+    assert list(costs["cost_per_million"]) == pytest.approx([2.0, 4.0])
     best = pd.Series({"servers": 2, "server": "Ryzen 5 3600 Server", "monthly_cost_eur": 100.0})
     # 3 USD per million at 0.9 EUR per USD: 100 EUR a month buys 100 / 2.7e-6 requests.
-    sentence = serverless_break_even(frame, best, eur_per_usd=0.9)
+    sentence = serverless_break_even(costs, best, eur_per_usd=0.9)
     expected = 100.0 / (2.7e-6 * SECONDS_PER_MONTH)
     assert f"below {expected:,.2f} requests/s" in sentence
-    assert "set plan.eur_per_usd" in serverless_break_even(frame, best, eur_per_usd=None)
-    assert "set catalog.prices" in serverless_break_even(frame, None, eur_per_usd=0.9)
-    assert serverless_break_even(frame[frame["strategy"] == "direct"], best, 0.9) is None
+    assert "prices as of 2026-11-25" in sentence
+    assert "set plan.eur_per_usd" in serverless_break_even(costs, best, eur_per_usd=None)
+    assert "set catalog.prices" in serverless_break_even(costs, None, eur_per_usd=0.9)
+    no_serverless = serverless_costs(frame[frame["strategy"] == "direct"], pricing)
+    assert serverless_break_even(no_serverless, best, 0.9) is None
 
 
 # --- stored results from several hosts ----------------------------------------------------------

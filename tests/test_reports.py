@@ -280,3 +280,38 @@ def test_strategy_columns_appear_where_a_strategy_measured_them(tmp_path: Path) 
     assert "throttled" in text and "97.0%" in text
     assert "cold starts" in text and "80.0%" in text
     assert "USD / 1M" not in text  # no serverless cost in these results
+
+
+def test_serverless_cost_comes_from_the_plan_store(tmp_path: Path) -> None:
+    from bench.capacity.serverless import serverless_costs
+    from bench.capacity.store import Plan
+
+    row = {
+        **measured_row("none", 1, median_ms=2.0, seed=4),
+        "strategy": "serverless",
+        "invocations": 1000,
+        "cold_starts": 2,
+        "gb_seconds_busy": 2000.0,
+        "gb_seconds_lifetime": 3000.0,
+    }
+    ResultsStore(tmp_path).append(row)
+    pricing = {
+        "currency": "USD",
+        "per_gb_second": 1e-6,  # 2 USD per million requests at the usage above
+        "per_million_requests": 0.0,
+        "billed_time": "busy",
+        "as_of": "2026-11-25",
+        "source": "test",
+    }
+    costs = serverless_costs(bench.results.load(tmp_path), pricing)
+    Plan(recommendation="Deploy it.", serverless=costs).write(tmp_path)
+    text = _text(build_report(tmp_path).read_text(encoding="utf-8"))
+    assert "USD / 1M" in text and "2.00" in text
+    # Priced anew, the same measurement costs what the new plan says.
+    Plan(
+        recommendation="Deploy it.",
+        serverless=serverless_costs(
+            bench.results.load(tmp_path), {**pricing, "per_gb_second": 2e-6}
+        ),
+    ).write(tmp_path)
+    assert "4.00" in _text(build_report(tmp_path).read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Plan from stored results: per measuring host, scaled from the calibration stored with its
 rows, the sizing on every catalog server, the recommendation, Kubernetes manifests, the image's
-build context, the source document's tables and the serverless break-even.
+build context, the source document's tables and the serverless costs at the configured prices.
 A pure function of results, target, catalog and prices: re-planning for another target or
 catalog reads the same results and measures nothing. `bench.capacity.store.Plan` lays the plan
 out in its folder."""
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +29,7 @@ from bench.capacity.planner import (
     recommendation_sentence,
 )
 from bench.capacity.scaling import FORMULA
-from bench.capacity.serverless import break_even_qps
+from bench.capacity.serverless import break_even_qps, serverless_costs
 from bench.capacity.store import PLAN_DIR, Plan
 from bench.capacity.tables import document_tables
 from runners.dockerfile import write_image
@@ -46,7 +48,10 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     has_catalog = "catalog" in cfg
     prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if has_catalog else {}
     catalog = load_catalog(cfg.catalog.path if has_catalog else None, prices)
-    plan = make_plan(frame, catalog, target_of(cfg), cfg.plan.image, cfg.plan.eur_per_usd)
+    pricing = (
+        OmegaConf.to_container(cfg.catalog.serverless_pricing, resolve=True) if has_catalog else {}
+    )
+    plan = make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
     return plan.write(path)
 
 
@@ -54,12 +59,13 @@ def make_plan(
     frame: pd.DataFrame,
     catalog: Catalog,
     target: Target,
+    pricing: Mapping[str, Any],
     image: str,
     eur_per_usd: float | None = None,
 ) -> Plan:
     """The plan for stored results `frame`: each host's configurations scaled from that host's
-    calibration (`calib_*` in its rows), against every server of `catalog`; `image` is the
-    image name the manifests give."""
+    calibration (`calib_*` in its rows), against every server of `catalog`; `pricing` is
+    `catalog.serverless_pricing`, `image` the image name the manifests give."""
     hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
     sizing = hosts_sizing(hosts, catalog, target)
     best = recommend(sizing) if not sizing.empty else None
@@ -76,12 +82,14 @@ def make_plan(
         build_image = partial(
             write_image, config=measured.config, threads=deployment.cpu_per_replica
         )
+    costs = serverless_costs(frame, pricing)
     return Plan(
         recommendation=sentence,
         sizing=sizing,
         formula=FORMULA,
         tables=document_tables(frame, sizing, best, deployment, catalog, target),
-        break_even=serverless_break_even(frame, best, eur_per_usd) or "",
+        serverless=costs,
+        break_even=serverless_break_even(costs, best, eur_per_usd) or "",
         manifests=files,
         image=build_image,
     )
@@ -101,22 +109,21 @@ def _chosen(
 
 
 def serverless_break_even(
-    frame: pd.DataFrame, best: pd.Series | None, eur_per_usd: float | None
+    costs: pd.DataFrame, best: pd.Series | None, eur_per_usd: float | None
 ) -> str | None:
-    """One sentence comparing measured serverless cost with the recommended dedicated servers,
-    or None when no serverless point was measured."""
-    rows = frame[(frame["strategy"] == "serverless") & (frame["status"] == "measured")]
-    costs = {
-        column.removeprefix("cost_per_million_").upper(): rows[column].dropna()
-        for column in rows.columns
-        if column.startswith("cost_per_million_")
-    }
-    costs = {currency: values for currency, values in costs.items() if len(values)}
-    if not costs:
+    """One sentence comparing the serverless cost (`serverless_costs`: measured usage at the
+    configured prices) with the recommended dedicated servers, or None when no serverless point
+    was measured or no serverless price is known."""
+    if costs.empty or "cost_per_million" not in costs:
         return None
-    currency, values = next(iter(costs.items()))
-    per_million = float(values.median())
-    measured = f"Serverless measured {per_million:.2f} {currency} per million requests"
+    priced = costs[costs["cost_per_million"].notna()]
+    if priced.empty:
+        return None
+    currency = str(priced["currency"].iloc[0]).upper()
+    per_million = float(priced["cost_per_million"].median())
+    as_of = str(priced["pricing_as_of"].iloc[0]) if "pricing_as_of" in priced else ""
+    dated = f" (prices as of {as_of})" if as_of and as_of != "nan" else ""
+    measured = f"Serverless measured {per_million:.2f} {currency} per million requests{dated}"
     if best is None or pd.isna(best.get("monthly_cost_eur")):
         return f"{measured}; no priced dedicated server to compare with (set catalog.prices)."
     if currency == "EUR":

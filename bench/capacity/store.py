@@ -8,6 +8,8 @@ shows a plan without knowing its file names. Layout:
     plan/formula.txt           the scaling model, in words
     plan/tableN.csv            the source document's tables, in order (titles in plan.json)
     plan/tables.md             the same tables as one Markdown page, the recommendation first
+    plan/serverless.csv        per serverless point: its usage, cost per million, and the prices'
+                               currency, date and source
     plan/serverless.txt        the serverless-versus-dedicated break-even sentence, if any
     plan/kubernetes/*.yaml     Deployment, Service, Ingress, HorizontalPodAutoscaler
     plan/image/                the serving image's build context (written, not read back)
@@ -34,6 +36,7 @@ RECOMMENDATION = "recommendation.txt"
 FORMULA = "formula.txt"
 TABLES = "tables.md"
 TABLE = "table{number}.csv"
+SERVERLESS = "serverless.csv"
 BREAK_EVEN = "serverless.txt"
 KUBERNETES = "kubernetes"
 IMAGE = "image"
@@ -49,6 +52,8 @@ class Plan:
     formula: str = ""
     # Title -> table, in the source document's order.
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Per serverless point: its usage and its cost at the configured prices.
+    serverless: pd.DataFrame = field(default_factory=pd.DataFrame)
     break_even: str = ""
     # File name -> Kubernetes manifest.
     manifests: dict[str, dict] = field(default_factory=dict)
@@ -74,6 +79,8 @@ class Plan:
             table.to_csv(out / TABLE.format(number=number), index=False)
             markdown.append(f"## {title}\n\n{to_markdown(table)}\n")
         (out / TABLES).write_text("\n".join(markdown))
+        if not self.serverless.empty:
+            self.serverless.to_csv(out / SERVERLESS, index=False)
         if self.manifests:
             (out / KUBERNETES).mkdir()
             for name, manifest in self.manifests.items():
@@ -106,6 +113,7 @@ class Plan:
             sizing=_csv(where / SIZING),
             formula=_text(where / FORMULA),
             tables=tables,
+            serverless=_csv(where / SERVERLESS),
             break_even=_text(where / BREAK_EVEN),
             manifests=manifests,
             folder=where,
@@ -123,7 +131,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 def _clear(where: Path) -> None:
     """Remove what an earlier plan wrote, so that nothing of it outlives the new one (a
     break-even or manifests the new plan has none of)."""
-    for name in (SIZING, RECOMMENDATION, FORMULA, TABLES, BREAK_EVEN, INDEX):
+    for name in (SIZING, RECOMMENDATION, FORMULA, TABLES, SERVERLESS, BREAK_EVEN, INDEX):
         (where / name).unlink(missing_ok=True)
     for path in where.glob(TABLE.format(number="*")):
         path.unlink()
