@@ -1,4 +1,6 @@
-"""Build one self-contained HTML report from a run or sweep folder's stored results."""
+"""Build one self-contained HTML report from a run or sweep folder's stored results and the
+plan stored beside them. It reads what the results and the plan store hold (each point's
+verdict rule by rule, the plan's sizing and serverless costs) and computes neither again."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,8 +22,7 @@ from matplotlib.figure import Figure
 
 import bench.results
 from bench.capacity.store import Plan
-from bench.config import SCHEMAS
-from bench.load import PERCENTILE_METHOD, describe_rules
+from bench.results.histogram import PERCENTILE_METHOD
 from reports import figures
 
 REPORT_FILE = "report.html"
@@ -190,10 +191,11 @@ def headline(df: pd.DataFrame) -> str:
     reason = _most_common_reason(measured)
     if reason is None:
         return f"No load point was valid, and the results store no reason why{more}."
-    kind, count, example = reason
+    check, count, example = reason
+    what = f"{CHECK_NAMES.get(check, check)} (for example “{example}”)" if check else f"“{example}”"
     return (
         f"No load point was valid; the most common reason, in {count} of "
-        f"{_plural(len(measured), 'measured point')}, was {kind} (for example “{example}”){more}."
+        f"{_plural(len(measured), 'measured point')}, was {what}{more}."
     )
 
 
@@ -212,25 +214,62 @@ def _first_error(df: pd.DataFrame) -> str:
     return f"the first error: {errors.iloc[0]}" if len(errors) else "no error text was recorded"
 
 
-def _most_common_reason(rows: pd.DataFrame) -> tuple[str, int, str] | None:
-    """(kind, points with it, one full example) of the commonest reason; None if none stored."""
+def _most_common_reason(rows: pd.DataFrame) -> tuple[str | None, int, str] | None:
+    """(the check most often failed, points that failed it, one of their reasons); the check
+    is None for rows stored without their verdict rule by rule, whose reasons' text counts
+    whole. None if no reason is stored."""
     kinds: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    for reasons in rows.get("invalid_reasons", pd.Series(dtype=object)):
-        for reason in _reasons(reasons):
-            kind = reason.split(":", 1)[0].strip()
+    examples: dict[str, tuple[str | None, str]] = {}
+    for _, row in rows.iterrows():
+        failed: dict[str, tuple[str | None, str]] = {}
+        for check, reason in failed_rules(row):
+            failed.setdefault(check if check is not None else reason, (check, reason))
+        for kind, found in failed.items():
             kinds[kind] += 1
-            examples.setdefault(kind, reason)
+            examples.setdefault(kind, found)
     if not kinds:
         return None
     kind, count = kinds.most_common(1)[0]
-    return kind, count, examples[kind]
+    check, example = examples[kind]
+    return check, count, example
 
 
-def _reasons(text: object) -> list[str]:
-    if not isinstance(text, str):
-        return []
-    return [r.strip() for r in text.split(";") if r.strip()]
+# A failed rule's name in a sentence, by its check (`check_<name>` columns).
+CHECK_NAMES = {
+    "duration": "too short",
+    "stability": "unstable",
+    "generator": "generator fell behind",
+    "connections": "client connections exhausted",
+    "errors": "errors",
+    "accuracy": "accuracy below floor",
+    "slo": "SLO missed",
+}
+
+
+def verdict_rules(row: pd.Series) -> list[dict] | None:
+    """The point's verdict rule by rule as stored (`verdict_rules`): each with its `check`,
+    the `rule` as judged, its `outcome` and, when it failed, the `reason`; None for rows
+    stored before verdicts were stored rule by rule."""
+    stored = row.get("verdict_rules")
+    # JSON text, as the contract stores it; a list where a frame was built in memory.
+    parsed = list(stored) if isinstance(stored, (list, tuple, np.ndarray)) else _json(stored)
+    if not isinstance(parsed, list):
+        return None
+    return [rule for rule in parsed if isinstance(rule, dict)]
+
+
+def failed_rules(row: pd.Series) -> list[tuple[str | None, str]]:
+    """(check, reason) of each rule the point failed, in rule order. A row stored before
+    verdicts were stored rule by rule gives its reasons' text whole, with no check."""
+    rules = verdict_rules(row)
+    if rules is not None:
+        return [
+            (str(rule.get("check", "")), str(rule.get("reason") or rule.get("rule", "")))
+            for rule in rules
+            if rule.get("outcome") == "failed"
+        ]
+    text = row.get("invalid_reasons")
+    return [(None, text.strip())] if isinstance(text, str) and text.strip() else []
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -411,7 +450,7 @@ def verdicts(df: pd.DataFrame) -> list[dict]:
             "config": row["config_label"],
             "label": _cell(row, "label"),
             "badge": _badge(row),
-            "reasons": _reasons(row.get("invalid_reasons")),
+            "reasons": [reason for _, reason in failed_rules(row)],
             "recommendation": _cell(row, "recommendation"),
         }
         for _, row in _measured(df).iterrows()
@@ -435,7 +474,7 @@ def failures(df: pd.DataFrame) -> list[dict]:
 
 
 def method(df: pd.DataFrame, source: Path) -> dict:
-    """The method, the verdict rules as configured, each host's fingerprint and run config."""
+    """The method, the verdict rules as judged, each host's fingerprint and run config."""
     return {
         "percentile_method": PERCENTILE_METHOD,
         "rule_sets": rule_sets(df),
@@ -445,24 +484,19 @@ def method(df: pd.DataFrame, source: Path) -> dict:
 
 
 def rule_sets(df: pd.DataFrame) -> list[dict]:
-    """The verdict rules, in `judge`'s own words, once per distinct scenario setting stored."""
-    out, seen = [], set()
-    for config in df.get("config", pd.Series(dtype=object)):
-        parsed = _json(config)
-        scenario = parsed.get("scenario") if isinstance(parsed, dict) else None
-        if not isinstance(scenario, dict) or scenario.get("name") not in SCHEMAS["scenario"]:
+    """The verdict rules as the points were judged by them (`verdict_rules`), once per distinct
+    set of rules stored, with the scenarios judged by it."""
+    sets: dict[tuple[str, ...], set[str]] = {}
+    for _, row in df.iterrows():
+        rules = verdict_rules(row)
+        if not rules:
             continue
-        floor = parsed.get("accuracy_floor")
-        key = json.dumps([scenario, floor], sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        known = {f.name for f in fields(SCHEMAS["scenario"][scenario["name"]])}
-        settings = SCHEMAS["scenario"][scenario["name"]](
-            **{k: v for k, v in scenario.items() if k in known}
-        )
-        out.append({"scenarios": scenario["name"], "rules": describe_rules(settings, floor)})
-    return out
+        texts = tuple(str(rule.get("rule", "")) for rule in rules)
+        sets.setdefault(texts, set()).add(_cell(row, "scenario"))
+    return [
+        {"scenarios": ", ".join(sorted(scenarios)), "rules": list(texts)}
+        for texts, scenarios in sets.items()
+    ]
 
 
 def hosts(df: pd.DataFrame) -> list[dict]:

@@ -354,13 +354,13 @@ MEASURING = (
 def test_replanning_on_a_fresh_cache_imports_and_measures_nothing(tmp_path):
     folder = _store(tmp_path / "run", [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2)])
     cache = tmp_path / "fresh-cache"
+    # `python -m bench.capacity` as a user runs it: the plan, then the report with it.
     script = f"""
 import sys
-from bench.capacity.plan import write_plan
-from tests.conftest import compose
-plan = write_plan({str(folder)!r}, compose(["plan.peak_qps=500", "cache_dir={cache}"]))
-print((plan / "recommendation.txt").read_text())
+from bench.capacity.__main__ import main
+code = main([{str(folder)!r}, "plan.peak_qps=500", "cache_dir={cache}"])
 print("LOADED", sorted(m for m in sys.modules if m.startswith({MEASURING!r})))
+sys.exit(code)
 """
     started = time.perf_counter()
     proc = subprocess.run(
@@ -370,6 +370,7 @@ print("LOADED", sorted(m for m in sys.modules if m.startswith({MEASURING!r})))
     assert "LOADED []" in proc.stdout, proc.stdout
     assert not cache.exists()  # no calibration cached: none was made
     assert "To serve 500 requests/s" in proc.stdout
+    assert (folder / "report.html").exists()
     assert time.perf_counter() - started < 120
 
 
