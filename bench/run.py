@@ -19,7 +19,7 @@ from bench.config import validate
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
 from bench.load.scenarios import ScenarioConfig, scenario_of
 from bench.load.sut import Request, Runner
-from bench.metrics import GpuSampler, ResourceSampler, host_fingerprint
+from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
 from bench.models import ModelBundle, build_model
 from bench.registry import implementation, typed
 from bench.results import SCHEMA_VERSION, ResultsStore
@@ -62,7 +62,7 @@ def _measurement_key(cfg: DictConfig, point_lists: tuple[str, ...]) -> dict:
     return key
 
 
-def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint) -> dict:
+def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibration: dict) -> dict:
     row = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -87,6 +87,7 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint) -> dict
         for name, value in key[group].items():
             row[f"{group}.{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     row.update(host_fingerprint())
+    row.update(calibration)
     return row
 
 
@@ -106,6 +107,9 @@ async def _measure(
 ) -> None:
     """Measure points until the scenario has none left; `history` grows with each row."""
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    # Before anything else runs (cached per host after the first time): each row carries the
+    # calibration of the host that measured it, which the planner scales from.
+    calibration = host_calibration(cfg.cache_dir, cfg.plan.calibration_s)
     bundle = build_model(cfg.model)
     runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
     try:
@@ -114,7 +118,7 @@ async def _measure(
         error = f"runner failed to start: {type(exc).__name__}: {exc}"
         # Static scenarios record each of their points as failed; a search records its first.
         while (point := scenario.next_point(history)) is not None:
-            row = _failed(_base_row(cfg, key, run_id, point), error)
+            row = _failed(_base_row(cfg, key, run_id, point, calibration), error)
             store.append(row)
             history.append(row)
         return
@@ -122,7 +126,7 @@ async def _measure(
         accuracy = await _accuracy(runner, bundle, cfg)
         while (point := scenario.next_point(history)) is not None:
             runner.begin_point()
-            row = _base_row(cfg, key, run_id, point)
+            row = _base_row(cfg, key, run_id, point, calibration)
             row.update(accuracy)
             measured = await _measure_point(cfg, scenario, runner, bundle, point, row)
             # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate

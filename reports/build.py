@@ -1,4 +1,6 @@
-"""Build one self-contained HTML report from a run or sweep folder's stored results."""
+"""Build one self-contained HTML report from a run or sweep folder's stored results and the
+plan stored beside them. It reads what the results and the plan store hold (each point's
+verdict rule by rule, the plan's sizing and serverless costs) and computes neither again."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bench.results
-from bench.load import PERCENTILE_METHOD
+from bench.capacity.store import Plan
+from bench.results.histogram import PERCENTILE_METHOD
 from reports import figures
 
 REPORT_FILE = "report.html"
@@ -84,7 +87,8 @@ def _environment() -> jinja2.Environment:
 
 def context(df: pd.DataFrame, source: Path) -> dict:
     """Everything the template shows, as plain data: the template only lays it out."""
-    df = _prepare(df)
+    plan = read_plan(source)
+    df = _prepare(_with_costs(df, plan))
     return {
         "title": f"Benchmark report: {source.resolve().name}",
         "source": str(source),
@@ -96,8 +100,37 @@ def context(df: pd.DataFrame, source: Path) -> dict:
         "verdicts": verdicts(df),
         "failures": failures(df),
         "method": method(df, source),
-        "plan": plan_section(source),
+        "plan": plan_section(plan),
     }
+
+
+def read_plan(source: Path) -> Plan | None:
+    """The plan stored beside the results, if the planner wrote one."""
+    try:
+        return Plan.read(source)
+    except FileNotFoundError:
+        return None
+
+
+# The plan's serverless cost per point, joined onto the results' rows.
+COST = "serverless_cost_per_million"
+COST_CURRENCY = "serverless_cost_currency"
+_POINT_KEYS = ["run_id", "point_id"]
+
+
+def _with_costs(df: pd.DataFrame, plan: Plan | None) -> pd.DataFrame:
+    """The results with each serverless point's cost per million requests, as the plan priced
+    its measured usage (the results hold usage only: prices change, measurements do not)."""
+    costs = plan.serverless if plan is not None else pd.DataFrame()
+    needed = {*_POINT_KEYS, "cost_per_million", "currency"}
+    if costs.empty or not needed <= set(costs.columns) or not set(_POINT_KEYS) <= set(df.columns):
+        return df
+    keyed = costs[[*_POINT_KEYS, "cost_per_million", "currency"]].rename(
+        columns={"cost_per_million": COST, "currency": COST_CURRENCY}
+    )
+    keyed = keyed.astype({key: str for key in _POINT_KEYS}).drop_duplicates(_POINT_KEYS)
+    joined = df.astype({key: str for key in _POINT_KEYS}).merge(keyed, on=_POINT_KEYS, how="left")
+    return joined.set_axis(df.index)
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -158,10 +191,11 @@ def headline(df: pd.DataFrame) -> str:
     reason = _most_common_reason(measured)
     if reason is None:
         return f"No load point was valid, and the results store no reason why{more}."
-    kind, count, example = reason
+    check, count, example = reason
+    what = f"{CHECK_NAMES.get(check, check)} (for example “{example}”)" if check else f"“{example}”"
     return (
         f"No load point was valid; the most common reason, in {count} of "
-        f"{_plural(len(measured), 'measured point')}, was {kind} (for example “{example}”){more}."
+        f"{_plural(len(measured), 'measured point')}, was {what}{more}."
     )
 
 
@@ -180,25 +214,62 @@ def _first_error(df: pd.DataFrame) -> str:
     return f"the first error: {errors.iloc[0]}" if len(errors) else "no error text was recorded"
 
 
-def _most_common_reason(rows: pd.DataFrame) -> tuple[str, int, str] | None:
-    """(kind, points with it, one full example) of the commonest reason; None if none stored."""
+def _most_common_reason(rows: pd.DataFrame) -> tuple[str | None, int, str] | None:
+    """(the check most often failed, points that failed it, one of their reasons); the check
+    is None for rows stored without their verdict rule by rule, whose reasons' text counts
+    whole. None if no reason is stored."""
     kinds: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    for reasons in rows.get("invalid_reasons", pd.Series(dtype=object)):
-        for reason in _reasons(reasons):
-            kind = reason.split(":", 1)[0].strip()
+    examples: dict[str, tuple[str | None, str]] = {}
+    for _, row in rows.iterrows():
+        failed: dict[str, tuple[str | None, str]] = {}
+        for check, reason in failed_rules(row):
+            failed.setdefault(check if check is not None else reason, (check, reason))
+        for kind, found in failed.items():
             kinds[kind] += 1
-            examples.setdefault(kind, reason)
+            examples.setdefault(kind, found)
     if not kinds:
         return None
     kind, count = kinds.most_common(1)[0]
-    return kind, count, examples[kind]
+    check, example = examples[kind]
+    return check, count, example
 
 
-def _reasons(text: object) -> list[str]:
-    if not isinstance(text, str):
-        return []
-    return [r.strip() for r in text.split(";") if r.strip()]
+# A failed rule's name in a sentence, by its check (`check_<name>` columns).
+CHECK_NAMES = {
+    "duration": "too short",
+    "stability": "unstable",
+    "generator": "generator fell behind",
+    "connections": "client connections exhausted",
+    "errors": "errors",
+    "accuracy": "accuracy below floor",
+    "slo": "SLO missed",
+}
+
+
+def verdict_rules(row: pd.Series) -> list[dict] | None:
+    """The point's verdict rule by rule as stored (`verdict_rules`): each with its `check`,
+    the `rule` as judged, its `outcome` and, when it failed, the `reason`; None for rows
+    stored before verdicts were stored rule by rule."""
+    stored = row.get("verdict_rules")
+    # JSON text, as the contract stores it; a list where a frame was built in memory.
+    parsed = list(stored) if isinstance(stored, (list, tuple, np.ndarray)) else _json(stored)
+    if not isinstance(parsed, list):
+        return None
+    return [rule for rule in parsed if isinstance(rule, dict)]
+
+
+def failed_rules(row: pd.Series) -> list[tuple[str | None, str]]:
+    """(check, reason) of each rule the point failed, in rule order. A row stored before
+    verdicts were stored rule by rule gives its reasons' text whole, with no check."""
+    rules = verdict_rules(row)
+    if rules is not None:
+        return [
+            (str(rule.get("check", "")), str(rule.get("reason") or rule.get("rule", "")))
+            for rule in rules
+            if rule.get("outcome") == "failed"
+        ]
+    text = row.get("invalid_reasons")
+    return [(None, text.strip())] if isinstance(text, str) and text.strip() else []
 
 
 def summary(df: pd.DataFrame) -> str:
@@ -277,13 +348,25 @@ TABLE_COLUMNS = (
     Column("cold_starts", "cold starts", _format_int, "instances started during the point"),
     Column("cold_start_fraction", "cold share", _format_share, "requests that waited for a start"),
     Column(
-        "cost_per_million_usd", "USD / 1M", _format_seconds, "serverless cost per million requests"
+        COST,
+        "cost / 1M",
+        _format_seconds,
+        "serverless cost per million requests: the measured usage at the plan's dated prices",
     ),
     Column("throttled_fraction", "throttled", _format_share, "CFS periods in which the limit bit"),
     Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
     Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
     Column("accuracy_top1_agreement", "top-1", _format_share, "top-1 agreement with fp32"),
 )
+
+
+def _header(column: Column, df: pd.DataFrame) -> str:
+    """A column's header; the serverless cost's names the currency it is priced in."""
+    if column.key == COST and COST_CURRENCY in df.columns:
+        currencies = df[COST_CURRENCY].dropna().astype(str).unique()
+        if len(currencies) == 1:
+            return f"{currencies[0].upper()} / 1M"
+    return column.header
 
 
 def _cell(row: pd.Series, key: str) -> str:
@@ -317,7 +400,7 @@ def results_table(df: pd.DataFrame) -> dict:
         }
         for _, row in df.iterrows()
     ]
-    headers = [{"text": c.header, "title": f"{c.key}: {c.title}"} for c in shown]
+    headers = [{"text": _header(c, df), "title": f"{c.key}: {c.title}"} for c in shown]
     return {"headers": headers, "rows": rows}
 
 
@@ -367,7 +450,7 @@ def verdicts(df: pd.DataFrame) -> list[dict]:
             "config": row["config_label"],
             "label": _cell(row, "label"),
             "badge": _badge(row),
-            "reasons": _reasons(row.get("invalid_reasons")),
+            "reasons": [reason for _, reason in failed_rules(row)],
             "recommendation": _cell(row, "recommendation"),
         }
         for _, row in _measured(df).iterrows()
@@ -391,7 +474,7 @@ def failures(df: pd.DataFrame) -> list[dict]:
 
 
 def method(df: pd.DataFrame, source: Path) -> dict:
-    """The method, the verdict rules as configured, each host's fingerprint and run config."""
+    """The method, the verdict rules as judged, each host's fingerprint and run config."""
     return {
         "percentile_method": PERCENTILE_METHOD,
         "rule_sets": rule_sets(df),
@@ -401,19 +484,19 @@ def method(df: pd.DataFrame, source: Path) -> dict:
 
 
 def rule_sets(df: pd.DataFrame) -> list[dict]:
-    """The verdict rules as each point was judged (its stored `verdict_rules`), once per
-    distinct set."""
-    out, seen = [], set()
-    for scenario, stored in zip(df.get("scenario", []), df.get("verdict_rules", []), strict=False):
-        rules = _json(stored)
-        if not isinstance(rules, list):
+    """The verdict rules as the points were judged by them (`verdict_rules`), once per distinct
+    set of rules stored, with the scenarios judged by it."""
+    sets: dict[tuple[str, ...], set[str]] = {}
+    for _, row in df.iterrows():
+        rules = verdict_rules(row)
+        if not rules:
             continue
-        texts = [rule["rule"] for rule in rules]
-        key = json.dumps([scenario, texts])
-        if key not in seen:
-            seen.add(key)
-            out.append({"scenarios": scenario, "rules": texts})
-    return out
+        texts = tuple(str(rule.get("rule", "")) for rule in rules)
+        sets.setdefault(texts, set()).add(_cell(row, "scenario"))
+    return [
+        {"scenarios": ", ".join(sorted(scenarios)), "rules": list(texts)}
+        for texts, scenarios in sets.items()
+    ]
 
 
 def hosts(df: pd.DataFrame) -> list[dict]:
@@ -466,10 +549,10 @@ def runs(df: pd.DataFrame, source: Path) -> list[dict]:
 
 # --- the plan ----------------------------------------------------------------------------------
 
-PLAN_DIR = "plan"
 SIZING_COLUMNS = (
     ("server", "server", str),
     ("configuration", "configuration", str),
+    ("host", "measured on", str),
     ("workers_per_server", "replicas / server", _format_int),
     ("capacity_qps", "capacity qps", _format_qps),
     ("capacity_qps_low", "low", _format_qps),
@@ -480,45 +563,36 @@ SIZING_COLUMNS = (
 )
 
 
-def plan_section(source: Path) -> dict | None:
-    """The sizing the planner wrote beside the results (`plan/`), if it did."""
-    folder = Path(source) / PLAN_DIR
-    sizing_file = folder / "sizing.csv"
-    if not sizing_file.exists():
+def plan_section(plan: Plan | None) -> dict | None:
+    """The plan stored beside the results (`bench.capacity.store`), if there is one."""
+    if plan is None:
         return None
-    sizing = pd.read_csv(sizing_file)
-    shown = [c for c in SIZING_COLUMNS if c[0] in sizing.columns]
+    sizing = plan.sizing
+    several_hosts = "host_id" in sizing.columns and sizing["host_id"].nunique() > 1
+    shown = [
+        c for c in SIZING_COLUMNS if c[0] in sizing.columns and (c[0] != "host" or several_hosts)
+    ]
     sized = sizing[sizing["servers"].notna()] if "servers" in sizing else sizing
-    sized = sized.sort_values(["servers", "capacity_qps"], ascending=[True, False])
+    order = [c for c in ("servers", "capacity_qps") if c in sized.columns]
+    if order:
+        sized = sized.sort_values(order, ascending=[c == "servers" for c in order])
     unsized = sizing.drop(sized.index)
-    tables = []
-    for number, title in enumerate(PLAN_TABLES, start=1):
-        path = folder / f"table{number}.csv"
-        if path.exists():
-            frame = pd.read_csv(path).fillna("")
-            tables.append(
-                {"title": title, "headers": list(frame.columns), "rows": frame.values.tolist()}
-            )
     return {
-        "recommendation": _read(folder / "recommendation.txt"),
-        "serverless": _read(folder / "serverless.txt"),
+        "recommendation": plan.recommendation,
+        "serverless": plan.break_even,
         "headers": [header for _, header, _ in shown],
         "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],
         "unsized": [
             f"{row['server']}: {row.get('unsized_reason', '')}" for _, row in unsized.iterrows()
         ],
-        "formula": _read(folder / "formula.txt"),
-        "tables": tables,
-        "folder": str(folder),
+        "formula": plan.formula,
+        "tables": [
+            {
+                "title": title,
+                "headers": list(table.columns),
+                "rows": table.fillna("").values.tolist(),
+            }
+            for title, table in plan.tables.items()
+        ],
+        "folder": str(plan.folder),
     }
-
-
-PLAN_TABLES = (
-    "Deployment environments",
-    "Performance metrics and optimization",
-    "Kubernetes configuration",
-)
-
-
-def _read(path: Path) -> str:
-    return path.read_text().strip() if path.exists() else ""

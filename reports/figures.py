@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from bench.load.stats import decode
+from bench.results.histogram import decode
 
 CONFIG_FIELDS = ("model", "backend", "optimization", "strategy", "scenario")
 # Columns that tell otherwise identical configurations apart, shown only where they differ.

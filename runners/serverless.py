@@ -16,11 +16,13 @@ model, not an export or a measurement no platform repeats per instance.
 
 Facts, per load point (`begin_point` starts the count): cold starts, the median of their
 total and of each part, the fraction of requests that paid one, invocations, rejections, the
-instances' peak count and peak RSS, GB-seconds and the cost per million requests. GB-seconds are
-memory x time: memory is `memory_mb` (a platform's configured size) or else each instance's peak
-RSS, sampled when it is ready, at each facts read and when it stops; time is what
-`pricing.billed_time` says: `busy` (Lambda: each instance's start-up plus the requests it served,
-as the client saw them; idle keep-alive is free) or `lifetime` (spawn to stop).
+instances' peak count and peak RSS, and GB-seconds two ways. GB-seconds are memory x time:
+memory is `memory_mb` (a platform's configured size) or else each instance's peak RSS, sampled
+when it is ready, at each facts read and when it stops; time is `busy` (Lambda: each instance's
+start-up plus the requests it served, as the client saw them; idle keep-alive is free) or
+`lifetime` (spawn to stop). The runner records usage, not prices: the planner costs it at
+`catalog.serverless_pricing` (`bench.capacity.serverless`), so a price change needs no
+re-measure.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.capacity.serverless import GIB, cost_per_million
 from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from runners.http import V2HttpClient
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
@@ -55,6 +56,7 @@ from runners.serving import build_from_config
 
 # The clock the workers' `--spawned-at` stamps use, so their start-up parts line up with ours.
 clock = time.monotonic
+GIB = 2**30  # a platform's "GB" of memory: Lambda bills MB / 1024
 
 
 @dataclass
@@ -204,8 +206,6 @@ class ServerlessRunner(Runner):
         }
         busy = sum(i.busy_s * memory_gb[id(i)] for i in instances)
         lifetime = sum(i.lived(window.began, now) * memory_gb[id(i)] for i in instances)
-        pricing = st.pricing
-        billed = busy if pricing.billed_time == "busy" else lifetime
         facts = self._facts
         starts = window.cold_starts
         facts.cold_start_s = _median(starts, "total_s")
@@ -226,12 +226,6 @@ class ServerlessRunner(Runner):
             "instances_importing_torch": window.torch_workers,
             "gb_seconds_busy": busy,
             "gb_seconds_lifetime": lifetime,
-            f"cost_per_million_{pricing.currency.lower()}": cost_per_million(
-                billed,
-                window.invocations,
-                pricing.per_gb_second,
-                pricing.per_million_requests,
-            ),
         }
         return facts
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from bench.capacity import calibration
-from bench.capacity.calibration import REQUIRED, calibrate, host_calibration
+from bench.metrics import calibration
+from bench.metrics.calibration import REQUIRED, calibrate, host_calibration
 
 
 def test_short_calibration_measures_every_figure():

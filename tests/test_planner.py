@@ -1,11 +1,13 @@
 """The planner, from stored results to servers, manifests and tables; re-planning measures
-nothing."""
+nothing, and each measuring host is scaled from the calibration stored in its own rows."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,12 @@ import yaml
 
 from bench.capacity.catalog import Price, load_catalog
 from bench.capacity.manifests import Deployment, manifests
-from bench.capacity.measured import MeasuredConfig
+from bench.capacity.measured import UNCALIBRATED, MeasuredConfig
 from bench.capacity.plan import write_plan
 from bench.capacity.planner import Target, recommend, sizing_table
 from bench.capacity.queueing import predicted_percentile_ms
+from bench.capacity.store import Plan
+from bench.results import ResultsStore
 from bench.run import run_benchmark
 from tests.conftest import compose
 
@@ -53,7 +57,6 @@ def measured(service_ms: float = 10.0, accuracy_ok: bool = True) -> MeasuredConf
         rss_mb_per_worker=500.0,
         precision="fp32",
         accuracy_ok=accuracy_ok,
-        host_capacity_qps=None,
         host_name="test",
         uses_gpu=False,
     )
@@ -203,19 +206,199 @@ def test_the_queueing_check_agrees_with_the_sizing(catalog):
 def test_serverless_break_even_against_the_priced_recommendation():
     from bench.capacity.plan import serverless_break_even
     from bench.capacity.planner import SECONDS_PER_MONTH
+    from bench.capacity.serverless import serverless_costs
 
     frame = pd.DataFrame(
         {
+            "run_id": ["r"] * 3,
+            "point_id": ["a", "b", "c"],
             "strategy": ["serverless", "serverless", "direct"],
             "status": ["measured", "measured", "measured"],
-            "cost_per_million_usd": [2.0, 4.0, np.nan],
+            "invocations": [1000, 1000, np.nan],
+            "gb_seconds_busy": [2000.0, 4000.0, np.nan],
         }
     )
+    # 1e-6 per GB-second and nothing per request: 2 and 4 USD per million requests.
+    pricing = {"currency": "USD", "per_gb_second": 1e-6, "per_million_requests": 0.0}
+    costs = serverless_costs(frame, {**pricing, "billed_time": "busy", "as_of": "2026-11-25"})
+    assert list(costs["cost_per_million"]) == pytest.approx([2.0, 4.0])
     best = pd.Series({"servers": 2, "server": "Ryzen 5 3600 Server", "monthly_cost_eur": 100.0})
     # 3 USD per million at 0.9 EUR per USD: 100 EUR a month buys 100 / 2.7e-6 requests.
-    sentence = serverless_break_even(frame, best, eur_per_usd=0.9)
+    sentence = serverless_break_even(costs, best, eur_per_usd=0.9)
     expected = 100.0 / (2.7e-6 * SECONDS_PER_MONTH)
     assert f"below {expected:,.2f} requests/s" in sentence
-    assert "set plan.eur_per_usd" in serverless_break_even(frame, best, eur_per_usd=None)
-    assert "set catalog.prices" in serverless_break_even(frame, None, eur_per_usd=0.9)
-    assert serverless_break_even(frame[frame["strategy"] == "direct"], best, 0.9) is None
+    assert "prices as of 2026-11-25" in sentence
+    assert "set plan.eur_per_usd" in serverless_break_even(costs, best, eur_per_usd=None)
+    assert "set catalog.prices" in serverless_break_even(costs, None, eur_per_usd=0.9)
+    no_serverless = serverless_costs(frame[frame["strategy"] == "direct"], pricing)
+    assert serverless_break_even(no_serverless, best, 0.9) is None
+
+
+# --- stored results from several hosts ----------------------------------------------------------
+
+CALIBRATION = {
+    "calib_bf16_gflops_per_thread": 200.0,
+    "calib_int8_gops_per_thread": 400.0,
+    "calib_mem_bandwidth_gbs": 20.0,
+    "calib_fp32_gflops_all_threads": 600.0,
+    "calib_spread": 0.05,
+    "calib_method": "test",
+    "calib_seconds": 1.0,
+}
+
+
+def _stored_row(host: str, point: int, calibration: dict | None) -> dict:
+    """A measured point as a run stores it, on `host`, with its calibration (None: a row
+    stored before runs stored one)."""
+    config = {
+        "model": {"name": "mlp"},
+        "backend": {"name": "onnxruntime", "threads": 2},
+        "optimization": {"name": "none"},
+        "strategy": {"name": "direct"},
+        "scenario": {"name": "concurrency"},
+    }
+    row = {
+        "schema_version": 1,
+        "run_id": f"run-{host}",
+        "point_id": f"{host}-{point}",
+        "label": f"concurrency {point}",
+        "status": "measured",
+        "started_at": f"2026-11-25T10:0{point}:00+00:00",
+        "model": "mlp",
+        "backend": "onnxruntime",
+        "optimization": "none",
+        "strategy": "direct",
+        "scenario": "concurrency",
+        "concurrency": point,
+        "target_qps": np.nan,
+        "valid": True,
+        "invalid_reasons": "",
+        "achieved_qps": 400.0 * point,
+        "latency_p50_ms": 2.1,
+        "cpu_util_pct": 90.0 * point,
+        "rss_peak_mb": 500.0,
+        "predictor_precision": "fp32",
+        "config": json.dumps(config, sort_keys=True),
+        "host_name": host,
+        "host_cpu_model": "Test CPU",
+        "host_cores": 8,
+        "host_isa": "avx2,fma,avx512f,avx512_vnni",
+        "host_versions": json.dumps({"onnxruntime": "1.20.0"}),
+    }
+    return {**row, **(calibration or {})}
+
+
+def _store(folder: Path, rows: list[dict]) -> Path:
+    rng = np.random.default_rng(0)
+    store = ResultsStore(folder)
+    for row in rows:
+        service = rng.gamma(20.0, 2.0 / 20.0 / 1e3, 400)  # 2 ms a request
+        store.append(row, {"compute_s": service, "ok": np.ones(len(service), dtype=bool)})
+    return folder
+
+
+def _calibrated(key: str, fp32: float) -> dict:
+    return {**CALIBRATION, "calib_host_key": key, "calib_fp32_gflops_per_thread": fp32}
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("planning measured the machine it runs on")
+
+
+def test_each_host_is_planned_from_its_own_calibration(tmp_path, monkeypatch):
+    from bench.metrics import calibration
+
+    monkeypatch.setattr(calibration, "calibrate", _never)
+    monkeypatch.setattr(calibration, "host_calibration", _never)
+    # Two hosts, the same CPU string and service times, one calibrated twice as fast per thread:
+    # the same work there scales to half as much on any server.
+    rows = [_stored_row("fast", n, _calibrated("key-fast", 100.0)) for n in (1, 2)]
+    rows += [_stored_row("slow", n, _calibrated("key-slow", 50.0)) for n in (1, 2)]
+    folder = _store(tmp_path / "sweep", rows)
+    plan = Plan.read(write_plan(folder, compose(["plan.peak_qps=500"])).parent)
+    sizing = plan.sizing
+    assert set(sizing["host_id"]) == {"fast/key-fast", "slow/key-slow"}
+    assert set(sizing["host"]) == {"fast", "slow"}
+    assert (
+        sizing[["model", "backend", "optimization", "strategy"]].drop_duplicates().values
+        == [["mlp", "onnxruntime", "none", "direct"]]
+    ).all()
+    by_host = sizing[sizing["tag"] == "calibrated"].pivot(
+        index="server_id", columns="host", values="scale_factor"
+    )
+    assert len(by_host) > 10
+    assert np.allclose(by_host["slow"] / by_host["fast"], 2.0)
+    assert "as measured on" in plan.recommendation  # results from several hosts: which one
+
+
+def test_rows_stored_without_a_calibration_are_planned_spec_only_and_say_why(tmp_path):
+    folder = _store(tmp_path / "old", [_stored_row("old-host", n, None) for n in (1, 2)])
+    plan = Plan.read(write_plan(folder, compose(["plan.peak_qps=500"])).parent)
+    cpu_only = plan.sizing[plan.sizing["scale_factor"].notna()]
+    assert len(cpu_only) and (cpu_only["tag"] == "spec-only").all()
+    assert cpu_only["notes"].str.startswith(UNCALIBRATED).all()
+    assert "as measured on" not in plan.recommendation  # one host
+
+
+# Modules that measure: planning and reporting load none of them.
+MEASURING = (
+    "torch",
+    "onnxruntime",
+    "bench.metrics",
+    "bench.backends",
+    "bench.load",
+    "runners.worker",
+)
+
+
+def test_replanning_on_a_fresh_cache_imports_and_measures_nothing(tmp_path):
+    folder = _store(tmp_path / "run", [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2)])
+    cache = tmp_path / "fresh-cache"
+    # `python -m bench.capacity` as a user runs it: the plan, then the report with it.
+    script = f"""
+import sys
+from bench.capacity.__main__ import main
+code = main([{str(folder)!r}, "plan.peak_qps=500", "cache_dir={cache}"])
+print("LOADED", sorted(m for m in sys.modules if m.startswith({MEASURING!r})))
+sys.exit(code)
+"""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LOADED []" in proc.stdout, proc.stdout
+    assert not cache.exists()  # no calibration cached: none was made
+    assert "To serve 500 requests/s" in proc.stdout
+    assert (folder / "report.html").exists()
+    assert time.perf_counter() - started < 120
+
+
+def test_the_plan_store_reads_back_what_it_wrote_and_leaves_nothing_stale(tmp_path):
+    sizing = pd.DataFrame({"server": ["a", "b"], "servers": [1.0, np.nan]})
+    tables = {"First": pd.DataFrame({"x": [1]}), "Second": pd.DataFrame({"y": ["z"]})}
+    written = Plan(
+        recommendation="Deploy a.",
+        sizing=sizing,
+        formula="f",
+        tables=tables,
+        break_even="Serverless measured 1.00 USD per million requests.",
+        manifests={"service.yaml": {"kind": "Service"}},
+        image=lambda folder: (folder.mkdir(parents=True), (folder / "Dockerfile").write_text("x")),
+    )
+    folder = written.write(tmp_path)
+    assert folder == tmp_path / "plan" and (folder / "image" / "Dockerfile").exists()
+    read = Plan.read(tmp_path)
+    assert read.recommendation == "Deploy a." and read.formula == "f"
+    assert list(read.tables) == ["First", "Second"]
+    pd.testing.assert_frame_equal(read.tables["Second"], tables["Second"])
+    pd.testing.assert_frame_equal(read.sizing, sizing)
+    assert read.manifests == {"service.yaml": {"kind": "Service"}}
+    assert read.break_even.startswith("Serverless") and read.folder == folder
+    # A plan with no deployment and no serverless points replaces all of the earlier one.
+    Plan(recommendation="Nothing fits.").write(tmp_path)
+    again = Plan.read(tmp_path)
+    assert again.break_even == "" and again.manifests == {} and again.tables == {}
+    assert not (folder / "image").exists() and not (folder / "table1.csv").exists()
+    with pytest.raises(FileNotFoundError, match="no plan"):
+        Plan.read(tmp_path / "elsewhere")

@@ -13,13 +13,41 @@ import numpy as np
 import pytest
 
 import bench.results
-from bench.load.stats import PERCENTILE_METHOD, encode, histogram, percentiles_ms
+from bench.load.stats import histogram, percentiles_ms
 from bench.results import ResultsStore
+from bench.results.histogram import PERCENTILE_METHOD, encode
 from reports import build_report, figures
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW_REASON = "unstable: across the last 3 windows throughput differs by 23% (tolerance 10%)"
+UNSTABLE = {"stability": SLOW_REASON}
 FAILED_ERROR = "RuntimeError: worker exited with code 137 (out of memory)"
+# The verdict as a row stores it, rule by rule: (check, the rule's text as judged).
+RULES = (
+    (
+        "duration",
+        "Long enough: at least 5 s measured and 100 requests completed in the window "
+        "(after a 2 s warm-up).",
+    ),
+    (
+        "stability",
+        "Stable: across the last 3 windows, throughput spreads by at most 10% "
+        "((max - min) / median).",
+    ),
+    (
+        "generator",
+        "The generator kept pace: at most 1% of requests dispatched more than 1 ms after "
+        "their intended time.",
+    ),
+    (
+        "connections",
+        "The load was offered as scheduled: at most 1% of requests waited more than 1 ms for "
+        "a free client connection.",
+    ),
+    ("errors", "No request failed."),
+    ("accuracy", "No accuracy floor was set, so none is judged."),
+    ("slo", "Latency SLO: p99 at or below 50 ms."),
+)
 SCENARIO = {
     "name": "concurrency",
     "warmup_s": 2.0,
@@ -74,10 +102,38 @@ def _base(optimization: str, concurrency: int) -> dict:
     }
 
 
+def verdict(failed: dict[str, str]) -> dict:
+    """A point's verdict columns, rule by rule: `failed` maps each failed check to its reason;
+    accuracy is not judged (no floor), every other rule passed."""
+    rules, checks = [], {}
+    for check, rule in RULES:
+        if check == "accuracy":
+            outcome, checks[f"check_{check}"] = "not judged", None
+        else:
+            outcome = "failed" if check in failed else "passed"
+            checks[f"check_{check}"] = check not in failed
+        rules.append(
+            {"check": check, "rule": rule, "outcome": outcome, "reason": failed.get(check, "")}
+        )
+    return {
+        **checks,
+        "verdict_rules": json.dumps(rules),
+        "invalid_codes": json.dumps(list(failed)),
+        "invalid_reasons": "; ".join(failed.values()),
+        "valid": not failed,
+    }
+
+
 def measured_row(
-    optimization: str, concurrency: int, median_ms: float, seed: int, reasons: str = ""
+    optimization: str,
+    concurrency: int,
+    median_ms: float,
+    seed: int,
+    failed: dict[str, str] | None = None,
 ) -> dict:
-    """A measured point whose statistics come from real (lognormal) sample latencies."""
+    """A measured point whose statistics come from real (lognormal) sample latencies; its
+    verdict failed the checks in `failed` (check -> reason)."""
+    failed = failed or {}
     rng = np.random.default_rng(seed)
     latencies_s = rng.lognormal(np.log(median_ms / 1000), 0.35, size=2000)
     sent_s = latencies_s * 0.95
@@ -85,7 +141,7 @@ def measured_row(
     window = 10.0
     qps = concurrency / (median_ms / 1000)  # Little's law: a closed loop's throughput
     windows = list(qps * rng.uniform(0.97, 1.03, size=5))
-    if reasons:
+    if "stability" in failed:
         windows[-1] *= 1.23
     return {
         **_base(optimization, concurrency),
@@ -102,11 +158,10 @@ def measured_row(
         "sent_latency_hist": encode(sent_hist),
         "late_send_fraction": 0.002,
         "window_qps": windows,
-        "valid": not reasons,
-        "invalid_reasons": reasons,
+        **verdict(failed),
         "recommendation": (
             "run longer (scenario.duration_s) or on a quieter host"
-            if reasons
+            if failed
             else "none: the point is valid"
         ),
         "cpu_util_pct": 180.0 + concurrency,
@@ -134,7 +189,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = ResultsStore(tmp_path_factory.mktemp("results") / "run")
     store.append(measured_row("none", 1, median_ms=5.0, seed=1))
     store.append(measured_row("none", 2, median_ms=2.0, seed=2))
-    store.append(measured_row("none", 4, median_ms=1.0, seed=3, reasons=SLOW_REASON))
+    store.append(measured_row("none", 4, median_ms=1.0, seed=3, failed=UNSTABLE))
     store.append(failed_row("none", 8))
     return store.run_dir
 
@@ -172,7 +227,7 @@ def test_report_answers_first_and_shows_every_point(run_dir: Path, page: str) ->
     assert SLOW_REASON in text
     assert FAILED_ERROR in text
     assert PERCENTILE_METHOD in text
-    assert "at or below 50 ms" in text  # the SLO rule, read from the stored config
+    assert "Latency SLO: p99 at or below 50 ms." in text  # the rules as the rows store them
     assert "torch 2.13.0" in text and "Test CPU @ 3.0GHz" in text
 
 
@@ -201,9 +256,10 @@ def test_report_table_formats_numbers_and_hides_empty_columns(page: str) -> None
 
 def test_no_valid_point_says_why(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
-    store.append(measured_row("none", 1, median_ms=2.0, seed=1, reasons=SLOW_REASON))
+    store.append(measured_row("none", 1, median_ms=2.0, seed=1, failed=UNSTABLE))
     headline = _headline(build_report(tmp_path).read_text(encoding="utf-8"))
     assert headline.startswith("No load point was valid") and SLOW_REASON in headline
+    assert "was unstable (for example" in headline  # named by its check, not by parsing text
 
 
 def test_only_failed_points_still_render(tmp_path: Path) -> None:
@@ -279,3 +335,72 @@ def test_strategy_columns_appear_where_a_strategy_measured_them(tmp_path: Path) 
     assert "throttled" in text and "97.0%" in text
     assert "cold starts" in text and "80.0%" in text
     assert "USD / 1M" not in text  # no serverless cost in these results
+
+
+def test_serverless_cost_comes_from_the_plan_store(tmp_path: Path) -> None:
+    from bench.capacity.serverless import serverless_costs
+    from bench.capacity.store import Plan
+
+    row = {
+        **measured_row("none", 1, median_ms=2.0, seed=4),
+        "strategy": "serverless",
+        "invocations": 1000,
+        "cold_starts": 2,
+        "gb_seconds_busy": 2000.0,
+        "gb_seconds_lifetime": 3000.0,
+    }
+    ResultsStore(tmp_path).append(row)
+    pricing = {
+        "currency": "USD",
+        "per_gb_second": 1e-6,  # 2 USD per million requests at the usage above
+        "per_million_requests": 0.0,
+        "billed_time": "busy",
+        "as_of": "2026-11-25",
+        "source": "test",
+    }
+    costs = serverless_costs(bench.results.load(tmp_path), pricing)
+    Plan(recommendation="Deploy it.", serverless=costs).write(tmp_path)
+    text = _text(build_report(tmp_path).read_text(encoding="utf-8"))
+    assert "USD / 1M" in text and "2.00" in text
+    # Priced anew, the same measurement costs what the new plan says.
+    Plan(
+        recommendation="Deploy it.",
+        serverless=serverless_costs(
+            bench.results.load(tmp_path), {**pricing, "per_gb_second": 2e-6}
+        ),
+    ).write(tmp_path)
+    assert "4.00" in _text(build_report(tmp_path).read_text(encoding="utf-8"))
+
+
+def test_reasons_come_from_the_rules_stored_not_from_splitting_their_text(tmp_path: Path) -> None:
+    reason = "errors: 3 of 400 requests failed; all of them timeouts"  # a ';' inside one reason
+    store = ResultsStore(tmp_path)
+    store.append(measured_row("none", 1, median_ms=2.0, seed=1, failed={"errors": reason}))
+    page = build_report(tmp_path).read_text(encoding="utf-8")
+    verdicts = page[page.index('id="verdicts"') : page.index("<details")]
+    (item,) = re.findall(r"<li>(.*?)</li>", verdicts, re.S)
+    assert html.unescape(item) == reason
+    assert "was errors (for example" in _headline(page)
+
+
+def test_rows_stored_before_rules_were_stored_one_by_one_still_render(tmp_path: Path) -> None:
+    """Older results: no check_* or verdict_rules; their reasons text is shown as stored."""
+    row = measured_row("none", 1, median_ms=2.0, seed=1, failed=UNSTABLE)
+    old = {k: v for k, v in row.items() if not k.startswith(("check_", "verdict_", "invalid_c"))}
+    ResultsStore(tmp_path).append(old)
+    page = build_report(tmp_path).read_text(encoding="utf-8")
+    assert SLOW_REASON in _headline(page)
+    assert "stored before each point stored its verdict rule by rule" in _text(page)
+
+
+def test_the_report_stage_imports_only_the_results_and_the_plan_store() -> None:
+    script = (
+        "import json, sys, reports; print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('bench', 'runners', 'torch', 'onnxruntime'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(done.stdout))
+    allowed = {"bench", "bench.capacity", "bench.capacity.store"}
+    assert {m for m in loaded if not m.startswith("bench.results")} <= allowed, loaded

@@ -58,6 +58,9 @@ def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path
     judged = json.loads(rows["verdict_rules"].iloc[0])
     assert [rule["check"] for rule in judged] == list(RULES)
     assert all(f"check_{rule}" in rows.columns for rule in RULES)
+    # Every row carries the calibration of the host that measured it, for the planner.
+    assert rows["calib_host_key"].notna().all() and rows["calib_host_key"].nunique() == 1
+    assert (rows["calib_fp32_gflops_per_thread"] > 0).all()
     assert (tmp_path / "results.parquet").exists()
     for pid in rows["point_id"]:
         assert len(pd.read_parquet(tmp_path / "requests" / f"{pid}.parquet")) > 0
@@ -89,6 +92,7 @@ def test_a_runner_that_cannot_start_records_failed_points(tmp_path, cache_dir):
     assert (rows["status"] == "failed").all() and len(rows) == 3
     assert rows["error"].str.contains("NoSuchExecutionProvider").all()
     assert not rows["valid"].any()
+    assert rows["calib_host_key"].notna().all()
 
 
 def test_a_failed_point_is_measured_again_on_a_rerun(tmp_path, cache_dir):

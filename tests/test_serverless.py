@@ -1,16 +1,18 @@
 """The `serverless` strategy for real: worker processes spawned on demand on loopback, cold
 starts counted and taken apart, keep-alive expiry back to zero, overflow queued or rejected,
-GB-seconds and cost; and the break-even against dedicated servers."""
+GB-seconds recorded as usage and costed at planning; and the break-even against dedicated
+servers."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 
+import pandas as pd
 import psutil
 import pytest
 
-from bench.capacity.serverless import break_even_qps, cost_per_million
+from bench.capacity.serverless import break_even_qps, cost_per_million, serverless_costs
 from bench.config import validate
 from bench.models import build_model
 from bench.run import run_benchmark
@@ -70,9 +72,13 @@ def test_the_first_request_pays_a_cold_start_taken_apart(backend, tmp_path, cach
     assert row["latency_max_ms"] >= row["cold_start_s"] * 1e3
     assert 0 < row["gb_seconds_busy"] <= row["gb_seconds_lifetime"]
     assert row["instance_rss_peak_mb"] > 20
+    # The runner records usage; the price is the planner's, from the catalog's dated pricing.
+    assert not any(column.startswith("cost_per_million") for column in row.index)
+    pricing = dict(cfg.catalog.serverless_pricing)
+    (cost,) = serverless_costs(pd.DataFrame([row]), pricing)["cost_per_million"]
     # At least the request price (USD 0.20 per million); the GB-seconds add to it.
-    assert row["cost_per_million_usd"] > 0.20
-    assert row["cost_per_million_usd"] == pytest.approx(
+    assert cost > 0.20
+    assert cost == pytest.approx(
         cost_per_million(row["gb_seconds_busy"], row["invocations"], 0.0000166667, 0.20)
     )
 
@@ -198,6 +204,39 @@ def test_unknown_prices_leave_the_cost_unknown():
     assert cost_per_million(100.0, 100, 0.0000166667, 0.20) == pytest.approx(16.8667)
 
 
+def test_costs_come_from_stored_usage_at_the_configured_prices():
+    usage = pd.DataFrame(
+        {
+            "run_id": ["r", "r", "r"],
+            "point_id": ["a", "b", "c"],
+            "strategy": ["serverless", "serverless", "direct"],
+            "status": ["measured", "measured", "measured"],
+            "invocations": [100, 200, None],
+            "gb_seconds_busy": [100.0, 50.0, None],
+            "gb_seconds_lifetime": [300.0, 400.0, None],
+        }
+    )
+    pricing = {
+        "currency": "USD",
+        "per_gb_second": 0.0000166667,
+        "per_million_requests": 0.20,
+        "billed_time": "busy",
+        "as_of": "2026-11-25",
+        "source": "https://aws.amazon.com/lambda/pricing/",
+    }
+    costs = serverless_costs(usage, pricing)
+    assert list(costs["point_id"]) == ["a", "b"]  # serverless points only
+    assert costs["cost_per_million"].iloc[0] == pytest.approx(16.8667)
+    assert (costs["pricing_as_of"] == "2026-11-25").all() and (costs["currency"] == "USD").all()
+    # A price change, or another billing model, is a re-plan of the same usage.
+    dearer = serverless_costs(usage, {**pricing, "per_gb_second": 2 * 0.0000166667})
+    assert (dearer["cost_per_million"] > costs["cost_per_million"]).all()
+    lifetime = serverless_costs(usage, {**pricing, "billed_time": "lifetime"})
+    assert list(lifetime["gb_seconds_billed"]) == [300.0, 400.0]
+    unpriced = serverless_costs(usage, {**pricing, "per_gb_second": None})
+    assert unpriced["cost_per_million"].isna().all()
+
+
 def test_break_even_rate_is_where_dedicated_costs_the_same():
     month = 30.44 * 24 * 3600
     rate = break_even_qps(
@@ -214,6 +253,7 @@ def test_break_even_rate_is_where_dedicated_costs_the_same():
     [
         ("strategy.max_instances=0", "strategy.max_instances"),
         ("strategy.keep_alive_s=-1", "strategy.keep_alive_s"),
+        ("catalog.serverless_pricing.currency=dollars", "catalog.serverless_pricing.currency"),
     ],
 )
 def test_serverless_validation_names_the_field(override, field):

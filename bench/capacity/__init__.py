@@ -1,35 +1,10 @@
-"""Capacity planning: from measurements on one host to servers of a catalog, with the scaling
-model and its assumptions stated (see `bench.capacity.scaling.FORMULA`)."""
+"""Capacity planning: from stored measurements to servers of a catalog, with the scaling model
+and its assumptions stated (`bench.capacity.scaling.FORMULA`). A pure function of stored
+results, target, catalog and prices: nothing here measures.
 
-from bench.capacity.calibration import calibrate, host_calibration
-from bench.capacity.catalog import (
-    Catalog,
-    CpuSpec,
-    GpuSpec,
-    Price,
-    Server,
-    Tier,
-    cpu_matches,
-    default_catalog_path,
-    load_catalog,
-)
-from bench.capacity.scaling import FORMULA, Scale, gpu_status, scale, workers_per_server
-
-__all__ = [
-    "FORMULA",
-    "Catalog",
-    "CpuSpec",
-    "GpuSpec",
-    "Price",
-    "Scale",
-    "Server",
-    "Tier",
-    "calibrate",
-    "cpu_matches",
-    "default_catalog_path",
-    "gpu_status",
-    "host_calibration",
-    "load_catalog",
-    "scale",
-    "workers_per_server",
-]
+Modules: `catalog` (servers, prices), `measured` (what the results say per host and
+configuration), `scaling`, `queueing`, `planner` (sizing, recommendation), `serverless`
+(costs, break-even), `manifests`, `tables`, `plan` (results folder in, plan out) and `store`
+(the plan folder's layout). This package's own import loads none of them, so a reader of plans
+(`bench.capacity.store`) imports no more than it needs.
+"""

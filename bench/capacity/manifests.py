@@ -1,17 +1,15 @@
 """Kubernetes manifests for a sizing: Deployment, Service, Ingress and HorizontalPodAutoscaler.
 
-Plain dicts dumped as YAML. Requests equal limits for CPU, so each replica gets whole cores and
-the CFS quota never throttles it mid-request (a 50% quota turned 1 ms of work into a 52 ms p99
-in this project's measurements); memory requests cover the measured peak with a margin.
+Plain dicts, which the plan store dumps as YAML. Requests equal limits for CPU, so each replica
+gets whole cores and the CFS quota never throttles it mid-request (a 50% quota turned 1 ms of
+work into a 52 ms p99 in this project's measurements); memory requests cover the measured peak
+with a margin.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-
-import yaml
 
 MEMORY_REQUEST_MARGIN = 1.25
 MEMORY_LIMIT_MARGIN = 1.5
@@ -132,14 +130,3 @@ def manifests(d: Deployment) -> dict[str, dict]:
             },
         },
     }
-
-
-def write_manifests(d: Deployment, folder: str | Path) -> list[Path]:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, manifest in manifests(d).items():
-        path = folder / name
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-        written.append(path)
-    return written

@@ -1,8 +1,10 @@
-"""What the planner needs from the results, per deployable configuration: the per-worker
-service times, threads and memory of a worker, its precision, and any capacity measured."""
+"""What the planner needs from the results: per measuring host, its fingerprint and the
+calibration stored with its rows; per deployable configuration on that host, the per-worker
+service times, threads and memory of a worker, and its precision."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.load.slo_search import Trial, highest_passing_rate, passed
 from bench.results.store import REQUESTS_DIR
 
 # Config groups that make a configuration deployable as is; the scenario only says how it was
 # measured, so points of every scenario of one configuration are pooled.
-_DEPLOYABLE = ("model", "backend", "optimization", "strategy")
+DEPLOYABLE = ("model", "backend", "optimization", "strategy")
 
 
 @dataclass(frozen=True)
@@ -29,18 +30,17 @@ class MeasuredConfig:
     rss_mb_per_worker: float
     precision: str
     accuracy_ok: bool
-    host_capacity_qps: float | None  # slo_search's highest passing rate on the host, if run
     host_name: str
     uses_gpu: bool
 
 
 def _deployable(config_json: str) -> dict:
     config = json.loads(config_json)
-    return {group: config[group] for group in _DEPLOYABLE}
+    return {group: config[group] for group in DEPLOYABLE}
 
 
 def _label(config: dict) -> str:
-    return " / ".join(config[g]["name"] for g in _DEPLOYABLE)
+    return " / ".join(config[g]["name"] for g in DEPLOYABLE)
 
 
 def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredConfig]:
@@ -91,21 +91,6 @@ def _measured(config: dict, group: pd.DataFrame, host_cores: int) -> MeasuredCon
     if not threads:
         # The runtime's default: every core of the host, shared by the workers.
         threads = max(1, host_cores // workers)
-    search = group[group["scenario"] == "slo_search"]
-    host_capacity = None
-    if not search.empty:
-        sc = json.loads(search.iloc[0]["config"])["scenario"]
-        server = search[search["target_qps"].notna()]
-        trials = [
-            Trial(
-                r["target_qps"],
-                r[f"latency_{sc['slo_percentile']}_ms"],
-                passed(r, sc["slo_ms"], sc["slo_percentile"], sc["max_late_fraction"]),
-            )
-            for r in server.to_dict("records")
-        ]
-        host_capacity = highest_passing_rate(trials)
-    reasons = group["invalid_reasons"].fillna("").astype(str)
     return MeasuredConfig(
         label=_label(config),
         config=config,
@@ -115,9 +100,102 @@ def _measured(config: dict, group: pd.DataFrame, host_cores: int) -> MeasuredCon
         threads_per_worker=int(threads),
         rss_mb_per_worker=float(group["rss_peak_mb"].max()) / workers,
         precision=str(light.get("predictor_precision") or "fp32"),
-        accuracy_ok=not reasons.str.contains("accuracy below floor").any(),
-        host_capacity_qps=host_capacity,
+        accuracy_ok=_accuracy_ok(group),
         host_name=str(light.get("host_name", "")),
         uses_gpu=str(light.get("predictor_provider", "")).lower().find("cuda") >= 0
         or config["backend"].get("device") == "cuda",
     )
+
+
+def _accuracy_ok(group: pd.DataFrame) -> bool:
+    """No point of the configuration fell below the accuracy floor: its `check_accuracy` rule
+    failed nowhere. Rows stored before verdicts were stored rule by rule (no `verdict_rules`)
+    carry only the reasons' text, where the floor's rule wrote "accuracy below floor"."""
+    by_text = group["invalid_reasons"].fillna("").astype(str).str.contains("accuracy below floor")
+    if "check_accuracy" not in group.columns:
+        return not by_text.any()
+    by_rule = group["check_accuracy"].eq(False)
+    judged_by_rule = _column(group, "verdict_rules") != ""
+    return not by_rule.where(judged_by_rule, by_text).any()
+
+
+# --- hosts -------------------------------------------------------------------------------------
+
+# The fingerprint columns the scaling model reads (and the report shows), beside `calib_*`.
+_FINGERPRINT = ("host_cpu_model", "host_cores", "host_isa", "host_versions")
+UNCALIBRATED = (
+    "no host calibration stored with these results (measured before runs stored one per row): "
+    "scaled spec-only, from the host's catalog entry or, without one, from its ISA flags"
+)
+
+
+@dataclass(frozen=True)
+class MeasuredHost:
+    """One host that measured some of the results, with the calibration stored in its rows."""
+
+    id: str  # "<host name>/<calib_host_key>"; rows stored without one: a fingerprint hash
+    name: str
+    facts: dict  # host_* and calib_* columns, as bench.capacity.scaling.scale reads them
+    rows: pd.DataFrame
+    note: str  # why it is planned spec-only; "" when calibrated
+
+    @property
+    def calibrated(self) -> bool:
+        return not self.note
+
+    @property
+    def cores(self) -> int:
+        cores = self.facts.get("host_cores")
+        return int(cores) if pd.notna(cores) and cores else 1
+
+
+def host_ids(results: pd.DataFrame) -> pd.Series:
+    """Each row's measuring host (`MeasuredHost.id`): its name and the key of the calibration
+    stored with it; for rows stored without a calibration, a hash of the fingerprint instead."""
+    if results.empty:
+        return pd.Series([], index=results.index, dtype=object)
+    names = _column(results, "host_name")
+    keys = _column(results, "calib_host_key")
+    fingerprints = results.reindex(columns=list(_FINGERPRINT)).astype(str).agg("|".join, axis=1)
+    hashed = fingerprints.map(
+        lambda text: "uncalibrated-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    )
+    return names + "/" + keys.where(keys != "", hashed)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name not in frame.columns:
+        return pd.Series("", index=frame.index, dtype=object)
+    return frame[name].map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN
+
+
+def measured_hosts(results: pd.DataFrame) -> list[MeasuredHost]:
+    """One entry per host that measured points, each with its own calibration (from its latest
+    row: a host's rows share one while its calibration cache lives)."""
+    rows = results[results["status"] == "measured"] if "status" in results else results
+    if rows.empty:
+        return []
+    ids = host_ids(rows)
+    hosts = []
+    for host_id, group in rows.groupby(ids, sort=True):
+        ordered = group.sort_values("started_at") if "started_at" in group else group
+        latest = ordered.iloc[-1]
+        facts = {
+            k: v
+            for k, v in latest.items()
+            if str(k).startswith(("host_", "calib_")) and not _is_missing(v)
+        }
+        hosts.append(
+            MeasuredHost(
+                id=str(host_id),
+                name=str(facts.get("host_name", "")),
+                facts=facts,
+                rows=group,
+                note="" if facts.get("calib_host_key") else UNCALIBRATED,
+            )
+        )
+    return hosts
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))

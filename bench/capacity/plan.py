@@ -1,35 +1,40 @@
-"""Write a run's plan: `plan/sizing.csv`, the recommendation, Kubernetes manifests, the image's
-build context (`plan/image/`, its Dockerfile included) and the source document's tables, from
-stored results. Re-planning for another target or catalog reads the same results and measures
-nothing."""
+"""Plan from stored results: per measuring host, scaled from the calibration stored with its
+rows, the sizing on every catalog server, the recommendation, Kubernetes manifests, the image's
+build context, the source document's tables and the serverless costs at the configured prices.
+A pure function of results, target, catalog and prices: re-planning for another target or
+catalog reads the same results and measures nothing. `bench.capacity.store.Plan` lays the plan
+out in its folder."""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from bench import results
-from bench.capacity.calibration import host_calibration
-from bench.capacity.catalog import load_catalog
-from bench.capacity.manifests import Deployment, write_manifests
-from bench.capacity.measured import MeasuredConfig, measured_configs
+from bench.capacity.catalog import Catalog, load_catalog
+from bench.capacity.manifests import Deployment, manifests
+from bench.capacity.measured import MeasuredConfig, MeasuredHost, measured_configs, measured_hosts
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
     Target,
+    hosts_sizing,
     recommend,
     recommendation_sentence,
-    sizing_table,
 )
 from bench.capacity.scaling import FORMULA
-from bench.capacity.serverless import break_even_qps
-from bench.capacity.tables import document_tables, to_markdown
+from bench.capacity.serverless import break_even_qps, serverless_costs
+from bench.capacity.store import PLAN_DIR, Plan
+from bench.capacity.tables import document_tables
 from runners.dockerfile import write_image
 
-PLAN_DIR = "plan"
+__all__ = ["PLAN_DIR", "Plan", "make_plan", "serverless_break_even", "target_of", "write_plan"]
 
 
 def target_of(cfg: DictConfig) -> Target:
@@ -40,57 +45,85 @@ def target_of(cfg: DictConfig) -> Target:
 def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     """Plan from every result under `path` (a run or sweep folder); return the plan folder."""
     frame = results.load(path)
-    folder = Path(path) / PLAN_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    host = frame.iloc[0].to_dict()
-    host.update(host_calibration(cfg.cache_dir, cfg.plan.calibration_s))
-    prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if "catalog" in cfg else {}
-    catalog = load_catalog(cfg.catalog.path if "catalog" in cfg else None, prices)
-    target = target_of(cfg)
-    configs = measured_configs(frame, int(host.get("host_cores") or os.cpu_count() or 1))
-    sizing = sizing_table(configs, catalog, host, target)
-    sizing.to_csv(folder / "sizing.csv", index=False)
+    has_catalog = "catalog" in cfg
+    prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if has_catalog else {}
+    catalog = load_catalog(cfg.catalog.path if has_catalog else None, prices)
+    pricing = (
+        OmegaConf.to_container(cfg.catalog.serverless_pricing, resolve=True) if has_catalog else {}
+    )
+    plan = make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
+    return plan.write(path)
+
+
+def make_plan(
+    frame: pd.DataFrame,
+    catalog: Catalog,
+    target: Target,
+    pricing: Mapping[str, Any],
+    image: str,
+    eur_per_usd: float | None = None,
+) -> Plan:
+    """The plan for stored results `frame`: each host's configurations scaled from that host's
+    calibration (`calib_*` in its rows), against every server of `catalog`; `pricing` is
+    `catalog.serverless_pricing`, `image` the image name the manifests give."""
+    hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
+    sizing = hosts_sizing(hosts, catalog, target)
     best = recommend(sizing) if not sizing.empty else None
+    configs = [config for _, found in hosts for config in found]
     model = configs[0].config["model"]["name"] if configs else "the model"
-    sentence = recommendation_sentence(best, target, model)
-    (folder / "recommendation.txt").write_text(sentence + "\n")
-    (folder / "formula.txt").write_text(FORMULA)
-    deployment = None
+    several = len({host.id for host, found in hosts if found}) > 1
+    host_name = str(best["host"]) if best is not None and several else None
+    sentence = recommendation_sentence(best, target, model, host_name)
+    deployment, files, build_image = None, {}, None
     if best is not None:
-        measured = next(c for c in configs if c.label == best["configuration"])
-        deployment = _deployment(best, measured, target, cfg.plan.image)
-        write_manifests(deployment, folder / "kubernetes")
-        write_image(folder / "image", measured.config, deployment.cpu_per_replica)
-    tables = document_tables(frame, sizing, best, deployment, catalog, target)
-    markdown = [f"# Plan: {sentence}\n"]
-    for number, (title, table) in enumerate(tables.items(), start=1):
-        table.to_csv(folder / f"table{number}.csv", index=False)
-        markdown.append(f"## {title}\n\n{to_markdown(table)}\n")
-    break_even = serverless_break_even(frame, best, cfg.plan.eur_per_usd)
-    if break_even:
-        markdown.insert(1, f"{break_even}\n")
-        (folder / "serverless.txt").write_text(break_even + "\n")
-    (folder / "tables.md").write_text("\n".join(markdown))
-    return folder
+        measured = _chosen(hosts, best)
+        deployment = _deployment(best, measured, target, image)
+        files = manifests(deployment)
+        build_image = partial(
+            write_image, config=measured.config, threads=deployment.cpu_per_replica
+        )
+    costs = serverless_costs(frame, pricing)
+    return Plan(
+        recommendation=sentence,
+        sizing=sizing,
+        formula=FORMULA,
+        tables=document_tables(frame, sizing, best, deployment, catalog, target),
+        serverless=costs,
+        break_even=serverless_break_even(costs, best, eur_per_usd) or "",
+        manifests=files,
+        image=build_image,
+    )
+
+
+def _chosen(
+    hosts: list[tuple[MeasuredHost, list[MeasuredConfig]]], best: pd.Series
+) -> MeasuredConfig:
+    """The measured configuration a sizing row was sized from."""
+    return next(
+        config
+        for host, found in hosts
+        if host.id == best["host_id"]
+        for config in found
+        if config.label == best["configuration"]
+    )
 
 
 def serverless_break_even(
-    frame: pd.DataFrame, best: pd.Series | None, eur_per_usd: float | None
+    costs: pd.DataFrame, best: pd.Series | None, eur_per_usd: float | None
 ) -> str | None:
-    """One sentence comparing measured serverless cost with the recommended dedicated servers,
-    or None when no serverless point was measured."""
-    rows = frame[(frame["strategy"] == "serverless") & (frame["status"] == "measured")]
-    costs = {
-        column.removeprefix("cost_per_million_").upper(): rows[column].dropna()
-        for column in rows.columns
-        if column.startswith("cost_per_million_")
-    }
-    costs = {currency: values for currency, values in costs.items() if len(values)}
-    if not costs:
+    """One sentence comparing the serverless cost (`serverless_costs`: measured usage at the
+    configured prices) with the recommended dedicated servers, or None when no serverless point
+    was measured or no serverless price is known."""
+    if costs.empty or "cost_per_million" not in costs:
         return None
-    currency, values = next(iter(costs.items()))
-    per_million = float(values.median())
-    measured = f"Serverless measured {per_million:.2f} {currency} per million requests"
+    priced = costs[costs["cost_per_million"].notna()]
+    if priced.empty:
+        return None
+    currency = str(priced["currency"].iloc[0]).upper()
+    per_million = float(priced["cost_per_million"].median())
+    as_of = str(priced["pricing_as_of"].iloc[0]) if "pricing_as_of" in priced else ""
+    dated = f" (prices as of {as_of})" if as_of and as_of != "nan" else ""
+    measured = f"Serverless measured {per_million:.2f} {currency} per million requests{dated}"
     if best is None or pd.isna(best.get("monthly_cost_eur")):
         return f"{measured}; no priced dedicated server to compare with (set catalog.prices)."
     if currency == "EUR":

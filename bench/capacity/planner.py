@@ -2,9 +2,10 @@
 SLO, how many servers the target needs, what they cost, and the one recommendation.
 
 capacity(server) = the highest arrival rate at which an M/G/c simulation meets the SLO, where
-c = workers that fit on the server and the service times are the ones measured on this host,
-divided by the server's scale factor (bench.capacity.scaling). servers = ceil(peak * (1 +
-headroom) / capacity). The band comes from the scale factor's band.
+c = workers that fit on the server and the service times are the ones measured on a host,
+divided by the server's scale factor from that host (bench.capacity.scaling, with the
+calibration stored in that host's rows). servers = ceil(peak * (1 + headroom) / capacity). The
+band comes from the scale factor's band.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.capacity.catalog import Catalog, CpuSpec, Server
-from bench.capacity.measured import MeasuredConfig
+from bench.capacity.measured import DEPLOYABLE, MeasuredConfig, MeasuredHost
 from bench.capacity.queueing import capacity_qps, predicted_percentile_ms
 from bench.capacity.scaling import gpu_status, scale, workers_per_server
 
@@ -52,6 +53,8 @@ def size_server(
     """One sizing row: this configuration on this server."""
     row: dict = {
         "configuration": measured.label,
+        # The configuration's fields themselves, so that nothing downstream parses the label.
+        **{group: measured.config[group]["name"] for group in DEPLOYABLE},
         "server_id": server.id,
         "server": server.name,
         "cpu": server.cpu.name,
@@ -146,6 +149,27 @@ def sizing_table(
     return pd.DataFrame(rows)
 
 
+def hosts_sizing(
+    hosts: list[tuple[MeasuredHost, list[MeasuredConfig]]], catalog: Catalog, target: Target
+) -> pd.DataFrame:
+    """`sizing_table` for each measuring host's configurations, scaled from that host's own
+    calibration; `host` and `host_id` say which host measured a row."""
+    frames = []
+    for host, configs in hosts:
+        table = sizing_table(configs, catalog, host.facts, target)
+        if table.empty:
+            continue
+        table.insert(1, "host", host.name)
+        table.insert(2, "host_id", host.id)
+        if host.note:
+            notes = table["notes"] if "notes" in table else pd.Series("", index=table.index)
+            table["notes"] = [
+                host.note + (f"; {n}" if isinstance(n, str) and n else "") for n in notes
+            ]
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def recommend(sizing: pd.DataFrame) -> pd.Series | None:
     """The row to deploy: the cheapest per month where prices are known; else the fewest cores
     in all (a proxy for cost), then the fewest servers."""
@@ -162,7 +186,11 @@ def recommend(sizing: pd.DataFrame) -> pd.Series | None:
     )
 
 
-def recommendation_sentence(best: pd.Series | None, target: Target, model: str) -> str:
+def recommendation_sentence(
+    best: pd.Series | None, target: Target, model: str, host: str | None = None
+) -> str:
+    """The plan in one sentence; `host` names the measuring host, where results came from
+    several."""
     if best is None:
         return (
             f"No measured configuration can serve {target.describe()} on any catalog server; "
@@ -181,6 +209,7 @@ def recommendation_sentence(best: pd.Series | None, target: Target, model: str) 
     return (
         f"To serve {target.describe()} with {model}, deploy {servers} x {best['server']}{spare} "
         f"({int(best['replicas'])} replicas of {int(best['threads_per_worker'])} "
-        f"thread{'s' if best['threads_per_worker'] != 1 else ''}, {best['configuration']}), "
+        f"thread{'s' if best['threads_per_worker'] != 1 else ''}, {best['configuration']}"
+        f"{f' as measured on {host}' if host else ''}), "
         f"{cost}; estimate {best['tag']}{band}."
     )

@@ -125,7 +125,7 @@ HOST_ASSUMED_FLOPS_PER_CYCLE = {
 HOST_ASSUMED_CLOCK_GHZ = Band(3.0, 2.0, 4.0)
 HOST_ASSUMED_MEM_BW_PER_CORE_GBS = Band(10.0, 4.0, 40.0)
 
-# The calibration's keys per precision (bench.capacity.calibration).
+# The calibration's keys per precision (bench.metrics.calibration, stored in each row).
 CALIBRATION_KEYS = {
     "fp32": "calib_fp32_gflops_per_thread",
     "bf16": "calib_bf16_gflops_per_thread",
@@ -256,7 +256,8 @@ def scale(
     """How one worker's throughput on `server` compares with one worker's on the host.
 
     `host` holds the host fingerprint (`host_cpu_model`, `host_isa`, `host_cores`) and, when the
-    host was calibrated, the `calib_*` figures of `bench.capacity.calibration`. `host_spec` is
+    host was calibrated, the `calib_*` figures its rows store (`bench.metrics.calibration`
+    measured them during the run). `host_spec` is
     the host's catalog entry where it has one (`Catalog.cpu_for_host`); it is used only when
     there is no calibration. `backend` (the model's `backend.name`) picks the calibration figure
     of the library the model ran on, where the calibration has one; otherwise the best

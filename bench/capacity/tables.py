@@ -1,6 +1,6 @@
 """The source document's three tables, regenerated from measurements: deployment tiers mapped
 to strategies and servers, baseline against optimized performance, and the Kubernetes
-configuration of the recommendation. Each is a DataFrame; `to_markdown` renders one."""
+configuration of the recommendation. Each is a DataFrame (the plan store writes them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 
 from bench.capacity.catalog import Catalog
 from bench.capacity.manifests import MEMORY_LIMIT_MARGIN, MEMORY_REQUEST_MARGIN, Deployment
+from bench.capacity.measured import DEPLOYABLE, host_ids
 from bench.capacity.planner import Target
 
 
@@ -47,17 +48,15 @@ def tiers_table(
 
 def performance_table(frame: pd.DataFrame, best: pd.Series | None) -> pd.DataFrame:
     """Baseline (torch eager fp32, no optimization) against the recommended configuration,
-    on the document's four metrics, each from measured points."""
+    on the document's four metrics, each from measured points (of the host that measured the
+    recommendation, where it names one)."""
     measured = frame[frame["status"] == "measured"]
+    if best is not None and "host_id" in best and not measured.empty:
+        measured = measured[host_ids(measured) == best["host_id"]]
     baseline = measured[(measured["backend"] == "torch") & (measured["optimization"] == "none")]
     if best is not None:
-        label = best["configuration"].split(" / ")
-        optimized = measured[
-            (measured["model"] == label[0])
-            & (measured["backend"] == label[1])
-            & (measured["optimization"] == label[2])
-            & (measured["strategy"] == label[3])
-        ]
+        same = np.logical_and.reduce([measured[g] == best[g] for g in DEPLOYABLE])
+        optimized = measured[same]
     else:
         optimized = measured[measured["valid"].astype(bool)]
     technique = best["configuration"] if best is not None else "best valid point"
@@ -122,13 +121,6 @@ def kubernetes_table(d: Deployment | None) -> pd.DataFrame:
         ),
     ]
     return pd.DataFrame(rows, columns=["Configuration parameter", "Value", "Derived from"])
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    header = "| " + " | ".join(table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
 
 
 def document_tables(

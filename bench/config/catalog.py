@@ -37,7 +37,7 @@ class ServerlessPricingConfig:
     tier's unrounded 0.0000166667 as transcribed from that page by Artillery's
     lib/platform/aws-lambda/prices.js (2.0.28). The page's own tables render client-side."""
 
-    currency: str = "USD"  # names the cost column: cost_per_million_usd
+    currency: str = "USD"  # of the prices, and so of the plan's serverless costs
     per_gb_second: float | None = 0.0000166667
     per_million_requests: float | None = 0.20
     # What GB-seconds are billed: busy (Lambda: each instance's start-up and the requests it

@@ -8,7 +8,6 @@ processes and hosts can be merged later and percentiles recomputed exactly as he
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
 from itertools import pairwise
 
@@ -16,12 +15,10 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench.load.log import Measurement
+from bench.results.histogram import PERCENTILE_METHOD as PERCENTILE_METHOD
+from bench.results.histogram import decode, encode
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
-PERCENTILE_METHOD = (
-    "HdrHistogram, 3 significant digits, microsecond units: pX = the smallest recorded value "
-    "with at least X% of values at or below it (bucket's highest equivalent value, error <= 0.1%)"
-)
 _LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
 
 
@@ -30,14 +27,6 @@ def histogram(latencies_s: Iterable[float]) -> HdrHistogram:
     for value in latencies_s:
         hist.record_value(min(max(round(value * 1e6), _LOWEST_US), _HIGHEST_US))
     return hist
-
-
-def encode(hist: HdrHistogram) -> str:
-    return base64.b64encode(hist.encode()).decode("ascii")
-
-
-def decode(text: str) -> HdrHistogram:
-    return HdrHistogram.decode(base64.b64decode(text))
 
 
 def merge(encoded: Iterable[str]) -> HdrHistogram:

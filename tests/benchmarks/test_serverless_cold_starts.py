@@ -8,14 +8,16 @@ Per worker: the cold starts and the median of each part (process start, imports,
 first inference, serving), the fraction of requests that paid one, p50 and p99 latency counted
 from the intended send time (cold starts included), whether the worker imported torch, its peak
 RSS, the GB-seconds billed (start-up plus requests, at the measured peak RSS) and the cost per
-million requests at the configured AWS Lambda prices (`strategy.pricing`, dated in
-bench/config.py). Each backend's ONNX export (or none) is made at start(), before any instance.
+million requests at the configured AWS Lambda prices (`catalog.serverless_pricing`, dated in
+bench/config.py), as the planner prices the usage stored. Each backend's ONNX export (or none)
+is made at start(), before any instance.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from bench.capacity.serverless import serverless_costs
 from bench.run import run_benchmark
 from tests.conftest import compose
 
@@ -41,7 +43,7 @@ COLUMNS = {
     "instances_importing_torch": "torch",
     "instance_rss_peak_mb": "RSS MB",
     "gb_seconds_busy": "GB-s",
-    "cost_per_million_usd": "USD/1M",
+    "cost_per_million": "USD/1M",
 }
 
 
@@ -61,7 +63,11 @@ def test_cold_starts_of_onnxruntime_and_torch_workers(benchmark, tmp_path, cache
                     f"cache_dir={cache_dir}",
                 ]
             )
-            rows[backend] = run_benchmark(cfg, tmp_path / backend).iloc[0]
+            row = run_benchmark(cfg, tmp_path / backend).iloc[0]
+            (cost,) = serverless_costs(pd.DataFrame([row]), dict(cfg.catalog.serverless_pricing))[
+                "cost_per_million"
+            ]
+            rows[backend] = pd.concat([row, pd.Series({"cost_per_million": cost})])
 
     benchmark.pedantic(measure, rounds=1, iterations=1)
     table = pd.DataFrame({name: row[list(COLUMNS)] for name, row in rows.items()}).T

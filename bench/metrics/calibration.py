@@ -1,5 +1,10 @@
 """A short calibration micro-benchmark that places this host on the scaling model's scale.
 
+A measurement, so it runs where the measuring runs: `bench.run` calls `host_calibration` once
+per run, before the first load point, and stores its figures in every row (`calib_*`, with
+`calib_host_key`). The planner reads them from the rows; it never calibrates the machine it
+happens to run on.
+
 Per thread: fp32, bf16 and int8 GEMM rates, and memory bandwidth; plus fp32 GEMM on all the
 threads the runtime uses by default, to see how the cores scale. Each rate is the median of
 repeated timed samples after a warm-up, with the spread between samples reported beside it.
@@ -11,8 +16,8 @@ figure is kept (`..._torch`, `..._onnxruntime`) for models that ran on it; the u
 is the best of the two, what the hardware gives to software that uses it. bf16 is torch only
 (ONNX Runtime has no bf16 CPU kernels); without AVX512-BF16 or AMX it shows how slow it is.
 
-`host_calibration` caches the result per host (CPU model, cores, ISA flags, library versions),
-so it runs once per host rather than once per run.
+`host_calibration` caches the result per host (CPU model, cores, ISA flags, library versions)
+under `<cache_dir>/calibration/`, so it runs once per host rather than once per run.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.metrics import host_fingerprint
+from bench.metrics.host import host_fingerprint
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -109,8 +114,8 @@ def _ort_session(op: str, a_type: int, b_type: int, y_type: int, n: int) -> ort.
 def calibrate(budget_s: float = 30.0) -> dict:
     """Measure this host: per-thread GEMM rates (fp32, bf16, int8), single-thread copy bandwidth,
     and the all-threads fp32 GEMM rate, within about `budget_s` seconds."""
-    # Imported here, not at the top: the planner and the reports import this package to read
-    # cached calibrations and should not pay for loading torch and ONNX Runtime.
+    # Imported here, not at the top: a run whose calibration is cached, and a worker that
+    # serves with one library only, should not pay for loading both.
     import onnxruntime as ort
     import torch
     from onnx import TensorProto

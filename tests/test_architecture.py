@@ -1,0 +1,59 @@
+"""The map's arrows hold in the imports: model -> backend -> runner <- load driver -> results ->
+planner -> report, every arrow one way (ARCHITECTURE.md). Read from the source, statically, so a
+lazy import inside a function counts as much as one at the top."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The composition roots: the modules allowed to import every stage.
+ROOTS = {"bench/__main__.py", "bench/cli.py", "bench/run.py", "bench/sweep_report.py"}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports, absolute names, wherever the import statement is."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if "grpc_v2" not in p.parts)
+
+
+def offending(folder: str, allowed) -> list[str]:
+    bad = []
+    for path in sources(folder):
+        name = str(path.relative_to(ROOT))
+        if name in ROOTS:
+            continue
+        bad += [f"{name} imports {m}" for m in sorted(imports(path)) if not allowed(name, m)]
+    return bad
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def test_bench_never_imports_a_runner():
+    # Strategies are resolved through the registry by name; runners import bench, not back.
+    assert offending("bench", lambda _, m: _top(m) not in ("runners", "reports")) == []
+
+
+def test_the_load_driver_imports_no_later_stage():
+    later = ("bench.capacity", "bench.backends", "bench.models", "bench.metrics")
+    assert offending("bench/load", lambda _, m: not m.startswith(later)) == []
+
+
+@pytest.mark.parametrize("stage", ["bench/models", "bench/backends"])
+def test_models_and_backends_know_nothing_of_serving_or_planning(stage):
+    later = ("bench.load", "bench.capacity", "bench.results", "bench.metrics", "runners")
+    assert offending(stage, lambda _, m: not m.startswith(later)) == []
