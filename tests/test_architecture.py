@@ -57,3 +57,19 @@ def test_the_load_driver_imports_no_later_stage():
 def test_models_and_backends_know_nothing_of_serving_or_planning(stage):
     later = ("bench.load", "bench.capacity", "bench.results", "bench.metrics", "runners")
     assert offending(stage, lambda _, m: not m.startswith(later)) == []
+
+
+def test_the_planner_imports_no_measuring_code():
+    # A pure function of stored results, target and catalog: re-planning measures nothing.
+    measuring = ("bench.metrics", "bench.backends", "bench.models", "bench.load", "torch")
+    measuring += ("onnxruntime", "runners")
+    assert offending("bench/capacity", lambda _, m: not m.startswith(measuring)) == []
+
+
+def test_reports_read_only_results_and_the_plan_store():
+    def allowed(_, module: str) -> bool:
+        if _top(module) != "bench":
+            return _top(module) != "runners"
+        return module == "bench" or module.startswith(("bench.results", "bench.capacity.store"))
+
+    assert offending("reports", allowed) == []

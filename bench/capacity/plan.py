@@ -49,7 +49,9 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if has_catalog else {}
     catalog = load_catalog(cfg.catalog.path if has_catalog else None, prices)
     pricing = (
-        OmegaConf.to_container(cfg.catalog.serverless_pricing, resolve=True) if has_catalog else {}
+        OmegaConf.to_container(cfg.catalog.serverless_pricing, resolve=True, enum_to_str=True)
+        if has_catalog
+        else {}
     )
     plan = make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
     return plan.write(path)
