@@ -1,4 +1,4 @@
-from pathlib import Path
+from importlib import resources
 
 import pytest
 
@@ -9,16 +9,17 @@ def cache_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("bench-cache"))
 
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# The Hydra tree as the code finds it: package data (bench/conf), here or where installed.
+CONF_DIR = str(resources.files("bench.conf"))
 
 
 def compose(overrides: list[str]):
     """The config `python -m bench` would run with these overrides."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
     from bench.config import register_configs
 
     register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module("bench.conf", version_base="1.3"):
         return hydra_compose("config", overrides=overrides)

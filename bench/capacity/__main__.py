@@ -4,6 +4,7 @@ target or catalog, without measuring: e.g. `plan.peak_qps=800 plan.slo_ms=50`.""
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -11,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from bench.capacity.plan import write_plan
 from bench.config import ConfigError, register_configs, validate
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# The Hydra tree, shipped in the package (bench/conf).
+CONF_DIR = Path(resources.files("bench.conf"))
 
 
 def main(argv: list[str]) -> int:
