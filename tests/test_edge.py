@@ -11,10 +11,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from bench.capacity.image import write_image
 from bench.config import ConfigError, validate
 from bench.run import run_benchmark
 from runners import build_runner
-from runners.dockerfile import write_image
 from runners.sandbox import Limits
 from tests.conftest import compose
 from tests.test_container import ISOLATIONS

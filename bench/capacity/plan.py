@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import results
 from bench.capacity.calibration import host_calibration
 from bench.capacity.catalog import load_catalog
+from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, write_manifests
 from bench.capacity.measured import MeasuredConfig, measured_configs
 from bench.capacity.planner import (
@@ -27,7 +28,6 @@ from bench.capacity.planner import (
 from bench.capacity.scaling import FORMULA
 from bench.capacity.serverless import break_even_qps
 from bench.capacity.tables import document_tables, to_markdown
-from runners.dockerfile import write_image
 
 PLAN_DIR = "plan"
 
