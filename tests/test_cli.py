@@ -11,15 +11,17 @@ import pandas as pd
 import pytest
 
 from bench import results
+from tests.conftest import checkout_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["scenario.warmup_s=0.3", "scenario.duration_s=1", "accuracy_samples=4"]
 
 
-def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def bench(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m bench ARGS` run from `cwd` (outside the checkout, as a user would)."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
+        cwd=cwd,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -30,9 +32,11 @@ def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 def test_a_run_writes_results_and_a_report_and_prints_them(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
-    proc = bench("model=mlp", *TINY, f"cache_dir={cache_dir}", f"hydra.run.dir={run_dir}")
+    proc = bench(
+        "model=mlp", *TINY, f"cache_dir={cache_dir}", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
     report = re.search(r"^report:\s+(\S+)$", proc.stdout, re.M)
-    assert report and Path(report.group(1)) == run_dir / "report.html"
+    assert report and tmp_path / report.group(1) == run_dir / "report.html"
     assert (run_dir / "report.html").stat().st_size > 10_000
     for label in ("concurrency 1", "concurrency 2", "concurrency 4"):
         assert label in proc.stdout
@@ -53,6 +57,7 @@ def test_the_default_model_runs_end_to_end_on_both_backends(tmp_path, cache_dir)
         *TINY,
         f"cache_dir={cache_dir}",
         f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert f"sweep report: {sweep / 'report.html'}" in proc.stdout
     rows = results.load(sweep)
@@ -74,6 +79,7 @@ def test_a_server_point_from_the_command_line(tmp_path, cache_dir):
         f"cache_dir={cache_dir}",
         f"hydra.run.dir={run_dir}",
         "report=false",
+        cwd=tmp_path,
     )
     row = pd.read_parquet(run_dir / "results.parquet").iloc[0]
     assert row["target_qps"] == 50.0 and row["scenario"] == "server"

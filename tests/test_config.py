@@ -11,9 +11,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from bench.config import SCHEMAS, ConfigError, validate
-from tests.conftest import CONF_DIR, compose
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import CONF_DIR, checkout_env, compose
 
 
 def shipped(group: str) -> list[str]:
@@ -76,10 +74,11 @@ def test_validation_names_the_field(override, field):
         validate(cfg)
 
 
-def test_the_command_line_rejects_a_misspelled_option_with_the_choices():
+def test_the_command_line_rejects_a_misspelled_option_with_the_choices(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "backend=onnxrt"],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -99,7 +98,8 @@ def test_the_command_line_names_an_invalid_value_without_a_traceback(tmp_path):
             "scenario.batch_size=0",
             f"hydra.run.dir={tmp_path}",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=120,

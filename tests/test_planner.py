@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,8 @@ from bench.capacity.plan import write_plan
 from bench.capacity.planner import Target, recommend, sizing_table
 from bench.capacity.queueing import predicted_percentile_ms
 from bench.run import run_benchmark
-from tests.conftest import compose
+from tests.conftest import checkout_env, compose
 
-ROOT = Path(__file__).resolve().parents[1]
 HOST = {  # a calibrated host, as host_calibration and the fingerprint describe one
     "host_cpu_model": "Test CPU",
     "host_isa": "avx2,fma,avx512f,avx512_vnni,avx512_bf16",
@@ -164,7 +162,8 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
             "plan.calibration_s=1",
             f"cache_dir={cache_dir}",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -181,7 +180,8 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
 def test_replanning_a_missing_folder_names_it(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.capacity", str(tmp_path / "nowhere")],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,8 +16,8 @@ import bench.results
 from bench.load.stats import PERCENTILE_METHOD, encode, histogram, percentiles_ms
 from bench.results import ResultsStore
 from reports import build_report, figures
+from tests.conftest import checkout_env
 
-REPO = Path(__file__).resolve().parents[1]
 SLOW_REASON = "unstable: across the last 3 windows throughput differs by 23% (tolerance 10%)"
 FAILED_ERROR = "RuntimeError: worker exited with code 137 (out of memory)"
 SCENARIO = {
@@ -242,10 +242,11 @@ def test_figures_draw_every_point_and_mark_the_invalid_one(run_dir: Path) -> Non
     assert max(c.get_offsets()[0][0] for c in hollow) == pytest.approx(4 / 0.001)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "reports", *args],
-        cwd=REPO,
+        cwd=cwd,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -254,7 +255,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_rerenders_and_prints_the_path(run_dir: Path) -> None:
     (run_dir / "report.html").unlink(missing_ok=True)
-    done = _cli(str(run_dir))
+    done = _cli(str(run_dir), cwd=run_dir.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(run_dir / "report.html")
     assert (run_dir / "report.html").stat().st_size > 0
@@ -265,7 +266,7 @@ def test_cli_on_a_path_without_results_exits_2_naming_it(tmp_path: Path, make: b
     path = tmp_path / "no-such-run"
     if make:
         path.mkdir()
-    done = _cli(str(path))
+    done = _cli(str(path), cwd=tmp_path)
     assert done.returncode == 2
     assert str(path) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
