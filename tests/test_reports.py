@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import bench.results
+from bench.cli import report_main
 from bench.load.stats import PERCENTILE_METHOD, encode, histogram, percentiles_ms
 from bench.results import ResultsStore
 from reports import build_report, figures
@@ -280,3 +281,14 @@ def test_strategy_columns_appear_where_a_strategy_measured_them(tmp_path: Path) 
     assert "throttled" in text and "97.0%" in text
     assert "cold starts" in text and "80.0%" in text
     assert "USD / 1M" not in text  # no serverless cost in these results
+
+
+def test_bench_report_renders_each_folder_and_names_one_without_results(
+    run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    missing = tmp_path / "missing"
+    assert report_main([str(run_dir), str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip() == str(run_dir / "report.html")
+    assert err.startswith("bench-report: error: ") and str(missing) in err
+    assert err.count("\n") == 1
