@@ -5,6 +5,8 @@ Building the wheel with pip and running it from a fresh venv is CI's `.ci/wheel_
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import socket
 import subprocess
@@ -123,6 +125,23 @@ def test_the_serve_extra_is_declared_and_is_a_part_of_the_dependencies():
     assert not serve & {"pandas", "pyarrow", "hdrhistogram", "aiohttp", "jinja2", "pytest"}
 
 
+@functools.cache
+def _owners() -> dict[str, list[str]]:
+    """Top-level module -> distributions, as a fresh interpreter sees them: this process's may
+    also see copies vendored inside a package (importing setuptools puts its _vendor folder,
+    backports.tarfile and all, on sys.path)."""
+    code = "import json, importlib.metadata as m; print(json.dumps(m.packages_distributions()))"
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        env=checkout_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(found.stdout)
+
+
 def _worker_imports(tmp_path: Path, overrides: list[str], protocol: str) -> set[str]:
     """The top-level modules a real worker process imported, up to serving its first request
     (`python -X importtime` lists each module at its first import)."""
@@ -170,7 +189,7 @@ def test_a_serving_worker_imports_only_what_the_serve_extra_installs(
     tmp_path, cache_dir, overrides, protocol
 ):
     modules = _worker_imports(tmp_path, [*overrides, f"cache_dir={cache_dir}"], protocol)
-    owners = metadata.packages_distributions()
+    owners = _owners()
     imported = {canonicalize_name(d) for m in modules for d in owners.get(m, [])}
     allowed = _installed_closure(_serve_extra()) | {DISTRIBUTION, *OPTIONAL_IMPORTS}
     assert imported, "no imports read: was the worker run with -X importtime?"
