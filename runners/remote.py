@@ -12,6 +12,7 @@ import asyncio
 import math
 import os
 import shutil
+import site
 import sys
 import tempfile
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+import runners
 from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
 from runners.batching import Served
@@ -30,7 +32,6 @@ from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.protocol import InferResponse
 from runners.worker import ENTRY
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The parts of its cold start a worker times itself (GET /v2/bench/worker); they add up.
 WORKER_PARTS = ("process_s", "imports_s", "model_load_s", "first_inference_s")
 
@@ -64,9 +65,25 @@ def worker_argv(
 
 
 def worker_env() -> dict[str, str]:
-    """The environment of a worker process: ours, with the project importable."""
-    path = [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]
+    """The environment of a worker process: ours, with our packages importable from where this
+    process imports them. That folder goes on PYTHONPATH only where the interpreter would not
+    find it by itself (a checkout run with pytest's `pythonpath`); an installed package's site
+    directory is not put there, ahead of the standard library."""
+    root = code_root()
+    path = [os.environ.get("PYTHONPATH")]
+    if str(root) not in _site_directories():
+        path.insert(0, str(root))
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+
+
+def code_root() -> Path:
+    """The folder holding the `runners` package (and `bench` beside it) that this process runs."""
+    return Path(next(iter(runners.__path__))).resolve().parent
+
+
+def _site_directories() -> set[str]:
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    return {str(Path(folder).resolve()) for folder in folders}
 
 
 def _cores() -> int:

@@ -1,6 +1,15 @@
-from pathlib import Path
+import os
+import subprocess
+from pathlib import Path, PurePosixPath
 
 import pytest
+
+from bench.cli import CONFIG_PACKAGE, config_dir
+
+# The checkout the tests run from; subprocesses import it through PYTHONPATH and run elsewhere.
+ROOT = Path(__file__).resolve().parents[1]
+# The Hydra tree as the code finds it: package data (bench/conf), here or where installed.
+CONF_DIR = str(config_dir())
 
 
 @pytest.fixture(scope="session")
@@ -15,16 +24,55 @@ def cache_dir(tmp_path_factory) -> str:
     return path
 
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
 def compose(overrides: list[str]):
-    """The config `python -m bench` would run with these overrides."""
+    """The config `bench` would run with these overrides."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
     from bench.config import register_configs
 
     register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
         return hydra_compose("config", overrides=overrides)
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment for a subprocess run outside the checkout: ours, the checkout first on
+    PYTHONPATH (as pytest's `pythonpath` puts it first on sys.path here)."""
+    path = [str(ROOT), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+
+
+# What Python and pytest write into a checkout by design.
+_CACHES = {"__pycache__", ".pytest_cache", ".benchmarks", ".ruff_cache"}
+
+
+def _untracked() -> set[str] | None:
+    """The checkout's untracked and ignored paths (a wholly untracked folder as one entry), less
+    caches; None outside a git checkout."""
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "--others", "--directory", "--no-empty-directory"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {
+        line
+        for line in listed.splitlines()
+        if not _CACHES & set(PurePosixPath(line).parts) and not line.endswith(".egg-info/")
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean():
+    """Tests write under tmp_path only: fail the session if the checkout gained a path (a new
+    file inside a folder that was already untracked, such as runs/, is not seen)."""
+    before = _untracked()
+    yield
+    if before is not None:
+        added = sorted(_untracked() - before)
+        assert not added, f"the tests wrote into the checkout {ROOT}: {added}"

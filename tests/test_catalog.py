@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from bench.capacity.catalog import cpu_matches, default_catalog_path, load_catalog
 from bench.config.catalog import CatalogConfig
 from bench.validation import ConfigError
+from tests.conftest import CONF_DIR
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_CATALOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "server_catalog.yaml"
 
 
@@ -24,7 +24,7 @@ def catalog():
 def test_bundled_file_is_the_shared_catalog_verbatim():
     if not SHARED_CATALOG.exists():
         pytest.skip(f"{SHARED_CATALOG} is not beside this checkout")
-    assert default_catalog_path() == REPO / "conf" / "catalog" / "data" / "servers.yaml"
+    assert default_catalog_path() == Path(CONF_DIR) / "catalog" / "data" / "servers.yaml"
     assert default_catalog_path().read_bytes() == SHARED_CATALOG.read_bytes()
 
 
@@ -159,6 +159,6 @@ def test_a_price_for_an_unknown_server_names_it_and_the_known_ids():
 
 
 def test_default_preset_lists_no_prices():
-    preset = yaml.safe_load((REPO / "conf" / "catalog" / "default.yaml").read_text())
+    preset = yaml.safe_load((Path(CONF_DIR) / "catalog" / "default.yaml").read_text())
     assert preset["defaults"][0] == {"/schema/catalog@_here_": "default"}
     assert preset["path"] is None and not preset["prices"]

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from bench.config import validate
 from bench.registry import options
 from bench.validation import ConfigError
-from tests.conftest import CONF_DIR, compose
+from tests.conftest import CONF_DIR, checkout_env, compose
 
 SCHEMAS = options()
 
@@ -110,10 +110,11 @@ def test_validation_names_the_field(override, field):
         validate(cfg)
 
 
-def test_the_command_line_rejects_a_misspelled_option_with_the_choices():
+def test_the_command_line_rejects_a_misspelled_option_with_the_choices(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "backend=onnxrt"],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -133,7 +134,8 @@ def test_the_command_line_names_an_invalid_value_without_a_traceback(tmp_path):
             "scenario.batch_size=0",
             f"hydra.run.dir={tmp_path}",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from bench.capacity.image import write_image
 from bench.config import validate
 from bench.run import run_benchmark
 from bench.validation import ConfigError
 from runners import build_runner
-from runners.dockerfile import write_image
 from runners.sandbox import Limits
 from tests.conftest import compose
 from tests.test_container import ISOLATIONS
@@ -93,13 +94,21 @@ def test_the_generated_image_serves_the_measured_config_where_the_manifests_prob
     cmd = json.loads(next(line for line in lines if line.startswith("CMD "))[4:])
     assert cmd[:3] == ["python", "-m", "runners.worker"]
     assert cmd[cmd.index("--port") + 1] == "8000" and cmd[cmd.index("--host") + 1] == "0.0.0.0"
-    # The build context is whole: the config, the pins and the packages the worker imports.
+    # The build context is whole: the config, the pins and this package as a wheel.
     served = yaml.safe_load((tmp_path / "image" / "serving.yaml").read_text())
     assert served["model"]["name"] == "mlp" and served["backend"]["threads"] == 2
     pins = (tmp_path / "image" / "requirements.txt").read_text().splitlines()
     assert "torch==2.13.0" in pins and all("==" in pin for pin in pins if "onnxruntime" in pin)
-    assert not any(pin.startswith(("pytest", "ruff")) for pin in pins)
-    assert (tmp_path / "image" / "src" / "runners" / "worker.py").exists()
+    # Only what serving imports: not the test tools, nor the harness's load driver and report.
+    names = {pin.split("==")[0] for pin in pins}
+    assert not names & {"pytest", "ruff", "pandas", "pyarrow", "hdrhistogram", "aiohttp", "jinja2"}
+    (wheel,) = (tmp_path / "image").glob("bench-*-py3-none-any.whl")
+    assert f"COPY {wheel.name} /app/{wheel.name}" in lines
+    assert f"RUN pip install --no-deps /app/{wheel.name}" in lines
+    with zipfile.ZipFile(wheel) as archive:
+        packed = set(archive.namelist())
+    assert {"runners/worker.py", "bench/conf/config.yaml", "bench/cli.py"} <= packed
+    assert not [name for name in packed if "__pycache__" in name or name.endswith(".pyc")]
 
 
 def test_a_device_with_more_cores_than_the_host_is_capped_at_the_host():

@@ -31,7 +31,7 @@ from bench.config.optimization import NoOptimizationConfig
 from bench.models import build_model
 from bench.run import run_benchmark
 from bench.validation import ConfigError
-from tests.conftest import compose
+from tests.conftest import checkout_env, compose
 
 # TorchScript is deprecated in torch, and still what many users' models are saved as.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
@@ -103,8 +103,8 @@ def effnet():
 
 
 @pytest.fixture(scope="module")
-def effnet_torch(effnet):
-    return build_predictor(effnet, TorchBackendConfig(), NONE, "unused")
+def effnet_torch(effnet, cache_dir):
+    return build_predictor(effnet, TorchBackendConfig(), NONE, cache_dir)
 
 
 def _photo() -> bytes:
@@ -197,8 +197,9 @@ def test_an_onnx_file_is_served_without_importing_torch(user_files, tmp_path):
         "assert p.predict(b.samples(2, 0)).shape == (2, 3)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=checkout_env(), check=True, timeout=120
+    )
 
 
 # --- a user's TorchScript or torch.export file -------------------------------------------------

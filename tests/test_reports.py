@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import bench.results
+from bench.cli import report_main
 from bench.load.stats import histogram, percentiles_ms
 from bench.results import ResultsStore
 from bench.results.histogram import PERCENTILE_METHOD, encode
 from reports import build_report, figures
+from tests.conftest import checkout_env
 
-REPO = Path(__file__).resolve().parents[1]
 SLOW_REASON = "unstable: across the last 3 windows throughput differs by 23% (tolerance 10%)"
 UNSTABLE = {"stability": SLOW_REASON}
 FAILED_ERROR = "RuntimeError: worker exited with code 137 (out of memory)"
@@ -298,10 +299,11 @@ def test_figures_draw_every_point_and_mark_the_invalid_one(run_dir: Path) -> Non
     assert max(c.get_offsets()[0][0] for c in hollow) == pytest.approx(4 / 0.001)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "reports", *args],
-        cwd=REPO,
+        cwd=cwd,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -310,7 +312,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_rerenders_and_prints_the_path(run_dir: Path) -> None:
     (run_dir / "report.html").unlink(missing_ok=True)
-    done = _cli(str(run_dir))
+    done = _cli(str(run_dir), cwd=run_dir.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(run_dir / "report.html")
     assert (run_dir / "report.html").stat().st_size > 0
@@ -321,7 +323,7 @@ def test_cli_on_a_path_without_results_exits_2_naming_it(tmp_path: Path, make: b
     path = tmp_path / "no-such-run"
     if make:
         path.mkdir()
-    done = _cli(str(path))
+    done = _cli(str(path), cwd=tmp_path)
     assert done.returncode == 2
     assert str(path) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -393,14 +395,30 @@ def test_rows_stored_before_rules_were_stored_one_by_one_still_render(tmp_path: 
     assert "stored before each point stored its verdict rule by rule" in _text(page)
 
 
-def test_the_report_stage_imports_only_the_results_and_the_plan_store() -> None:
+def test_the_report_stage_imports_only_the_results_and_the_plan_store(tmp_path: Path) -> None:
     script = (
         "import json, sys, reports; print(json.dumps(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('bench', 'runners', 'torch', 'onnxruntime'))))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=checkout_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     loaded = set(json.loads(done.stdout))
     allowed = {"bench", "bench.capacity", "bench.capacity.store"}
     assert {m for m in loaded if not m.startswith("bench.results")} <= allowed, loaded
+
+
+def test_bench_report_renders_each_folder_and_names_one_without_results(
+    run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    missing = tmp_path / "missing"
+    assert report_main([str(run_dir), str(missing)]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip() == str(run_dir / "report.html")
+    assert err.startswith("bench-report: error: ") and str(missing) in err
+    assert err.count("\n") == 1

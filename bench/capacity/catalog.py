@@ -1,11 +1,11 @@
 """The server catalog: the source document's servers and tiers, with the public facts behind them.
 
-`conf/catalog/data/servers.yaml` keeps the document's cells verbatim and every added fact with its
-source and an `uncertain` flag. Loading flattens the facts into plain values for the scaling
-model, and keeps beside each server the names of the uncertain facts it rests on and the ids
-of its sources, so a report can cite both. Where a fact offers alternatives (memory bandwidth
-by DDR type, a row naming two CPUs), the conservative one is taken, marked uncertain, and said
-in the server's notes.
+`bench/conf/catalog/data/servers.yaml` (package data) keeps the document's cells verbatim and
+every added fact with its source and an `uncertain` flag. Loading flattens the facts into plain
+values for the scaling model, and keeps beside each server the names of the uncertain facts it
+rests on and the ids of its sources, so a report can cite both. Where a fact offers alternatives
+(memory bandwidth by DDR type, a row naming two CPUs), the conservative one is taken, marked
+uncertain, and said in the server's notes.
 
 Prices come only from configuration (`catalog.prices`): each needs the date it was quoted and
 where it came from. A server without a price has `price=None`; nothing here guesses one.
@@ -17,6 +17,7 @@ import datetime
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,8 @@ class Catalog:
 
 
 def default_catalog_path() -> Path:
-    """The catalog bundled with the repository: `conf/catalog/data/servers.yaml`."""
-    return Path(__file__).resolve().parents[2] / "conf" / "catalog" / "data" / "servers.yaml"
+    """The catalog shipped with the package: `bench/conf/catalog/data/servers.yaml`."""
+    return Path(resources.files("bench.conf") / "catalog" / "data" / "servers.yaml")
 
 
 def cpu_matches(host_cpu_model: str, cpu: CpuSpec) -> bool:

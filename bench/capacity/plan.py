@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import results
 from bench.capacity.catalog import Catalog, load_catalog
+from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, manifests
 from bench.capacity.measured import MeasuredConfig, MeasuredHost, measured_configs, measured_hosts
 from bench.capacity.planner import (
@@ -32,7 +33,6 @@ from bench.capacity.scaling import FORMULA
 from bench.capacity.serverless import break_even_qps, serverless_costs
 from bench.capacity.store import PLAN_DIR, Plan
 from bench.capacity.tables import document_tables
-from runners.dockerfile import write_image
 
 __all__ = ["PLAN_DIR", "Plan", "make_plan", "serverless_break_even", "target_of", "write_plan"]
 
