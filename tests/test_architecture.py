@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # The composition roots: the modules allowed to import every stage.
 ROOTS = {"bench/__main__.py", "bench/cli.py", "bench/run.py", "bench/sweep_report.py"}
+# Thin aliases of the composition root (`python -m bench.capacity`, `python -m reports`).
+ROOTS |= {"bench/capacity/__main__.py", "reports/__main__.py"}
 
 
 def imports(path: Path) -> set[str]:
