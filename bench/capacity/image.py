@@ -135,13 +135,35 @@ def distribution_wheel(folder: Path, distribution: str = DISTRIBUTION) -> Path:
 
 
 def installed(distribution: str = DISTRIBUTION) -> metadata.Distribution:
-    """The distribution's installed metadata: a `.dist-info` (what pip installs, editable or
-    not) where one is on the path, ahead of a `.egg-info` that setuptools leaves in a source
-    tree (found first when the tree is on sys.path, as under pytest)."""
+    """The installed metadata that describes the code this process imports, among those on the
+    path: the one beside that code (a wheel's `.dist-info` in its site-packages, the `.egg-info`
+    setuptools leaves in a source tree), else a `.dist-info` whose `direct_url.json` names that
+    tree (an editable install of it), else the first `.dist-info`. A checkout on PYTHONPATH
+    over another tree's editable install so gets its own metadata, not the other tree's."""
     found = list(metadata.distributions(name=distribution))
     if not found:
         raise metadata.PackageNotFoundError(distribution)
-    return next((d for d in found if d.read_text("METADATA") is not None), found[0])
+    spec = importlib.util.find_spec(distribution)
+    if spec is None or not spec.submodule_search_locations:
+        root = None
+    else:
+        root = Path(next(iter(spec.submodule_search_locations))).resolve().parent
+
+    def beside(dist: metadata.Distribution) -> bool:
+        return root is not None and Path(str(dist.locate_file(""))).resolve() == root
+
+    def names_root(dist: metadata.Distribution) -> bool:
+        url = json.loads(dist.read_text("direct_url.json") or "{}").get("url")
+        return root is not None and url == root.as_uri()
+
+    def wheel_style(dist: metadata.Distribution) -> bool:
+        return dist.read_text("METADATA") is not None
+
+    for chosen in (beside, names_root, wheel_style):
+        match = next((dist for dist in found if chosen(dist)), None)
+        if match is not None:
+            return match
+    return found[0]
 
 
 def _metadata(dist: metadata.Distribution) -> str:
