@@ -76,10 +76,16 @@ def _shown(path: Path) -> Path:
         return path
 
 
+# Set once Hydra has composed a config and entered the run: an exit before that is Hydra's
+# report of a config that does not compose.
+_composed: list[bool] = []
+
+
 @hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name=CONFIG_NAME, version_base="1.3")
 def _measure(cfg: DictConfig) -> None:
     from bench.run import run_benchmark
 
+    _composed.append(True)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
@@ -115,7 +121,14 @@ def main() -> None:
         print(help_text(options(), BenchConfig, default_options()))
         return
     register_configs()
-    _measure()
+    try:
+        _measure()
+    except SystemExit as exc:
+        # Hydra exits 1 both for a config that does not compose and for a run that failed; the
+        # first is a configuration error like any other, so it exits 2 as they do.
+        if exc.code == 1 and not _composed:
+            sys.exit(2)
+        raise
 
 
 # --- bench --help: generated from the config classes --------------------------------------------
