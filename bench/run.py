@@ -109,7 +109,7 @@ async def _measure(
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     # Before anything else runs (cached per host after the first time): each row carries the
     # calibration of the host that measured it, which the planner scales from.
-    calibration = host_calibration(cfg.cache_dir, cfg.plan.calibration_s)
+    calibration = host_calibration(cfg.cache_dir, cfg.calibration_s)
     bundle = build_model(cfg.model)
     runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
     try:

@@ -140,7 +140,7 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
         "progress=false",
         "accuracy_samples=4",
         f"cache_dir={cache_dir}",
-        "plan.calibration_s=1",
+        "calibration_s=1",
         "plan.peak_qps=200",
     ]
     run_benchmark(compose(overrides), tmp_path)
@@ -163,7 +163,7 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
             "bench.capacity",
             str(tmp_path),
             "plan.peak_qps=5000",
-            "plan.calibration_s=1",
+            "calibration_s=1",
             f"cache_dir={cache_dir}",
         ],
         cwd=tmp_path,

@@ -44,6 +44,9 @@ class BenchConfig:
     # embedding models, top-1 agreement for classifiers. A point below it is INVALID, so no
     # recommendation picks it. null: no floor.
     accuracy_floor: float | None = None
+    # The measuring host's calibration micro-benchmark, run before the first point (cached per
+    # host, so once) and stored in every row for the planner.
+    calibration_s: float = 30.0
     # Sample CPU, memory and GPU this often while a point runs.
     sample_interval_s: float = 0.2
     progress: bool = True
@@ -74,6 +77,7 @@ def validate(cfg: Any) -> None:
         f"must be between -1 and 1 (cosine or top-1 agreement) or null, got {cfg.accuracy_floor}",
     )
     at_least(cfg.accuracy_samples, 0, "accuracy_samples")
+    at_least(cfg.calibration_s, 0, "calibration_s")
     positive(cfg.sample_interval_s, "sample_interval_s")
 
 

@@ -22,8 +22,6 @@ class PlanConfig:
     # Euros per US dollar, to compare a serverless cost priced in USD with EUR server prices;
     # an exchange rate is a price: null until you give one (dated, in your own preset).
     eur_per_usd: float | None = None
-    # The host's calibration micro-benchmark (cached per host, so it runs once).
-    calibration_s: float = 30.0
     # Container image the Kubernetes manifests name; build it from the generated Dockerfile.
     image: str = "registry.example.com/bench-serving:latest"
 
@@ -33,4 +31,3 @@ class PlanConfig:
         at_least(self.headroom, 0, f"{at}.headroom")
         at_least(self.min_servers, 1, f"{at}.min_servers")
         positive(self.eur_per_usd, f"{at}.eur_per_usd", nullable=True)
-        at_least(self.calibration_s, 0, f"{at}.calibration_s")
