@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bench.metrics import GpuSampler, ResourceSampler, gpu_names, host_fingerprint
-from bench.metrics.host import ISA_FLAGS
+from bench.metrics.host import ISA_FLAGS, git_revision
 
 BURN = "import time\nt = time.time()\nwhile time.time() - t < {s}: pass\n"
 
@@ -75,3 +75,27 @@ def test_host_fingerprint_describes_this_machine():
     assert set(filter(None, host["host_isa"].split(","))) <= set(ISA_FLAGS)
     versions = json.loads(host["host_versions"])
     assert "torch" in versions and "python" in versions
+
+
+def test_git_revision_is_the_checkout_of_this_code_only(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "tracked.txt").write_text("a\n")
+    git("add", "tracked.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert git_revision(tmp_path) == head
+    (tmp_path / "tracked.txt").write_text("b\n")
+    assert git_revision(tmp_path) == f"{head}+dirty"
+    # Code installed into a folder inside some checkout (a venv's site-packages) is not that
+    # checkout's code.
+    (tmp_path / "site-packages").mkdir()
+    assert git_revision(tmp_path / "site-packages") == ""
+    assert "bench" in json.loads(host_fingerprint()["host_versions"])

@@ -33,6 +33,7 @@ ISA_FLAGS = (
     "sve",
 )
 LIBRARIES = (
+    "bench",
     "torch",
     "onnxruntime",
     "onnxruntime-gpu",
@@ -70,24 +71,26 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def git_revision(path: str | Path | None = None) -> str:
-    """The checkout's commit, with `+dirty` when it has changes; empty outside a checkout."""
-    where = Path(path) if path else Path(__file__).resolve().parent
+# The folder holding this package's source: a checkout's top when run from one, site-packages
+# when installed from the wheel.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
+def git_revision(root: Path = SOURCE_ROOT) -> str:
+    """The commit of the checkout whose top is `root`, with `+dirty` when it has changes; empty
+    when `root` is not a checkout's top (an installed wheel in a venv inside some other
+    checkout must not take that checkout's commit: its version is in `host_versions`)."""
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        if Path(_git(root, "rev-parse", "--show-toplevel")).resolve() != root.resolve():
+            return ""
+        rev = _git(root, "rev-parse", "--short=12", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{rev}+dirty" if dirty else rev
