@@ -151,7 +151,9 @@ async def _measure_point(
 ) -> tuple[dict, dict] | None:
     """Fill `row` for one point; return it with the request log, or None if the point failed
     (then `row` says why, and the sweep goes on)."""
-    payloads = [bundle.samples(point.batch_size, point.seed * 1000 + i) for i in range(_PAYLOADS)]
+    payloads = [
+        bundle.samples(point.batch_size, point.payload_seed * 1000 + i) for i in range(_PAYLOADS)
+    ]
     bar = _ProgressBar(point, enabled=cfg.progress)
     driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
     resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)

@@ -16,7 +16,9 @@ from tests.synthetic import SleepPredictor, StallOncePredictor, drive
 
 
 def point(**kw) -> LoadPoint:
-    base = dict(scenario="single_stream", batch_size=1, warmup_s=0.3, duration_s=2.0, seed=1)
+    base = dict(
+        scenario="single_stream", batch_size=1, warmup_s=0.3, duration_s=2.0, schedule_seed=1
+    )
     base.update(kw)
     if base["scenario"] in ("single_stream", "concurrency") and "concurrency" not in kw:
         base["concurrency"] = 1

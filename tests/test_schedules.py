@@ -69,7 +69,7 @@ def test_points_stored_before_the_sparse_fields_keep_their_identity():
 
 def test_the_driver_sends_an_intermittent_schedule_on_time():
     point = LoadPoint(
-        scenario="intermittent", batch_size=1, warmup_s=0.0, duration_s=1.0, seed=5,
+        scenario="intermittent", batch_size=1, warmup_s=0.0, duration_s=1.0, schedule_seed=5,
         gap_s=0.1, jitter=0.5,
     )  # fmt: skip
     m, row = drive(SleepPredictor(0.002), point)

@@ -290,7 +290,9 @@ def test_direct_forms_batches_under_concurrency_and_counts_them():
         BatchingConfig(max_batch_size=8, max_queue_delay_ms=2)
     )
     predictor = SleepPredictor(0.004)
-    point = LoadPoint("concurrency", 1, warmup_s=0.1, duration_s=0.4, seed=0, concurrency=8)
+    point = LoadPoint(
+        "concurrency", 1, warmup_s=0.1, duration_s=0.4, schedule_seed=0, concurrency=8
+    )
 
     async def main():
         runner = DirectRunner.from_predictor(cfg, predictor)

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from bench.results.histogram import percentile as nearest_rank
+
 _QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 
@@ -38,8 +40,8 @@ def simulate(
     return latencies[requests // 10 :]
 
 
-def percentile_ms(latencies_s: np.ndarray, percentile: str) -> float:
-    return float(np.percentile(latencies_s, _QUANTILES[percentile]) * 1e3)
+def percentile_ms(latencies_s: np.ndarray, name: str) -> float:
+    return nearest_rank(latencies_s, _QUANTILES[name]) * 1e3
 
 
 def predicted_percentile_ms(

@@ -17,7 +17,8 @@ class LoadPoint:
     batch_size: int
     warmup_s: float
     duration_s: float
-    seed: int
+    schedule_seed: int  # the arrival schedule's seed (Poisson gaps, jitter, bursts)
+    payload_seed: int = 0  # the seed of the payloads sent (which items the requests carry)
     concurrency: int | None = None  # closed loop: requests outstanding
     target_qps: float | None = None  # open loop: Poisson arrival rate
     requests: int | None = None  # offline: requests sent at once (None: sized from warm-up)

@@ -1,9 +1,14 @@
 """Statistics of one load point, from its request log: pure functions, no clocks.
 
-Percentile method: HdrHistogram with 3 significant digits over microseconds. pX is the
-smallest recorded value v with at least X% of values <= v, reported as the highest value
-equivalent to v's bucket (relative error <= 0.1%). Histograms are stored encoded, so points,
-processes and hosts can be merged later and percentiles recomputed exactly as here.
+Percentile method (PERCENTILE_METHOD): nearest rank, one rule for every percentile of a row.
+Latencies come from HdrHistogram with 3 significant digits over microseconds (the bucket's
+highest equivalent value, relative error <= 0.1%), stored encoded, so points, processes and
+hosts can be merged later and percentiles recomputed exactly as here; everything else (server
+queue and compute, send lateness) by the same rank rule on the exact values.
+
+Each reported latency percentile carries its sampling error, as LoadGen's early stopping does:
+`latency_<p>_bound_ms`, the order statistic that bounds it from above at `confidence`, and
+`latency_<p>_more_needed`, how many more requests a bound needs (see `bench.load.sampling`).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from bench.load.log import Measurement
+from bench.load.sampling import CONFIDENCE, binomial_cdf, early_stopping, quantile_interval
 from bench.results.histogram import PERCENTILE_METHOD as PERCENTILE_METHOD
-from bench.results.histogram import decode, encode
+from bench.results.histogram import decode, encode, percentile
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 _LOWEST_US, _HIGHEST_US, _DIGITS = 1, 3_600_000_000, 3
@@ -57,8 +63,15 @@ def _spread(values: list[float]) -> float:
     return float((max(finite) - min(finite)) / np.median(finite))
 
 
-def summarize(m: Measurement, n_windows: int, late_send_s: float, batch_size: int) -> dict:
-    """Every metric of one load point, as a flat dict of result columns."""
+def summarize(
+    m: Measurement,
+    n_windows: int,
+    late_send_s: float,
+    batch_size: int,
+    confidence: float = CONFIDENCE,
+) -> dict:
+    """Every metric of one load point, as a flat dict of result columns; bounds at
+    `confidence` (the scenario's)."""
     cols = m.log.columns()
     intended, sent, done, ok = cols["intended"], cols["sent"], cols["done"], cols["ok"]
     dispatched = cols["dispatched"]
@@ -84,11 +97,13 @@ def summarize(m: Measurement, n_windows: int, late_send_s: float, batch_size: in
         "achieved_qps": completed / length if length > 0 else np.nan,
         "achieved_samples_per_s": completed * batch_size / length if length > 0 else np.nan,
         "late_send_fraction": float((lateness > late_send_s).mean()) if len(lateness) else 0.0,
-        "send_lateness_p99_ms": float(np.percentile(lateness, 99) * 1e3) if len(lateness) else 0.0,
+        "late_sends": int((lateness > late_send_s).sum()),
+        "send_lateness_p99_ms": percentile(lateness, 99) * 1e3 if len(lateness) else 0.0,
         # Sends held back by a busy client connection: the system under test pushed back.
         "blocked_send_fraction": float((blocked > late_send_s).mean()) if len(blocked) else 0.0,
         **percentiles_ms(lat_hist, "latency"),
         **percentiles_ms(sent_hist, "sent_latency"),
+        **_early_stopping(latency, confidence),
         "latency_hist": encode(lat_hist),
         "sent_latency_hist": encode(sent_hist),
         "server_queue_p50_ms": _pct_ms(cols["queue_s"][good], 50),
@@ -96,63 +111,101 @@ def summarize(m: Measurement, n_windows: int, late_send_s: float, batch_size: in
         "server_compute_p50_ms": _pct_ms(cols["compute_s"][good], 50),
         "server_compute_p99_ms": _pct_ms(cols["compute_s"][good], 99),
     }
-    window_qps, window_p99, bounds = _windows(m, done, intended, good, n_windows)
-    row["window_qps"] = window_qps
-    row["window_p99_ms"] = window_p99
-    row["window_qps_spread"] = _spread(window_qps)
-    row["window_p99_spread"] = _spread(window_p99)
-    row["window_p99_spread_beyond_noise"] = _spread_beyond_noise(window_p99, bounds)
+    row.update(_windows(m, done, intended, good, n_windows))
     return row
 
 
 def _pct_ms(values: np.ndarray, q: float) -> float:
-    values = values[np.isfinite(values)]
-    return float(np.percentile(values, q) * 1e3) if len(values) else np.nan
+    return percentile(values[np.isfinite(values)], q) * 1e3
 
 
-# One standard error: in a simulation of three steady windows of 500 lognormal latencies, the
-# raw 10% rule flagged 64% of them as unstable; with these bounds 1.3% were, while a 1.5x shift
-# of one window was caught 81% of the time and a 2x shift always (300 trials each).
-_P99_Z = 1.0
+def _early_stopping(latency_s: np.ndarray, confidence: float) -> dict:
+    """Per reported percentile: its upper bound at `confidence` (NaN with too few requests)
+    and how many more requests a bound needs."""
+    ordered = np.sort(latency_s) * 1e3
+    row: dict = {"early_stopping_confidence": confidence}
+    for name, q in PERCENTILES.items():
+        found = early_stopping(ordered, q / 100.0, confidence)
+        row[f"latency_{name}_bound_ms"] = found["bound"]
+        row[f"latency_{name}_more_needed"] = found["more_needed"]
+    return row
 
 
-def quantile_bounds(sorted_values: np.ndarray, q: float, z: float = _P99_Z) -> tuple[float, float]:
-    """A distribution-free confidence interval for the q-quantile of a sorted sample: the
-    order statistics at ranks n*q -/+ z*sqrt(n*q*(1-q)) (binomial approximation)."""
-    n = len(sorted_values)
-    half = z * np.sqrt(n * q * (1 - q))
-    lo = int(np.clip(np.floor(n * q - half), 0, n - 1))
-    hi = int(np.clip(np.ceil(n * q + half), 0, n - 1))
-    return float(sorted_values[lo]), float(sorted_values[hi])
+# Each window's percentile is compared through its 90% order-statistic interval. In a simulation
+# of three steady windows of lognormal latencies (sigma 0.5, 300 trials each), 60 requests a
+# window: p50 flagged 0.3% of steady points and caught a 1.5x shift of one window 79% of the
+# time; 500 a window: p99 flagged 1% and caught 70%, p50 caught every one. The one-standard-error
+# bounds used before clipped at the largest sample, so a 60-request window's p99 interval was
+# [second largest, largest] where the true p99 lies above the largest 55% of the time: steady
+# points were called unstable.
+WINDOW_CONFIDENCE = 0.90
+# The percentiles compared across windows (each only where every window can bound it).
+WINDOW_PERCENTILES = {"p50": 0.50, "p99": 0.99}
 
 
-def _spread_beyond_noise(p99: list[float], bounds: list[tuple[float, float]]) -> float:
-    """How far apart the windows' p99 are once each window's own sampling noise is allowed
-    for: (highest lower bound - lowest upper bound) / median p99, 0 where the intervals meet.
+def _spread_beyond_noise(values: list[float], bounds: list[tuple[float, float]]) -> float:
+    """How far apart the windows' values are once each window's own sampling noise is allowed
+    for: (highest lower bound - lowest upper bound) / median value, 0 where the intervals meet;
+    NaN where a window cannot bound its value on both sides (too few requests to compare).
 
-    A p99 from a few hundred requests rests on a handful of them; two windows of a perfectly
-    steady system differ by more than 10% routinely. Only a gap that noise cannot explain
-    says the system changed during the point."""
-    if not bounds or len(bounds) < len(p99) or not np.all(np.isfinite(p99)):
+    A percentile from a few hundred requests rests on a handful of them; two windows of a
+    perfectly steady system differ by more than 10% routinely. Only a gap that noise cannot
+    explain says the system changed during the point."""
+    if not bounds or len(bounds) < len(values) or not np.all(np.isfinite(values)):
+        return np.nan
+    if not all(np.isfinite(lo) and np.isfinite(hi) for lo, hi in bounds):
         return np.nan
     gap = max(lo for lo, _ in bounds) - min(hi for _, hi in bounds)
-    return float(max(gap, 0.0) / np.median(p99))
+    return float(max(gap, 0.0) / np.median(values))
+
+
+def _counts_beyond_noise(counts: list[int]) -> float:
+    """How far the windows' completion counts fall outside what steady arrivals give: under a
+    constant rate, each of k equal windows holds Bin(total, 1/k) of the completions; the
+    largest distance of a count outside that binomial's central WINDOW_CONFIDENCE range, over
+    the expected count. 0 within noise; NaN with no completions."""
+    total, k = int(sum(counts)), len(counts)
+    if total == 0 or k == 0:
+        return np.nan
+    cdf = binomial_cdf(total, 1.0 / k)
+    tail = (1.0 - WINDOW_CONFIDENCE) / 2.0
+    lo = int(np.searchsorted(cdf, tail))  # the smallest count with P(<= count) >= tail
+    hi = int(np.searchsorted(cdf, 1.0 - tail))
+    outside = max(max(lo - c, c - hi, 0) for c in counts)
+    return float(outside / (total / k))
 
 
 def _windows(
     m: Measurement, done: np.ndarray, intended: np.ndarray, good: np.ndarray, n: int
-) -> tuple[list[float], list[float], list[tuple[float, float]]]:
-    """Throughput, p99 latency and its confidence bounds in `n` equal slices of the window,
-    by completion time (milliseconds)."""
+) -> dict:
+    """Throughput and p50/p99 latency in `n` equal slices of the window, by completion time,
+    and how far apart the slices are beyond their sampling noise."""
     edges = np.linspace(m.window_start, m.window_end, n + 1)
-    qps, p99, bounds = [], [], []
+    counts: list[int] = []
+    qps: list[float] = []
+    values: dict[str, list[float]] = {name: [] for name in WINDOW_PERCENTILES}
+    bounds: dict[str, list[tuple[float, float]]] = {name: [] for name in WINDOW_PERCENTILES}
     for lo, hi in pairwise(edges):
         in_slice = good & (done >= lo) & (done < hi)
+        counts.append(int(in_slice.sum()))
         qps.append(float(in_slice.sum() / (hi - lo)) if hi > lo else np.nan)
         lat = np.sort(done[in_slice] - intended[in_slice]) * 1e3
-        if len(lat):
-            p99.append(histogram(lat / 1e3).get_value_at_percentile(99.0) / 1000.0)
-            bounds.append(quantile_bounds(lat, 0.99))
-        else:
-            p99.append(np.nan)
-    return qps, p99, bounds
+        hist = histogram(lat / 1e3)
+        for name, q in WINDOW_PERCENTILES.items():
+            if len(lat):
+                values[name].append(hist.get_value_at_percentile(q * 100) / 1000.0)
+                bounds[name].append(quantile_interval(lat, q, WINDOW_CONFIDENCE))
+            else:
+                values[name].append(np.nan)
+    row: dict = {
+        "window_requests": counts,
+        "window_qps": qps,
+        "window_qps_spread": _spread(qps),
+        "window_qps_spread_beyond_noise": _counts_beyond_noise(counts),
+        "window_confidence": WINDOW_CONFIDENCE,
+    }
+    for name in WINDOW_PERCENTILES:
+        row[f"window_{name}_ms"] = values[name]
+        row[f"window_{name}_spread"] = _spread(values[name])
+        row[f"window_{name}_spread_beyond_noise"] = _spread_beyond_noise(values[name], bounds[name])
+    return row

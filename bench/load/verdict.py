@@ -4,7 +4,13 @@ scenario's rules.
 
 Each rule is judged on its own and stored on its own (`check_<rule>`: True passed, False
 failed, None not judged for this point), beside the rule's text as it was judged, so a report
-or a later reader never re-runs today's rules on yesterday's points.
+or a later reader never re-runs today's rules on yesterday's points. A rule whose evidence is
+too thin to decide (windows too small to compare, a percentile too few requests can bound) is
+"too short to judge": not a pass, not a failure of the system under test; the point is INVALID
+and the advice says how much longer to run.
+
+Shares and percentiles are judged with their own sampling error (`bench.load.sampling`), so a
+point fails only on differences its sample size can resolve.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.load.sampling import min_samples_to_bound, share_significantly_over
 from bench.load.scenarios import ScenarioConfig, scenario_of
+from bench.load.stats import WINDOW_CONFIDENCE, WINDOW_PERCENTILES
 
 # The rules, in the order they are judged and shown; each is a `check_<name>` column.
 RULES = ("duration", "stability", "generator", "connections", "errors", "accuracy", "slo")
@@ -29,10 +37,27 @@ class Check:
     passed: bool | None  # None: not judged for this point (and why is in `rule`)
     reason: str = ""  # why it failed
     advice: str = ""  # what to do about it
+    # Not judged because the point holds too few requests to decide: the point is INVALID.
+    too_short: bool = False
+
+    @property
+    def outcome(self) -> str:
+        if self.too_short:
+            return "too short to judge"
+        return {True: "passed", False: "failed", None: "not judged"}[self.passed]
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this check makes the point INVALID."""
+        return self.passed is False or self.too_short
 
     def as_dict(self) -> dict:
-        outcome = {True: "passed", False: "failed", None: "not judged"}[self.passed]
-        return {"check": self.name, "rule": self.rule, "outcome": outcome, "reason": self.reason}
+        return {
+            "check": self.name,
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -41,7 +66,7 @@ class Verdict:
 
     @property
     def failed(self) -> list[Check]:
-        return [c for c in self.checks if c.passed is False]
+        return [c for c in self.checks if c.blocks]
 
     @property
     def valid(self) -> bool:
@@ -64,6 +89,7 @@ class Verdict:
             "recommendation": self.recommendation,
             "verdict_rules": json.dumps([c.as_dict() for c in self.checks]),
             **{f"check_{c.name}": c.passed for c in self.checks},
+            "too_short_to_judge": json.dumps([c.name for c in self.checks if c.too_short]),
         }
 
 
@@ -129,25 +155,44 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
             "requests each, cold and warm by design.",
             None,
         )
+    confidence = stats.get("window_confidence", np.nan)
     rule = (
-        f"Stable: across the last {sc.stability_windows} windows, throughput spreads by at most "
-        f"{sc.stability_tolerance:.0%} ((max - min) / median)"
+        f"Stable: across the last {sc.stability_windows} windows, throughput and "
+        + ("" if open_ended else "p50 and p99 latency ")
+        + f"differ by at most {sc.stability_tolerance:.0%} beyond each window's own sampling "
+        f"noise (throughput: the binomial spread of steady arrivals; a percentile: the gap "
+        f"between the windows' {confidence:.0%} order-statistic intervals, over the median; a "
+        "percentile the windows hold too few requests to bound on both sides is not compared)."
     )
-    rule += (
-        "."
-        if open_ended
-        else f", and p99 latency by at most {sc.stability_tolerance:.0%} beyond each window's "
-        "own sampling noise (the gap between the windows' one-standard-error intervals of p99, "
-        "over the median p99)."
-    )
-    unstable = []
-    qps_spread = stats["window_qps_spread"]
-    p99_spread = stats["window_p99_spread_beyond_noise"]
-    if _beyond(qps_spread, sc.stability_tolerance):
-        unstable.append(f"throughput differs by {qps_spread:.0%}")
     # An offline burst's latency grows by design as the queue empties: only throughput counts.
-    if not open_ended and _beyond(p99_spread, sc.stability_tolerance):
-        unstable.append(f"p99 differs by {p99_spread:.0%} beyond sampling noise")
+    compared = {"throughput": stats.get("window_qps_spread_beyond_noise", np.nan)}
+    if not open_ended:
+        compared["p50"] = stats.get("window_p50_spread_beyond_noise", np.nan)
+        compared["p99"] = stats.get("window_p99_spread_beyond_noise", np.nan)
+    judged = {name: spread for name, spread in compared.items() if np.isfinite(spread)}
+    unjudged = [name for name in compared if name not in judged]
+    latency_judged = open_ended or any(name in judged for name in ("p50", "p99"))
+    if "throughput" not in judged or not latency_judged:
+        counts = stats.get("window_requests") or []
+        smallest = min(counts) if len(counts) else 0
+        return Check(
+            "stability",
+            rule,
+            None,
+            f"too short to judge stability: the smallest of {sc.stability_windows} windows "
+            f"holds {smallest} requests, too few to compare {' and '.join(unjudged)}",
+            _run_longer(
+                stats, sc, _window_requests_to_compare_p99(confidence) * sc.stability_windows
+            ),
+            too_short=True,
+        )
+    if unjudged:
+        rule += f" Not compared for this point (too few requests a window): {', '.join(unjudged)}."
+    unstable = [
+        f"{name} differs by {spread:.0%} beyond sampling noise"
+        for name, spread in judged.items()
+        if spread > sc.stability_tolerance
+    ]
     if not unstable:
         return Check("stability", rule, True)
     return Check(
@@ -160,21 +205,42 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
     )
 
 
+def _window_requests_to_compare_p99(confidence: float) -> int:
+    """Requests a window needs to bound its p99 on both sides at `confidence`: what a point
+    too short to judge is advised to reach, so that every percentile is compared."""
+    if not np.isfinite(confidence):
+        confidence = WINDOW_CONFIDENCE
+    return min_samples_to_bound(WINDOW_PERCENTILES["p99"], 1.0 - (1.0 - confidence) / 2.0)
+
+
+def _run_longer(stats: dict, sc: ScenarioConfig, requests: int) -> str:
+    """Advice: the duration that gives `requests` requests at the point's achieved rate."""
+    needed = sc.min_duration_s
+    rate = stats.get("achieved_qps", np.nan)
+    if rate and np.isfinite(rate) and rate > 0:
+        needed = max(needed, requests / rate)
+    return f"run longer: scenario.duration_s >= {needed * 1.2:.0f}"
+
+
 def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     if open_ended:
         return Check("generator", "Pacing is not judged: every request is sent at once.", None)
     rule = (
         f"The generator kept pace: at most {sc.max_late_fraction:.0%} of requests dispatched "
-        f"more than {sc.late_send_ms:g} ms after their intended time."
+        f"more than {sc.late_send_ms:g} ms after their intended time, beyond sampling error "
+        f"(fails only where the share is over {sc.max_late_fraction:.0%} at "
+        f"{sc.confidence:.0%} confidence, by a binomial test on the late count)."
     )
     late = stats["late_send_fraction"]
-    if late <= sc.max_late_fraction:
+    requests = int(stats.get("requests", 0))
+    count = int(stats.get("late_sends", round(late * requests)))
+    if not share_significantly_over(count, requests, sc.max_late_fraction, sc.confidence):
         return Check("generator", rule, True)
     return Check(
         "generator",
         rule,
         False,
-        f"generator fell behind: {late:.1%} of requests sent over "
+        f"generator fell behind: {late:.1%} of requests ({count} of {requests}) sent over "
         f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%})",
         "lower the rate or give the load generator its own cores",
     )
@@ -236,8 +302,23 @@ def _slo(stats: dict, sc: ScenarioConfig) -> Check:
     if sc.slo_ms is None:
         return Check("slo", "No latency SLO was set, so none is judged.", None)
     percentile = str(sc.slo_percentile)
-    rule = f"Latency SLO: {percentile} at or below {sc.slo_ms:g} ms."
+    rule = (
+        f"Latency SLO: {percentile} at or below {sc.slo_ms:g} ms, on enough requests to bound "
+        f"{percentile} at {sc.confidence:.0%} confidence (LoadGen's early stopping)."
+    )
     observed = stats.get(f"latency_{percentile}_ms", np.nan)
+    more = stats.get(f"latency_{percentile}_more_needed", 0)
+    if observed <= sc.slo_ms and more > 0:
+        requests = int(stats.get("requests", 0))
+        return Check(
+            "slo",
+            rule,
+            None,
+            f"too short to judge the SLO: {percentile} {observed:.1f} ms rests on {requests} "
+            f"requests; bounding it at {sc.confidence:.0%} needs {more} more",
+            _run_longer(stats, sc, requests + int(more)),
+            too_short=True,
+        )
     if observed <= sc.slo_ms:
         return Check("slo", rule, True)
     return Check(
@@ -247,8 +328,3 @@ def _slo(stats: dict, sc: ScenarioConfig) -> Check:
         f"SLO missed: {percentile} {observed:.1f} ms > {sc.slo_ms:g} ms",
         "lower the load, batch, add workers, or choose a faster configuration",
     )
-
-
-def _beyond(spread: float, tolerance: float) -> bool:
-    # A spread that cannot be computed (an empty window) is itself a sign of instability.
-    return not np.isfinite(spread) or spread > tolerance

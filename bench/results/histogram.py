@@ -7,12 +7,26 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 PERCENTILE_METHOD = (
-    "HdrHistogram, 3 significant digits, microsecond units: pX = the smallest recorded value "
-    "with at least X% of values at or below it (bucket's highest equivalent value, error <= 0.1%)"
+    "nearest rank, one rule for every percentile: pX = the value of rank max(1, round(X% of n)) "
+    "among the n values sorted (HdrHistogram's rule). Latencies (latency_*, sent_latency_*) are "
+    "read from an HdrHistogram (3 significant digits, microsecond units: the bucket's highest "
+    "equivalent value, error <= 0.1%); the server's queue and compute times, send lateness and "
+    "the planner's queueing simulation from the exact values"
 )
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """The q-th percentile (0-100) of `values` by the rule of PERCENTILE_METHOD, exactly as
+    HdrHistogram ranks them but without its buckets; NaN when empty."""
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        return float("nan")
+    rank = max(1, int(q / 100.0 * len(values) + 0.5))
+    return float(np.partition(values, rank - 1)[rank - 1])
 
 
 def encode(hist: HdrHistogram) -> str:

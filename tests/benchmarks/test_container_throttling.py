@@ -35,7 +35,7 @@ def test_cpu_quota_below_the_threads_inflates_p99(benchmark):
 
     def rounds():
         for r in range(ROUNDS):
-            point = LoadPoint("server", 1, 2.0, 12.0, seed=r, target_qps=RATE_QPS)
+            point = LoadPoint("server", 1, 2.0, 12.0, schedule_seed=r, target_qps=RATE_QPS)
             for name, overrides in VARIANTS.items():
                 stats, facts = _measure(overrides, point)
                 assert stats["errors"] == 0

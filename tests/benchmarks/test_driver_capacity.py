@@ -45,7 +45,7 @@ def _runner(kind: str) -> Runner:
 
 
 def _point(**kw) -> LoadPoint:
-    return LoadPoint(batch_size=1, seed=0, warmup_s=0.3, **kw)
+    return LoadPoint(batch_size=1, schedule_seed=0, warmup_s=0.3, **kw)
 
 
 def _drive(kind: str, point: LoadPoint) -> dict:

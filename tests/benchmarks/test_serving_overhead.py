@@ -70,7 +70,7 @@ def test_http_and_grpc_overhead_over_direct(benchmark):
 
     def rounds():
         for r in range(ROUNDS):
-            point = LoadPoint("server", 1, 2.0, 12.0, seed=r, target_qps=RATE_QPS)
+            point = LoadPoint("server", 1, 2.0, 12.0, schedule_seed=r, target_qps=RATE_QPS)
             for strategy in strategies:
                 stats, _ = _measure([f"strategy={strategy}"], point)
                 assert stats["errors"] == 0
@@ -109,7 +109,7 @@ def test_dynamic_batching_against_batch_one_at_saturation(benchmark):
 
     def rounds():
         for r in range(ROUNDS):
-            point = LoadPoint("concurrency", 1, 1.5, 8.0, seed=r, concurrency=32)
+            point = LoadPoint("concurrency", 1, 1.5, 8.0, schedule_seed=r, concurrency=32)
             for name, overrides in variants.items():
                 stats, facts = _measure(["strategy=http", *overrides], point)
                 assert stats["errors"] == 0

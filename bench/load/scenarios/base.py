@@ -17,8 +17,9 @@ from typing import ClassVar
 from omegaconf import MISSING
 
 from bench.load.points import LoadPoint
+from bench.load.sampling import CONFIDENCE
 from bench.load.shapes import Shape
-from bench.validation import Percentile, at_least, positive
+from bench.validation import Percentile, at_least, positive, require
 
 
 @dataclass
@@ -44,7 +45,12 @@ class ScenarioConfig:
     slo_percentile: Percentile = Percentile.p99
     # Requests still in flight this long after the window ends count as errors (timeouts).
     drain_timeout_s: float = 30.0
-    seed: int = 0
+    # Bounds (early stopping, the late-send share) are stated at this confidence.
+    confidence: float = CONFIDENCE
+    # Two seeds, kept apart as LoadGen keeps its schedule and sample seeds: one draws the
+    # arrival schedule, the other the payloads sent, so either can change alone.
+    schedule_seed: int = 0
+    payload_seed: int = 0
 
     # How the verdict judges this scenario's points. Sparse: a window holds a few requests,
     # cold and warm by design, so windows are not compared. Open-ended: the point lasts until
@@ -67,6 +73,11 @@ class ScenarioConfig:
         at_least(self.max_late_fraction, 0, f"{at}.max_late_fraction")
         positive(self.slo_ms, f"{at}.slo_ms", nullable=True)
         positive(self.drain_timeout_s, f"{at}.drain_timeout_s")
+        require(
+            0.5 <= self.confidence < 1.0,
+            f"{at}.confidence",
+            f"must be at least 0.5 and below 1, got {self.confidence}",
+        )
 
     def points(self) -> list[LoadPoint]:
         """The load points, in the order they are measured (scenarios that choose each point
@@ -87,7 +98,8 @@ class ScenarioConfig:
             batch_size=self.batch_size,
             warmup_s=self.warmup_s,
             duration_s=self.duration_s,
-            seed=self.seed,
+            schedule_seed=self.schedule_seed,
+            payload_seed=self.payload_seed,
         )
         return LoadPoint(**{**common, **fields})
 

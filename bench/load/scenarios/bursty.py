@@ -68,7 +68,9 @@ class BurstyScenarioConfig(ScenarioConfig):
     def shape(cls, point: LoadPoint) -> Shape:
         length = point.warmup_s + point.duration_s
         return OpenLoop(
-            bursty_offsets(point.burst_size, point.burst_qps, point.idle_s, length, point.seed)
+            bursty_offsets(
+                point.burst_size, point.burst_qps, point.idle_s, length, point.schedule_seed
+            )
         )
 
     @classmethod

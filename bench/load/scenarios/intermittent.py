@@ -56,7 +56,9 @@ class IntermittentScenarioConfig(ScenarioConfig):
     @classmethod
     def shape(cls, point: LoadPoint) -> Shape:
         length = point.warmup_s + point.duration_s
-        return OpenLoop(intermittent_offsets(point.gap_s, point.jitter, length, point.seed))
+        return OpenLoop(
+            intermittent_offsets(point.gap_s, point.jitter, length, point.schedule_seed)
+        )
 
     @classmethod
     def label(cls, point: LoadPoint) -> str:

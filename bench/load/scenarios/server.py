@@ -48,7 +48,9 @@ class ServerScenarioConfig(ScenarioConfig):
     @classmethod
     def shape(cls, point: LoadPoint) -> Shape:
         length = point.warmup_s + point.duration_s
-        return OpenLoop(poisson_offsets(point.target_qps, length, point.seed), point.connections)
+        return OpenLoop(
+            poisson_offsets(point.target_qps, length, point.schedule_seed), point.connections
+        )
 
     @classmethod
     def label(cls, point: LoadPoint) -> str:
