@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bench.backends.accuracy import compare, eval_samples, reference_outputs
+from bench.backends.accuracy import compare, eval_samples, not_measured, reference_outputs
 from bench.config import validate
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
 from bench.load.scenarios import ScenarioConfig, scenario_of
@@ -181,7 +181,7 @@ async def _measure_point(
 async def _accuracy(runner: Runner, bundle: ModelBundle, cfg: DictConfig) -> dict:
     """Compare what the runner serves with the fp32 reference, through the serving path."""
     if cfg.accuracy_samples <= 0:
-        return {}
+        return not_measured("not measured: accuracy_samples=0")
     samples = eval_samples(bundle, cfg.accuracy_samples)
     served = []
     for i, sample in enumerate(samples):

@@ -94,6 +94,27 @@ def test_accuracy_compare_measures_drift():
     assert drift["accuracy_cosine_min"] == pytest.approx(-1.0)
     assert drift["accuracy_top1_agreement"] == pytest.approx(7 / 8)
     assert np.isnan(compare(ref, ref, "embedding")["accuracy_top1_agreement"])
+    assert same["accuracy_note"] == ""
+
+
+@pytest.mark.parametrize(
+    "served, named",
+    [
+        (np.ones(32, dtype=np.float32), "shape (32,) and dtype float32"),  # one value per item
+        (np.ones((32, 64), dtype=np.int64), "shape (32, 64) and dtype int64"),
+    ],
+)
+def test_accuracy_refuses_outputs_of_another_shape_or_dtype(served, named):
+    """An endpoint answering one value per item must not broadcast against 64 per item."""
+    ref = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    row = compare(served, ref, "embedding")
+    assert np.isnan(row["accuracy_cosine_min"]) and np.isnan(row["accuracy_max_abs_diff"])
+    assert row["accuracy_note"].startswith("refused: ")
+    assert (
+        named in row["accuracy_note"] and "shape (32, 64) and dtype float32" in row["accuracy_note"]
+    )
+    # A narrower float is drift to measure, not a refusal.
+    assert compare(ref.astype(np.float16), ref, "embedding")["accuracy_note"] == ""
 
 
 def test_reference_outputs_are_cached(tmp_path):

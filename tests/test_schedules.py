@@ -57,12 +57,16 @@ def test_sparse_scenarios_expand_to_one_point_each_with_their_pattern():
     measured = [{"point": json.dumps(burst.as_dict())}]
     assert bursty.next_point(measured) is None
     offsets = shape_of(burst).offsets
-    assert np.array_equal(offsets, bursty_offsets(4, 80.0, 5.0, burst.duration_s, burst.seed))
+    assert np.array_equal(
+        offsets, bursty_offsets(4, 80.0, 5.0, burst.duration_s, burst.schedule_seed)
+    )
 
 
 def test_points_stored_before_the_sparse_fields_keep_their_identity():
+    # The seeds were one `seed` before; the configuration's identity changed with them.
     (server,) = ServerScenarioConfig().points()
-    before = {"scenario", "batch_size", "warmup_s", "duration_s", "seed", "concurrency"}
+    before = {"scenario", "batch_size", "warmup_s", "duration_s", "concurrency"}
+    before |= {"schedule_seed", "payload_seed"}
     before |= {"target_qps", "requests", "connections"}
     assert set(server.as_dict()) == before
 

@@ -100,6 +100,17 @@ def test_an_slo_met_on_too_few_requests_is_too_short_to_judge():
     assert "SLO missed" in missed.reasons[0]
 
 
+def test_an_accuracy_floor_on_refused_outputs_says_why():
+    from bench.backends.accuracy import compare
+
+    row = compare(np.ones(4, dtype=np.float32), np.ones((4, 8), dtype=np.float32), "embedding")
+    verdict = judge(stats(**row), SERVER, accuracy_floor=0.99)
+    assert [c.name for c in verdict.failed] == ["accuracy"]
+    assert verdict.reasons[0].startswith(
+        "accuracy not measured: refused: served outputs of shape (4,)"
+    )
+
+
 def test_offline_ignores_latency_spread_and_send_lateness():
     # An offline burst's latency grows as the queue empties, and all sends are at once.
     verdict = judge(

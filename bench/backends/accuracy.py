@@ -49,8 +49,31 @@ def _reference_predictor(bundle: ModelBundle, cache_dir: str) -> Predictor:
     return TorchPredictor(bundle, TorchBackendConfig())
 
 
-def compare(served: np.ndarray, reference: np.ndarray, output_kind: str) -> dict[str, float]:
-    """Result columns: max absolute difference, worst cosine similarity, top-1 agreement."""
+class AccuracyRefused(ValueError):
+    """Served outputs that cannot be compared with the reference as they are."""
+
+
+def check_comparable(served: np.ndarray, reference: np.ndarray) -> None:
+    """Refuse outputs whose shape differs from the reference's (NumPy would broadcast a
+    (32, 1) answer against a (32, 64) reference and report numbers that mean nothing), or
+    whose dtype is of another kind (integers, strings for floats). A narrower float (fp16 or
+    bf16 served, fp32 reference) is allowed: that difference is the drift being measured."""
+    if served.shape != reference.shape or served.dtype.kind != reference.dtype.kind:
+        raise AccuracyRefused(
+            f"served outputs of shape {served.shape} and dtype {served.dtype} differ from the "
+            f"reference's, shape {reference.shape} and dtype {reference.dtype}; not compared "
+            "(no reshaping, no broadcasting)"
+        )
+
+
+def compare(served: np.ndarray, reference: np.ndarray, output_kind: str) -> dict:
+    """Result columns: max absolute difference, worst cosine similarity, top-1 agreement, and
+    `accuracy_note`, empty when they were measured, else why they are empty (outputs that
+    `check_comparable` refuses)."""
+    try:
+        check_comparable(served, reference)
+    except AccuracyRefused as exc:
+        return not_measured(f"refused: {exc}")
     served = served.reshape(len(served), -1).astype(np.float64)
     reference = reference.reshape(len(reference), -1).astype(np.float64)
     norms = np.linalg.norm(served, axis=1) * np.linalg.norm(reference, axis=1)
@@ -59,8 +82,19 @@ def compare(served: np.ndarray, reference: np.ndarray, output_kind: str) -> dict
         "accuracy_max_abs_diff": float(np.max(np.abs(served - reference))),
         "accuracy_cosine_min": float(np.min(cosine)),
         "accuracy_top1_agreement": np.nan,
+        "accuracy_note": "",
     }
     if output_kind == "logits":
         agree = np.argmax(served, axis=1) == np.argmax(reference, axis=1)
         row["accuracy_top1_agreement"] = float(agree.mean())
     return row
+
+
+def not_measured(why: str) -> dict:
+    """The accuracy columns of a point whose accuracy was not measured, saying why."""
+    return {
+        "accuracy_max_abs_diff": np.nan,
+        "accuracy_cosine_min": np.nan,
+        "accuracy_top1_agreement": np.nan,
+        "accuracy_note": why,
+    }

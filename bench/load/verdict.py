@@ -286,6 +286,15 @@ def _accuracy(stats: dict, floor: float | None) -> Check:
         f"Accuracy at or above {floor:g} against the fp32 reference (top-1 agreement for "
         "classifiers, worst-case cosine similarity for embeddings)."
     )
+    note = stats.get("accuracy_note") or ""
+    if note:
+        return Check(
+            "accuracy",
+            rule,
+            False,
+            f"accuracy not measured: {note}",
+            "serve outputs of the model's own shape and dtype, or set accuracy_samples > 0",
+        )
     name, value = accuracy_metric(stats)
     if value >= floor:
         return Check("accuracy", rule, True)

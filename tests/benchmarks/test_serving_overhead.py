@@ -41,7 +41,9 @@ def _measure(overrides: list[str], point: LoadPoint) -> tuple[dict, dict]:
 
     async def main():
         bundle = build_model(cfg.model)
-        payloads = [bundle.samples(point.batch_size, point.seed * 1000 + i) for i in range(64)]
+        payloads = [
+            bundle.samples(point.batch_size, point.payload_seed * 1000 + i) for i in range(64)
+        ]
         runner = build_runner(cfg)
         await runner.start()
         try:
