@@ -38,13 +38,14 @@ WORKER_PARTS = ("process_s", "imports_s", "model_load_s", "first_inference_s")
 
 def worker_config(cfg: Any, processes: int | None = None) -> str:
     """The config the workers build from, as YAML. With several worker processes (default: the
-    strategy's replicas) and `backend.threads` null, each gets cores // processes intra-op
-    threads (at least one): N processes each taking every core would oversubscribe the host and
-    measure the contention instead."""
+    strategy's replicas) and `backend.threads` null, each worker's thread probe tries at most
+    cores // processes intra-op threads (at least one): N processes each taking every core
+    would oversubscribe the host and measure the contention instead."""
     doc = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     processes = cfg.strategy.replicas if processes is None else processes
-    if doc["backend"].get("threads") is None and processes > 1:
-        doc["backend"]["threads"] = max(1, _cores() // processes)
+    backend = doc["backend"]
+    if backend.get("threads") is None and backend.get("max_threads") is None and processes > 1:
+        backend["max_threads"] = max(1, _cores() // processes)
     return OmegaConf.to_yaml(OmegaConf.create(doc))
 
 

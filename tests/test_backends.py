@@ -123,3 +123,32 @@ def test_reference_outputs_are_cached(tmp_path):
     files = list((tmp_path / "reference").iterdir())
     assert len(files) == 1
     np.testing.assert_array_equal(reference_outputs(bundle, 4, str(tmp_path)), first)
+
+
+def test_thread_candidates_and_the_choice_of_the_fewest_near_the_fastest():
+    from bench.backends.threads import candidates, choose
+
+    assert candidates(1) == [1] and candidates(2) == [1, 2] and candidates(6) == [1, 2, 4, 6]
+    # Two threads' idle wake-ups made the MLP slower: one wins.
+    assert choose({1: 0.55e-3, 2: 6.3e-3}) == 1
+    # Four is barely faster than two: not worth two more cores.
+    assert choose({1: 4.0e-3, 2: 2.1e-3, 4: 2.0e-3}) == 2
+
+
+def test_threads_are_probed_unless_pinned(tmp_path):
+    import torch
+
+    bundle = build_model(MLPConfig())
+    before = torch.get_num_threads()
+    try:
+        probed = build_predictor(bundle, TorchBackendConfig(max_threads=2), NONE, str(tmp_path))
+        info = probed.info
+        assert info.threads in (1, 2) and torch.get_num_threads() == info.threads
+        assert info.threads_choice.startswith("probed") and f"chose {info.threads}" in (
+            info.threads_choice
+        )
+        pinned = build_predictor(bundle, TorchBackendConfig(threads=2), NONE, str(tmp_path))
+        assert pinned.info.threads == 2
+        assert pinned.info.as_row()["predictor_threads_choice"] == "pinned: backend.threads=2"
+    finally:
+        torch.set_num_threads(before)

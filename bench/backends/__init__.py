@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo
+from bench.backends.threads import settle_threads
 from bench.config.backend import BackendConfig
 from bench.config.optimization import OptimizationConfig
 from bench.models.base import ModelBundle
@@ -24,14 +25,18 @@ def build_predictor(
     bundle: ModelBundle, backend: BackendConfig, optimization: OptimizationConfig, cache_dir: str
 ) -> Predictor:
     """Import only what the chosen backend needs: an ONNX Runtime predictor never loads torch
-    when its (optimized) export is already cached."""
+    when its (optimized) export is already cached. Its intra-op threads are pinned by
+    `backend.threads` or chosen by a short probe (`bench.backends.threads`)."""
     if bundle.load_module is None and not option_class("backend", backend.name).runs_onnx_files:
         raise ConfigError(
             f"backend={backend.name}: model={bundle.name} is an ONNX file and has no torch "
             "module to run; serve it with backend=onnxruntime"
         )
-    predictor = implementation("backend", backend, "predictor")
-    return predictor(bundle, backend, optimization, cache_dir)
+    predictor = implementation("backend", backend, "predictor")(
+        bundle, backend, optimization, cache_dir
+    )
+    settle_threads(predictor, backend.threads, backend.max_threads)
+    return predictor
 
 
 __all__ = ["BackendError", "Predictor", "PredictorInfo", "build_predictor", "import_backend"]

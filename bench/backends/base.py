@@ -31,6 +31,7 @@ class PredictorInfo:
     model_bytes: int  # size of the serialised model that runs
     model_compressed_bytes: int  # the same, zlib-compressed: what sparsity saves on disk
     threads: int  # intra-op threads (0: the runtime's default)
+    threads_choice: str = ""  # how `threads` was chosen: pinned, or the probe's timings
     compile_s: float = math.nan  # torch.compile's first call, where the backend compiles
     compile_cache: str = ""  # "cold" or "warm": whether the compiler's cache held this model
     facts: dict[str, Any] = field(default_factory=dict)  # what an optimization did
@@ -77,3 +78,11 @@ class Predictor(ABC):
 
     def predict(self, samples: Sequence[Any]) -> np.ndarray:
         return self.forward(self.bundle.preprocess(samples))
+
+    def set_threads(self, threads: int) -> None:
+        """Run with `threads` intra-op threads from now on (the thread probe calls it)."""
+        raise BackendError(f"{type(self).__name__} cannot change its intra-op threads")
+
+    def settle_info(self, info: PredictorInfo) -> None:
+        """Replace the facts `info` reports (the threads once chosen)."""
+        self._info = info

@@ -57,6 +57,7 @@ class OnnxRuntimePredictor(Predictor):
                 "choose an available provider or install the runtime it needs"
             )
         self.session = session
+        self._session_args = (str(path), options, [cfg.provider])
         stat = path.stat()
         raw, compressed = remembered_sizes(
             cache_dir,
@@ -75,6 +76,12 @@ class OnnxRuntimePredictor(Predictor):
     @property
     def info(self) -> PredictorInfo:
         return self._info
+
+    def set_threads(self, threads: int) -> None:
+        # Fixed when a session is made: a new session over the same (cached) graph.
+        path, options, providers = self._session_args
+        options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=providers)
 
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run([self.bundle.output_name], inputs)[0]

@@ -68,6 +68,9 @@ class TorchPredictor(Predictor):
     def info(self) -> PredictorInfo:
         return self._info
 
+    def set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)  # process-wide, as at construction
+
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array).to(self.device)
         if self.float_dtype is not None and tensor.is_floating_point():

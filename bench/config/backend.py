@@ -31,8 +31,13 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 @dataclass
 class BackendConfig:
     name: str = MISSING
-    # Intra-op threads per predictor; null lets the runtime choose (all cores).
+    # Intra-op threads per predictor, pinned; null: chosen by a short probe when the predictor
+    # is built (1, 2, 4... up to max_threads, timed as sparse requests arrive; the choice and
+    # its timings are stored as predictor_threads and predictor_threads_choice).
     threads: int | None = None
+    # The most threads the probe tries; null: the cores this process may use. A strategy with
+    # several worker processes sets it to cores / processes.
+    max_threads: int | None = None
     device: Device = Device.cpu
     predictor: ClassVar[str]
     # Serves a model that comes as an ONNX file only, with no torch module behind it.
@@ -40,6 +45,7 @@ class BackendConfig:
 
     def validate(self, at: str = "backend") -> None:
         at_least(self.threads, 1, f"{at}.threads", nullable=True)
+        at_least(self.max_threads, 1, f"{at}.max_threads", nullable=True)
 
 
 @option("backend")
