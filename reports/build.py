@@ -234,6 +234,8 @@ def _most_common_reason(rows: pd.DataFrame) -> tuple[str | None, int, str] | Non
     return check, count, example
 
 
+# What failed_rules names a rule that was too short to judge, whichever rule it was.
+TOO_SHORT = "too_short"
 # A failed rule's name in a sentence, by its check (`check_<name>` columns).
 CHECK_NAMES = {
     "duration": "too short",
@@ -243,6 +245,7 @@ CHECK_NAMES = {
     "errors": "errors",
     "accuracy": "accuracy below floor",
     "slo": "SLO missed",
+    TOO_SHORT: "too short to judge",
 }
 
 
@@ -259,14 +262,20 @@ def verdict_rules(row: pd.Series) -> list[dict] | None:
 
 
 def failed_rules(row: pd.Series) -> list[tuple[str | None, str]]:
-    """(check, reason) of each rule the point failed, in rule order. A row stored before
+    """(check, reason) of each rule the point failed, in rule order (a rule too short to judge
+    as TOO_SHORT, whichever it was). A row stored before
     verdicts were stored rule by rule gives its reasons' text whole, with no check."""
     rules = verdict_rules(row)
     if rules is not None:
         return [
-            (str(rule.get("check", "")), str(rule.get("reason") or rule.get("rule", "")))
+            (
+                TOO_SHORT
+                if rule.get("outcome") == "too short to judge"
+                else str(rule.get("check", "")),
+                str(rule.get("reason") or rule.get("rule", "")),
+            )
             for rule in rules
-            if rule.get("outcome") == "failed"
+            if rule.get("outcome") in ("failed", "too short to judge")
         ]
     text = row.get("invalid_reasons")
     return [(None, text.strip())] if isinstance(text, str) and text.strip() else []
@@ -322,6 +331,10 @@ _format_cosine = _formatter(lambda v: f"{v:.5f}")
 _format_seconds = _formatter(lambda v: f"{v:,.2f}")
 
 
+def _format_text(value: object) -> str:
+    return DASH if _missing(value) or value == "" else str(value)
+
+
 @dataclass(frozen=True)
 class Column:
     key: str
@@ -335,6 +348,19 @@ TABLE_COLUMNS = (
     Column("latency_p50_ms", "p50 ms", _format_ms, "from the intended send time"),
     Column("latency_p90_ms", "p90 ms", _format_ms, "from the intended send time"),
     Column("latency_p99_ms", "p99 ms", _format_ms, "from the intended send time"),
+    Column(
+        "latency_p99_bound_ms",
+        "p99 bound ms",
+        _format_ms,
+        "upper bound of p99 at the stated confidence (LoadGen's early stopping); a dash where "
+        "too few requests bound it",
+    ),
+    Column(
+        "latency_p99_more_needed",
+        "p99 needs",
+        _format_int,
+        "more requests a p99 bound needs (0: bounded)",
+    ),
     Column("latency_p999_ms", "p99.9 ms", _format_ms, "from the intended send time"),
     Column("latency_max_ms", "max ms", _format_ms, "from the intended send time"),
     Column("sent_latency_p99_ms", "p99 sent ms", _format_ms, "from the actual send time"),
@@ -357,7 +383,19 @@ TABLE_COLUMNS = (
     Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
     Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
     Column("accuracy_top1_agreement", "top-1", _format_share, "top-1 agreement with fp32"),
+    Column("accuracy_note", "accuracy note", _format_text, "why the accuracy columns are empty"),
+    Column(
+        "predictor_threads",
+        "threads",
+        _format_int,
+        "intra-op threads, pinned or chosen by the probe (predictor_threads_choice says which)",
+    ),
 )
+
+
+def _present(values: pd.Series) -> pd.Series:
+    """Cells holding something: not missing, not empty text."""
+    return values.notna() & (values.astype(str) != "")
 
 
 def _header(column: Column, df: pd.DataFrame) -> str:
@@ -390,7 +428,7 @@ def _missing(value: object) -> bool:
 
 def results_table(df: pd.DataFrame) -> dict:
     """Headers and formatted rows; a metric column appears where any point has a value."""
-    shown = [c for c in TABLE_COLUMNS if c.key in df.columns and df[c.key].notna().any()]
+    shown = [c for c in TABLE_COLUMNS if c.key in df.columns and _present(df[c.key]).any()]
     rows = [
         {
             "config": row["config_label"],
