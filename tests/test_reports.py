@@ -422,3 +422,22 @@ def test_bench_report_renders_each_folder_and_names_one_without_results(
     assert out.strip() == str(run_dir / "report.html")
     assert err.startswith("bench-report: error: ") and str(missing) in err
     assert err.count("\n") == 1
+
+
+def test_a_rule_too_short_to_judge_is_reported_as_such_not_as_its_rule_failing():
+    import pandas as pd
+
+    from reports.build import CHECK_NAMES, TOO_SHORT, failed_rules
+
+    reason = "too short to judge stability: the smallest of 3 windows holds 3 requests"
+    rules = [
+        {"check": "duration", "rule": "Long enough.", "outcome": "passed", "reason": ""},
+        {
+            "check": "stability",
+            "rule": "Stable.",
+            "outcome": "too short to judge",
+            "reason": reason,
+        },
+    ]
+    assert failed_rules(pd.Series({"verdict_rules": json.dumps(rules)})) == [(TOO_SHORT, reason)]
+    assert CHECK_NAMES[TOO_SHORT] == "too short to judge"
