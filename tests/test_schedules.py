@@ -87,7 +87,9 @@ def test_the_driver_sends_an_intermittent_schedule_on_time():
 
 
 def test_stability_is_not_judged_for_sparse_schedules():
-    unstable = stats(window_s=60.0, window_qps_spread=0.9, window_p99_spread_beyond_noise=2.0)
+    unstable = stats(
+        window_s=60.0, window_qps_spread_beyond_noise=0.9, window_p99_spread_beyond_noise=2.0
+    )
     assert not judge(unstable, ServerScenarioConfig()).valid
     for sc in (IntermittentScenarioConfig(), BurstyScenarioConfig()):
         verdict = judge(unstable, sc)
