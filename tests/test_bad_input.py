@@ -174,6 +174,7 @@ _valid = st.builds(
 
 @settings(
     max_examples=150,
+    database=None,  # nothing written into the checkout
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
