@@ -8,16 +8,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from runners.grpc_v2 import inference_pb2 as pb
 from runners.protocol import (
     BYTES,
-    DATATYPES,
     InferRequest,
     InferResponse,
     ProtocolError,
     Tensor,
+    array_of,
     from_raw,
     to_raw,
 )
@@ -50,7 +48,8 @@ def request_from_message(message: pb.ModelInferRequest) -> InferRequest:
     if not message.inputs:
         raise ProtocolError("the request has no inputs")
     inputs = _read_tensors(message.inputs, message.raw_input_contents, "input")
-    return InferRequest(inputs, message.id, _parameters(message.parameters))
+    outputs = [output.name for output in message.outputs]
+    return InferRequest(inputs, message.id, _parameters(message.parameters), outputs=outputs)
 
 
 def response_message(response: InferResponse) -> pb.ModelInferResponse:
@@ -101,13 +100,16 @@ def _tensor(entry: Any, raw: bytes | None, where: str) -> Tensor:
             f"{where} {entry.name!r}: datatype {entry.datatype!r} needs raw contents"
         )
     values = getattr(entry.contents, field)
-    shape = tuple(entry.shape)
-    if len(values) != math.prod(shape):
-        raise ProtocolError(f"{where} {entry.name!r}: shape {list(shape)} but {len(values)} values")
     if entry.datatype == BYTES:
+        shape = tuple(entry.shape)
+        if len(values) != math.prod(shape) or min(shape, default=0) < 0:
+            raise ProtocolError(
+                f"{where} {entry.name!r}: shape {list(shape)} but {len(values)} values"
+            )
         return Tensor(entry.name, BYTES, shape, list(values), parameters)
-    array = np.asarray(values, dtype=DATATYPES[entry.datatype]).reshape(shape)
-    return Tensor(entry.name, entry.datatype, shape, array, parameters)
+    # Checked value by value: int_contents carries INT8 as int32, so 1000 would wrap.
+    array = array_of(entry.name, entry.datatype, list(entry.shape), values)
+    return Tensor(entry.name, entry.datatype, array.shape, array, parameters)
 
 
 def _set_parameters(target: Any, parameters: dict[str, Any]) -> None:

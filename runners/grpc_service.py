@@ -1,8 +1,9 @@
 """The worker's gRPC server: `inference.GRPCInferenceService` (the Open Inference Protocol) and
 our `bench.BenchWorker` extension, on grpcio's asyncio server.
 
-A malformed request gets INVALID_ARGUMENT, an unknown model NOT_FOUND, a message over the size
-limit RESOURCE_EXHAUSTED (from grpcio itself), a failing model INTERNAL; the server goes on.
+A malformed request (a tensor or output the model does not have among them) gets
+INVALID_ARGUMENT, an unknown model or version NOT_FOUND, a message over the size limit
+RESOURCE_EXHAUSTED (from grpcio itself), a failing model INTERNAL; the server goes on.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf import json_format
 
 from runners import grpc_codec
-from runners.grpc_v2 import bench_worker_pb2, bench_worker_pb2_grpc
+from runners.grpc_v2 import bench_worker_pb2, bench_worker_pb2_grpc, model_config_pb2
 from runners.grpc_v2 import inference_pb2 as pb
 from runners.grpc_v2 import inference_pb2_grpc as pb_grpc
-from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService
+from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService, UnknownModel
 from runners.protocol import ProtocolError
 
 
@@ -35,13 +37,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=True)
 
     async def ModelReady(self, request, context):
-        return pb.ModelReadyResponse(ready=request.name == self.service.name)
+        try:
+            self.service.check(request.name, request.version)
+        except UnknownModel:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request, context):
         return pb.ServerMetadataResponse(name=SERVER_NAME, version="1", extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request, context):
-        await self._check_model(request.name, context)
+        await self._check_model(request.name, request.version, context)
         meta = self.service.metadata()
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
@@ -52,8 +58,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs=[tensor(**spec) for spec in meta["outputs"]],
         )
 
+    async def ModelConfig(self, request, context):
+        await self._check_model(request.name, request.version, context)
+        config = json_format.ParseDict(self.service.config(), model_config_pb2.ModelConfig())
+        return pb.ModelConfigResponse(config=config)
+
+    async def ModelStatistics(self, request, context):
+        if request.name or request.version:  # empty names every model, every version
+            await self._check_model(request.name or self.service.name, request.version, context)
+        return json_format.ParseDict(self.service.statistics(), pb.ModelStatisticsResponse())
+
     async def ModelInfer(self, request, context):
-        await self._check_model(request.model_name, context)
+        await self._check_model(request.model_name, request.model_version, context)
         try:
             response = await self.service.infer(grpc_codec.request_from_message(request))
         except ProtocolError as exc:
@@ -67,12 +83,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return grpc_codec.response_message(response)
         await context.abort(code, details)
 
-    async def _check_model(self, name: str, context) -> None:
-        if name != self.service.name:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"model {name!r} not found; this server serves {self.service.name!r}",
-            )
+    async def _check_model(self, name: str, version: str, context) -> None:
+        try:
+            self.service.check(name, version)
+        except UnknownModel as exc:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
 
 
 class WorkerServicer(bench_worker_pb2_grpc.BenchWorkerServicer):

@@ -1,5 +1,6 @@
 """`http`: replicas of the worker behind uvicorn, driven by an aiohttp client over the Open
-Inference Protocol's REST API; round robin from the client, or through nginx.
+Inference Protocol's REST API; round robin from the client, or through nginx (see
+`RemoteRunner`).
 
 aiohttp, not httpx: httpx managed under 400 requests/s with a p50 of 60 ms against a trivial
 uvicorn endpoint on these machines, so it would have measured itself. This client, encoding and
@@ -19,8 +20,6 @@ import aiohttp
 
 from runners import protocol
 from runners.batching import Served
-from runners.nginx import start_nginx
-from runners.processes import wait_ready
 from runners.remote import RemoteError, RemoteRunner, served_from
 
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
@@ -96,9 +95,6 @@ class HttpRunner(RemoteRunner):
         st = cfg.strategy
         self._client = V2HttpClient(self.model_name, st.payload == "binary", st.client_connections)
 
-    def _load_balancer(self) -> str:
-        return self.cfg.strategy.load_balancer
-
     async def _open(self) -> None:
         await self._client.open()
 
@@ -113,18 +109,6 @@ class HttpRunner(RemoteRunner):
 
     async def _close(self) -> None:
         await self._client.close()
-
-    async def _front(
-        self, replicas: list[str], listen: str, target: str, sample: list[Any]
-    ) -> bool:
-        st = self.cfg.strategy
-        if st.load_balancer != "nginx":
-            return False
-        child = start_nginx(replicas, listen, st.max_request_bytes, self._workdir / "nginx")
-        self._children.append(child)
-        await wait_ready(child, lambda: self._ready(target), st.start_timeout_s)
-        await self._call(target, sample)
-        return True
 
 
 def error_text(payload: bytes) -> str:

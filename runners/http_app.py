@@ -6,23 +6,32 @@ endpoints, run by uvicorn.
     GET  /v2/models/{name}[/versions/{v}]      model metadata
     GET  /v2/models/{name}[/versions/{v}]/ready
     POST /v2/models/{name}[/versions/{v}]/infer   JSON, or binary tensors
+    GET  /v2/models/{name}[/versions/{v}]/config  Triton's model configuration extension
+    GET  /v2/models[/{name}[/versions/{v}]]/stats Triton's statistics extension
     GET  /v2/bench/worker                      our extension: what the worker measured
 
-Errors are JSON `{"error": "..."}`: 400 for a malformed request, 404 for an unknown path or
-model, 405 for a wrong method, 413 for a body over the limit (the connection is closed, the
-server goes on), 500 when the model itself fails. A plain ASGI callable rather than a web
-framework: five routes do not need one, and every microsecond here is in the measurement.
+Errors are JSON `{"error": "..."}`: 400 for a malformed request (a tensor or output the model
+does not have among them), 404 for an unknown path, model or version (the model has one: "1"),
+405 for a wrong method, 413 for a body over the limit (the connection is closed, the server
+goes on), 500 only when the model itself fails. A client that has not sent its request's
+headers within `header_timeout_s` of its first byte (or of connecting) is disconnected, so slow
+clients cannot hold the server's connections. A plain ASGI callable rather than a web
+framework: a few routes do not need one, and every microsecond here is in the measurement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
 from runners import protocol
-from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService
+from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService, UnknownModel
 
 _JSON = b"application/json"
 
@@ -86,20 +95,26 @@ class InferenceApp:
         if rest in ([], ["health", "live"], ["health", "ready"], ["bench", "worker"]):
             _expect(method, "GET")
             return _json(self._document(rest))
+        if rest == ["models", "stats"]:  # every model's
+            _expect(method, "GET")
+            return _json(self.service.statistics())
         if len(rest) >= 2 and rest[0] == "models":
-            name, tail = rest[1], rest[2:]
+            name, tail, version = rest[1], rest[2:], ""
             if tail[:1] == ["versions"] and len(tail) >= 2:
-                tail = tail[2:]
-            if name != self.service.name:
-                raise HttpError(
-                    404, f"model {name!r} not found; this server serves {self.service.name!r}"
-                )
-            if tail == []:
+                version, tail = tail[1], tail[2:]
+            try:
+                self.service.check(name, version)
+            except UnknownModel as exc:
+                raise HttpError(404, str(exc)) from None
+            documents = {
+                (): self.service.metadata,
+                ("ready",): lambda: {"name": name, "ready": True},
+                ("config",): self.service.config,
+                ("stats",): self.service.statistics,
+            }
+            if tuple(tail) in documents:
                 _expect(method, "GET")
-                return _json(self.service.metadata())
-            if tail == ["ready"]:
-                _expect(method, "GET")
-                return _json({"name": name, "ready": True})
+                return _json(documents[tuple(tail)]())
             if tail == ["infer"]:
                 _expect(method, "POST")
                 return await self._infer(scope, receive)
@@ -159,20 +174,62 @@ def _json(document: dict[str, Any]) -> tuple[int, bytes, list]:
     return 200, json.dumps(document).encode(), [(b"content-type", _JSON)]
 
 
+def header_deadline(header_timeout_s: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, closing a connection whose request headers are not all in
+    `header_timeout_s` after its request's first byte, or after it connected. uvicorn has no
+    such timeout: its keep-alive timer stops at the first byte, so a client sending one header
+    line at a time would hold the connection forever."""
+
+    class HeaderDeadline(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_timeout_s, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
+
+
 def serve_http(
     service: ModelService,
     startup: Callable[[], Awaitable[None]],
     host: str,
     port: int,
     max_request_bytes: int,
+    header_timeout_s: float,
 ) -> bool:
     """Serve until SIGTERM or SIGINT; False if the model failed to start (uvicorn logs why)."""
-    import uvicorn
-
     config = uvicorn.Config(
         InferenceApp(service, max_request_bytes, startup),
         host=host,
         port=port,
+        http=header_deadline(header_timeout_s),
         lifespan="on",
         log_level="warning",
         access_log=False,

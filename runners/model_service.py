@@ -14,13 +14,27 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.backends import Predictor, import_backend
-from runners.protocol import InferRequest, InferResponse, ItemCodec, Tensor, datatype_of
-from runners.serving import ServingCore
+from runners.model_config import triton_config
+from runners.model_stats import ModelStats
+from runners.protocol import (
+    InferRequest,
+    InferResponse,
+    ItemCodec,
+    ProtocolError,
+    Tensor,
+    datatype_of,
+)
+from runners.serving import ServingCore, clock
 
 SERVER_NAME = "bench-worker"
 MODEL_VERSION = "1"
-# The binary tensor extension (HTTP), and ours: GET /v2/bench/worker, gRPC BenchWorker.
-EXTENSIONS = ("binary_tensor_data", "bench_worker")
+# Triton's binary tensor, model configuration and statistics extensions, and ours:
+# GET /v2/bench/worker, gRPC BenchWorker.
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "statistics", "bench_worker")
+
+
+class UnknownModel(LookupError):
+    """A request for a model or version this worker does not serve (HTTP 404, NOT_FOUND)."""
 
 
 class ModelService:
@@ -46,6 +60,7 @@ class ModelService:
         self.imports_s = float("nan")  # -> the predictor's build begins, plus its framework's
         self.framework_import_s = 0.0  # the backend's import, inside the predictor's build
         self.codec: ItemCodec | None = None
+        self.stats = ModelStats()
         self._metadata: dict[str, Any] = {}
 
     async def start(self, build: Callable[[], Predictor]) -> None:
@@ -84,15 +99,54 @@ class ModelService:
     async def stop(self) -> None:
         await self.core.stop()
 
+    def check(self, name: str, version: str = "") -> None:
+        """UnknownModel unless `name` is this model and `version` is its one version or none;
+        the messages are Triton's."""
+        if name != self.name:
+            raise UnknownModel(
+                f"Request for unknown model: {name!r} is not found; "
+                f"this server serves {self.name!r}"
+            )
+        if version not in ("", MODEL_VERSION):
+            raise UnknownModel(
+                f"Request for unknown model: {name!r} version {version} is not found; "
+                f"it has version {MODEL_VERSION}"
+            )
+
     def metadata(self) -> dict[str, Any]:
         """The v2 model metadata: the raw inputs clients send, the output they get."""
         return self._metadata
 
+    def config(self) -> dict[str, Any]:
+        """The model as Triton's model configuration extension describes one (its JSON form)."""
+        return triton_config(self._metadata, self.core, self.core.predictor.info.provider)
+
+    def statistics(self) -> dict[str, Any]:
+        """Triton's statistics extension's document for this model, from what it counted."""
+        return {"model_stats": [self.stats.document(self.name, MODEL_VERSION, self.core)]}
+
     async def infer(self, request: InferRequest) -> InferResponse:
-        """Serve one request; ProtocolError if its tensors do not fit the model. The response
-        parameters carry the server-side queue and compute seconds and the batch it rode in."""
-        served = await self.core.infer(self.codec.items(request.inputs))
-        output = Tensor.from_array(self.core.predictor.bundle.output_name, served.output)
+        """Serve one request; ProtocolError if its tensors or the outputs it asks for do not
+        fit the model. The response parameters carry
+        the server-side queue and compute seconds and the batch it rode in."""
+        arrived = clock()
+        output_name = self.core.predictor.bundle.output_name
+        for name in request.outputs:
+            if name != output_name:
+                raise ProtocolError(
+                    f"unexpected inference output {name!r} for model {self.name!r}; "
+                    f"its output is {output_name!r}"
+                )
+        items = self.codec.items(request.inputs)
+        decoded = clock()
+        try:
+            served = await self.core.infer(items)
+        except Exception:
+            self.stats.failed(clock() - arrived)
+            raise
+        returned = clock()
+        output = Tensor.from_array(output_name, served.output)
+        self.stats.served(len(items), served, arrived, decoded, returned, clock())
         return InferResponse(
             model_name=self.name,
             outputs=[output],

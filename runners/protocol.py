@@ -20,6 +20,11 @@ import numpy as np
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BYTES = "BYTES"
+# JSON has no literal for these; Triton writes bare NaN/Infinity tokens, which strict parsers
+# reject. We write them as these strings (numpy, hence tritonclient's as_numpy, reads them
+# back), and read both forms.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_NON_FINITE_TEXT = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 # Numeric datatypes, little-endian on the wire whatever the host.
 DATATYPES: dict[str, np.dtype] = {
     name: np.dtype(kind).newbyteorder("<")
@@ -68,6 +73,8 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     # The client wants the outputs as binary data (`binary_data_output`), not JSON lists.
     binary_output: bool = False
+    # The outputs the client asked for by name (none named: all of them).
+    outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -148,18 +155,21 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("'inputs' must be a non-empty list of tensors")
     parameters = _parameters(doc, "request")
-    outputs = doc.get("outputs") or []
+    outputs = doc.get("outputs", [])
     if not isinstance(outputs, list):
         raise ProtocolError("'outputs' must be a list")
-    wants_binary = bool(parameters.get("binary_data_output")) or any(
-        isinstance(out, dict) and (out.get("parameters") or {}).get("binary_data") is True
-        for out in outputs
-    )
+    names, wants_binary = [], bool(parameters.get("binary_data_output"))
+    for i, out in enumerate(outputs):
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise ProtocolError(f"outputs[{i}] must be an object with a string 'name'")
+        wants_binary |= _parameters(out, f"output {out['name']!r}").get("binary_data") is True
+        names.append(out["name"])
     return InferRequest(
         inputs=_read_tensors(inputs, binary, "inputs"),
         id=str(doc.get("id", "")),
         parameters=parameters,
         binary_output=wants_binary,
+        outputs=names,
     )
 
 
@@ -211,11 +221,11 @@ def _encode(
             entry["data"] = [base64.b64encode(item).decode("ascii") for item in tensor.data]
             parameters["content_type"] = "base64"
         else:
-            entry["data"] = np.asarray(tensor.data).ravel().tolist()
+            entry["data"] = _json_numbers(np.asarray(tensor.data))
         if parameters:
             entry["parameters"] = parameters
         entries.append(entry)
-    text = json.dumps({**header, key: entries}, separators=(",", ":")).encode()
+    text = json.dumps({**header, key: entries}, separators=(",", ":"), allow_nan=False).encode()
     if not binary:
         return text, {"Content-Type": "application/json"}
     headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(text))}
@@ -236,7 +246,11 @@ def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memo
         if not 0 <= size <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} {size} is outside the {len(body)}-byte body")
     try:
-        doc = json.loads(body[:size])
+        doc = json.loads(body[:size], parse_float=_double)
+    except ProtocolError:
+        raise
+    except RecursionError:
+        raise ProtocolError("the JSON header is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"the JSON header is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -244,8 +258,24 @@ def _split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memo
     return doc, memoryview(body)[size:]
 
 
+def _double(text: str) -> float:
+    """A JSON number as a double; ProtocolError where it has none (1e400), as rapidjson does."""
+    value = float(text)
+    if math.isinf(value):
+        raise ProtocolError(f"the number {text} is out of the range of a double")
+    return value
+
+
+def _json_numbers(array: np.ndarray) -> list[Any]:
+    """A numeric array's elements for JSON, non-finite floats as NON_FINITE's strings."""
+    values = array.ravel().tolist()
+    if array.dtype.kind != "f" or np.isfinite(array).all():
+        return values
+    return [v if math.isfinite(v) else _NON_FINITE_TEXT[str(v)] for v in values]
+
+
 def _parameters(doc: dict[str, Any], where: str) -> dict[str, Any]:
-    parameters = doc.get("parameters") or {}
+    parameters = doc.get("parameters", {})
     if not isinstance(parameters, dict):
         raise ProtocolError(f"the {where}'s 'parameters' must be an object")
     return parameters
@@ -259,10 +289,15 @@ def _read_tensors(entries: list[Any], binary: memoryview, where: str) -> list[Te
         name, datatype = entry.get("name"), entry.get("datatype")
         if not isinstance(name, str) or not isinstance(datatype, str):
             raise ProtocolError(f"{where}[{i}] needs a string 'name' and 'datatype'")
-        parameters = dict(entry.get("parameters") or {})
+        parameters = dict(_parameters(entry, f"tensor {name!r}"))
         size = parameters.pop("binary_data_size", None)
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
                 raise ProtocolError(f"tensor {name!r}: binary_data_size {size} runs past the body")
             raw = bytes(binary[offset : offset + size])
             tensors.append(from_raw(name, datatype, entry.get("shape"), raw, parameters))
@@ -294,20 +329,70 @@ def _from_json(name: str, datatype: str, shape: Any, data: Any, parameters: dict
         else:
             items = [item.encode() for item in flat]
         return Tensor(name, datatype, shape, items, parameters)
+    return Tensor(
+        name, datatype, shape, array_of(name, datatype, shape, _flatten(data)), parameters
+    )
+
+
+def array_of(name: str, datatype: str, shape: Any, values: Sequence[Any]) -> np.ndarray:
+    """Numeric `values` (flat, row-major: JSON's, or gRPC's typed contents) as a `datatype`
+    array of `shape`, each checked: of the right kind and within the datatype's range."""
+    shape = _shape(shape, name)
     dtype = _dtype(datatype, name)
+    if len(values) != math.prod(shape):
+        raise ProtocolError(f"tensor {name!r}: shape {list(shape)} but {len(values)} elements")
+    return _numbers(name, datatype, dtype, list(values)).reshape(shape)
+
+
+def _numbers(name: str, datatype: str, dtype: np.dtype, flat: list[Any]) -> np.ndarray:
+    kinds = {type(v) for v in flat}
+    if dtype.kind == "b":
+        if kinds - {bool}:
+            raise ProtocolError(f"tensor {name!r}: BOOL data must be true or false")
+        return np.array(flat, dtype=dtype)
+    if dtype.kind in "iu":
+        if kinds - {int}:
+            raise ProtocolError(f"tensor {name!r}: {datatype} data must be integers")
+        info = np.iinfo(dtype)
+        if flat and (min(flat) < info.min or max(flat) > info.max):
+            bad = next(v for v in flat if not info.min <= v <= info.max)
+            raise ProtocolError(
+                f"tensor {name!r}: {bad} is out of the range of {datatype} [{info.min}, {info.max}]"
+            )
+        return np.array(flat, dtype=dtype)
+    if kinds - {int, float, str} or (
+        str in kinds and any(isinstance(v, str) and v not in NON_FINITE for v in flat)
+    ):
+        raise ProtocolError(
+            f"tensor {name!r}: {datatype} data must be numbers (or "
+            f"{', '.join(map(repr, NON_FINITE))})"
+        )
+    if str in kinds:
+        flat = [NON_FINITE.get(v, v) if isinstance(v, str) else v for v in flat]
     try:
-        array = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError):
-        raise ProtocolError(f"tensor {name!r}: 'data' is not a list of {datatype} values") from None
-    if array.size != count:
-        raise ProtocolError(f"tensor {name!r}: shape {list(shape)} but {array.size} elements")
-    return Tensor(name, datatype, shape, array.reshape(shape), parameters)
+        wide = np.array(flat, dtype=np.float64)
+    except OverflowError:  # an integer past any double
+        wide = None
+    limit = float(np.finfo(dtype).max)
+    if wide is None or (np.abs(wide[np.isfinite(wide)]) > limit).any():
+        raise ProtocolError(f"tensor {name!r}: a value is out of the range of {datatype}")
+    return wide.astype(dtype)
 
 
 def _flatten(data: Any) -> list[Any]:
+    """Nested lists' leaves in row-major order, without recursion (any depth is safe)."""
     if not isinstance(data, list):
         return [data]
-    return [leaf for item in data for leaf in _flatten(item)]
+    leaves, stack = [], [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            leaves.append(item)
+        else:
+            stack.pop()
+    return leaves
 
 
 def _shape(shape: Any, name: str) -> tuple[int, ...]:
@@ -376,8 +461,14 @@ class ItemCodec:
         if self.kind == "dict":
             by_name = {t.name: t for t in tensors}
             expected = [spec.name for spec in self.specs]
-            if sorted(by_name) != sorted(expected):
-                raise ProtocolError(f"inputs must be {expected}, got {sorted(by_name)}")
+            unexpected = sorted(set(by_name) - set(expected))
+            if unexpected:
+                raise ProtocolError(
+                    f"unexpected inference input {unexpected[0]!r}; the model's inputs are "
+                    f"{expected}"
+                )
+            if sorted(by_name) != sorted(expected) or len(by_name) != len(tensors):
+                raise ProtocolError(f"inputs must be {expected}, got {[t.name for t in tensors]}")
             arrays = {spec.name: self._checked(by_name[spec.name], spec) for spec in self.specs}
             counts = {len(a) for a in arrays.values()}
             if len(counts) != 1:
@@ -385,6 +476,11 @@ class ItemCodec:
             return [{name: a[i] for name, a in arrays.items()} for i in range(counts.pop())]
         if len(tensors) != 1:
             raise ProtocolError(f"expected one input tensor, got {len(tensors)}")
+        if tensors[0].name != self.specs[0].name:
+            raise ProtocolError(
+                f"unexpected inference input {tensors[0].name!r}; "
+                f"the model's input is {self.specs[0].name!r}"
+            )
         data = self._checked(tensors[0], self.specs[0])
         if self.kind == "text":
             try:

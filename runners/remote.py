@@ -16,6 +16,7 @@ import site
 import sys
 import tempfile
 import time
+import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,8 @@ import runners
 from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
 from runners.batching import Served
+from runners.binding import exposure_warning
+from runners.nginx import start_nginx
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.protocol import InferResponse
 from runners.worker import ENTRY
@@ -140,7 +143,7 @@ class RemoteRunner(Runner):
     # --- what a protocol brings ----------------------------------------------------------------
 
     def _load_balancer(self) -> str:
-        return "none"
+        return self.cfg.strategy.load_balancer
 
     @abstractmethod
     async def _open(self) -> None:
@@ -162,9 +165,18 @@ class RemoteRunner(Runner):
     async def _front(
         self, replicas: list[str], listen: str, target: str, sample: list[Any]
     ) -> bool:
-        """Start a load balancer in front of `replicas`, listening on `listen` and reached at
-        `target`, ready and warmed; False if there is none (the client spreads requests)."""
-        return False
+        """Start nginx in front of `replicas` if the strategy asks for it, listening on
+        `listen` and reached at `target`, ready and warmed; False if there is none (the client
+        spreads requests)."""
+        st = self.cfg.strategy
+        if st.load_balancer != "nginx":
+            return False
+        workdir = self._workdir / "nginx"
+        child = start_nginx(replicas, listen, st.max_request_bytes, workdir, self.protocol)
+        self._children.append(child)
+        await wait_ready(child, lambda: self._ready(target), st.start_timeout_s)
+        await self._call(target, sample)
+        return True
 
     # --- the Runner interface ------------------------------------------------------------------
 
@@ -178,6 +190,9 @@ class RemoteRunner(Runner):
 
     async def _start(self, began: float) -> None:
         st = self.cfg.strategy
+        warning = exposure_warning(st.host, f"strategy={self.name}'s servers")
+        if warning:
+            warnings.warn(warning, stacklevel=3)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         self._workdir.chmod(0o755)  # an nginx worker running as nobody reads below it
         extra = 0 if self._load_balancer() == "none" else 1

@@ -33,6 +33,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ import numpy as np
 import psutil
 
 from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
+from runners.binding import exposure_warning
 from runners.http import V2HttpClient
 from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
 from runners.remote import (
@@ -128,6 +130,9 @@ class ServerlessRunner(Runner):
 
     async def start(self) -> None:
         """Deploy (the workers' config, the model's artefacts in the cache); start nothing."""
+        warning = exposure_warning(self.cfg.strategy.host, "strategy=serverless's instances")
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         self._workdir = Path(tempfile.mkdtemp(prefix="bench-serverless-"))
         self._config = self._workdir / "config.yaml"
         # Instances may all run at once: each gets its share of the cores, as replicas do.

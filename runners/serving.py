@@ -41,8 +41,10 @@ class ServingCore:
         self.model_load_s = 0.0  # building the predictor (0 when handed one)
         self.first_inference_s = float("nan")
         self.example_output: np.ndarray | None = None  # the first inference's, for metadata
-        # Items per predictor call -> calls; the start-up inference is not counted.
+        # Items per predictor call -> calls, and -> their seconds in all; the start-up
+        # inference is not counted.
         self.batch_sizes: Counter[int] = Counter()
+        self.batch_compute_s: Counter[int] = Counter()
         self._pool: ThreadPoolExecutor | None = None
         self._batcher: DynamicBatcher | None = None
 
@@ -109,6 +111,7 @@ class ServingCore:
             self._pool, self._predict, items
         )
         self.batch_sizes[len(items)] += 1
+        self.batch_compute_s[len(items)] += executed.compute_s
         return executed
 
     def _predict(self, items: Sequence[Any]) -> Executed:

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
     from omegaconf import OmegaConf
 
     from bench.backends import Predictor
+    from runners.binding import exposure_warning
     from runners.model_service import ModelService
     from runners.serving import ServingCore, build_from_config
 
@@ -65,11 +66,14 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
     async def startup() -> None:
         await service.start(build)
 
+    warning = exposure_warning(args.host, f"this worker (port {args.port})")
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     serving = (args.host, args.port, args.max_request_bytes)
     if args.protocol == "http":
         from runners.http_app import serve_http
 
-        return 0 if serve_http(service, startup, *serving) else 3
+        return 0 if serve_http(service, startup, *serving, args.header_timeout_s) else 3
     from runners.grpc_service import serve_grpc
 
     asyncio.run(serve_grpc(service, startup, *serving))
@@ -80,13 +84,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m runners.worker", description=__doc__)
     parser.add_argument("--config", required=True, help="the run's resolved config (YAML)")
     parser.add_argument("--protocol", choices=("http", "grpc"), required=True)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="where to listen (default: loopback only)"
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
         "--max-request-bytes",
         type=int,
         default=32 * 1024 * 1024,
         help="larger request bodies (gRPC messages) are refused; the server goes on",
+    )
+    parser.add_argument(
+        "--header-timeout-s",
+        type=float,
+        default=10.0,
+        help="HTTP: disconnect a client whose request headers take longer than this",
     )
     parser.add_argument(
         "--spawned-at",

@@ -117,22 +117,29 @@ async def _served_per_replica(runner, requests: int) -> list[int]:
     for i in range(requests):
         await runner.infer(Request(i, sample))
     served = []
-    async with aiohttp.ClientSession() as session:
-        for target in runner.addresses:
-            async with session.get(f"http://{target}/v2/bench/worker") as response:
-                sizes = (await response.json())["batch_sizes"]
-                served.append(sum(int(size) * count for size, count in sizes.items()))
+    for target in runner.addresses:  # each worker's facts, over its own protocol
+        sizes = (await runner._worker_facts(target))["batch_sizes"]
+        served.append(sum(int(size) * count for size, count in sizes.items()))
     return served
 
 
 @pytest.mark.parametrize(
-    "load_balancer", ["none", pytest.param("nginx", marks=needs_nginx)], ids=["client", "nginx"]
+    "strategy,load_balancer",
+    [
+        ("http", "none"),
+        pytest.param("http", "nginx", marks=needs_nginx),
+        # gRPC through nginx: grpc_pass over HTTP/2 to keep-alive upstreams.
+        pytest.param("grpc", "nginx", marks=needs_nginx),
+    ],
+    ids=["http-client", "http-nginx", "grpc-nginx"],
 )
-def test_requests_spread_over_replicas_and_nothing_outlives_stop(load_balancer, cache_dir):
+def test_requests_spread_over_replicas_and_nothing_outlives_stop(
+    strategy, load_balancer, cache_dir
+):
     cfg = compose(
         [
             "model=mlp",
-            "strategy=http",
+            f"strategy={strategy}",
             "strategy.replicas=2",
             f"strategy.load_balancer={load_balancer}",
             f"cache_dir={cache_dir}",

@@ -112,6 +112,9 @@ class ServedStrategyConfig(ProcessStrategyConfig):
     # First replica's port; the others take the next ones (and nginx, if any, the one after).
     # 0: the first free run of ports.
     port: int = 0
+    # none: the client spreads requests round robin; nginx: through an nginx in front of the
+    # replicas (HTTP/1.1 keep-alive for http, grpc_pass over HTTP/2 for grpc).
+    load_balancer: LoadBalancer = LoadBalancer.none
 
     def validate(self, at: str = "strategy") -> None:
         super().validate(at)
@@ -133,7 +136,6 @@ class HttpStrategyConfig(ServedStrategyConfig):
     or talks to an nginx in front of them (`load_balancer: nginx`)."""
 
     name: str = "http"
-    load_balancer: LoadBalancer = LoadBalancer.none
     # Tensors as Triton's binary extension (binary) or as JSON lists (json).
     payload: Payload = Payload.binary
     # The client's connection pool, all replicas together; a request past it waits, unseen by
@@ -149,7 +151,8 @@ class HttpStrategyConfig(ServedStrategyConfig):
 @option("strategy")
 @dataclass
 class GrpcStrategyConfig(ServedStrategyConfig):
-    """grpcio's asyncio server per replica; a `grpc.aio` channel per replica, round robin."""
+    """grpcio's asyncio server per replica; a `grpc.aio` channel per replica, round robin, or
+    one to an nginx in front of them (`load_balancer: nginx`)."""
 
     name: str = "grpc"
     runner: ClassVar[str] = "runners.grpc:GrpcRunner"
