@@ -147,6 +147,12 @@ def test_threads_are_probed_unless_pinned(tmp_path):
         assert info.threads_choice.startswith("probed") and f"chose {info.threads}" in (
             info.threads_choice
         )
+        # Remembered: a worker started again does not probe inside its start-up.
+        again = build_predictor(bundle, TorchBackendConfig(max_threads=2), NONE, str(tmp_path))
+        assert again.info.threads == info.threads
+        assert again.info.threads_choice == (
+            f"remembered from an earlier probe on this host: {info.threads_choice}"
+        )
         pinned = build_predictor(bundle, TorchBackendConfig(threads=2), NONE, str(tmp_path))
         assert pinned.info.threads == 2
         assert pinned.info.as_row()["predictor_threads_choice"] == "pinned: backend.threads=2"

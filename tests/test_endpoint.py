@@ -92,7 +92,7 @@ def test_a_wrong_model_name_is_refused_at_start_naming_the_url(v2_worker, tmp_pa
     cfg = compose([*TINY, f"strategy.url='{v2_worker}'", "strategy.model_name=nope"])
     row = run_benchmark(cfg, tmp_path).iloc[0]
     assert row["status"] == "failed"
-    assert v2_worker in row["error"] and "'nope' not found" in row["error"]
+    assert v2_worker in row["error"] and "'nope' is not found" in row["error"]
 
 
 def test_a_json_service_gets_the_template_and_answers_at_the_response_path(cache_dir):

@@ -278,7 +278,9 @@ def test_tensors_that_do_not_fit_the_model_are_refused():
     with pytest.raises(ProtocolError, match="datatype FP64"):
         codec.items(items_to_tensors([np.ones(4)]))
     with pytest.raises(ProtocolError, match="not UTF-8"):
-        ItemCodec("text").items([Tensor("t", "BYTES", (1,), [b"\xff"])])
+        ItemCodec("text").items([Tensor("text", "BYTES", (1,), [b"\xff"])])
+    with pytest.raises(ProtocolError, match="unexpected inference input 't'"):
+        ItemCodec("text").items([Tensor("t", "BYTES", (1,), [b"x"])])
 
 
 # --- direct with dynamic batching ------------------------------------------------------------

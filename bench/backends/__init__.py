@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 from types import ModuleType
+
+from omegaconf import OmegaConf
 
 from bench.backends.base import BackendError, Predictor, PredictorInfo
 from bench.backends.threads import settle_threads
@@ -35,7 +38,12 @@ def build_predictor(
     predictor = implementation("backend", backend, "predictor")(
         bundle, backend, optimization, cache_dir
     )
-    settle_threads(predictor, backend.threads, backend.max_threads)
+    settings = OmegaConf.to_container(
+        OmegaConf.create({"backend": backend, "optimization": optimization}), enum_to_str=True
+    )
+    settings["backend"].pop("threads", None)
+    identity = json.dumps([bundle.name, bundle.fingerprint(), settings], sort_keys=True)
+    settle_threads(predictor, backend.threads, backend.max_threads, identity, cache_dir)
     return predictor
 
 

@@ -5,14 +5,20 @@ Why not a default: for the MLP over HTTP at 20 qps, 2 intra-op threads gave a co
 6.3 ms against 0.55 ms with 1. Between requests idle threads go to sleep and every request pays
 their wake-up, so more threads than a request can use make a fast model look five times slower.
 The probe times each count as requests arrive in service, one at a time after an idle gap, and
-keeps the fewest threads within a margin of the fastest.
+keeps the fewest threads within a margin of the fastest. Its choice is remembered under the
+cache folder, by model, backend, optimization, host and the counts tried, so a worker started
+again (a replica, a serverless cold start) reuses it instead of probing inside its start-up.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import platform
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from bench.backends.base import Predictor
 
@@ -62,24 +68,65 @@ def choose(medians: dict[int, float]) -> int:
     return min(n for n, t in medians.items() if t <= best * (1.0 + MARGIN))
 
 
-def settle_threads(predictor: Predictor, pinned: int | None, most: int | None) -> None:
+def settle_threads(
+    predictor: Predictor,
+    pinned: int | None,
+    most: int | None,
+    identity: str,
+    cache_dir: str | None,
+) -> None:
     """Set the predictor's intra-op threads: `pinned` if given, else the probe's choice among
-    counts up to `most` (null: the cores available); the choice and why go in its info."""
+    counts up to `most` (null: the cores available), remembered under `cache_dir` by
+    `identity` (what the predictor runs); the choice and why go in its info."""
     if pinned is not None:
         # The predictor was built with it.
         chosen, why = pinned, f"pinned: backend.threads={pinned}"
     else:
-        most = most or available_cores()
-        counts = candidates(most)
+        counts = candidates(most or available_cores())
         if len(counts) == 1:
             chosen, why = counts[0], f"one core for this predictor: {counts[0]} thread"
         else:
-            medians = probe(predictor, counts)
-            chosen = choose(medians)
-            timed = ", ".join(f"{n}: {t * 1e3:.2f} ms" for n, t in medians.items())
-            why = (
-                f"probed (median of {PROBE_CALLS} calls, each after {PROBE_IDLE_S * 1e3:g} ms "
-                f"idle) {timed}; chose {chosen}, the fewest within {MARGIN:.0%} of the fastest"
-            )
+            memo = _memo(cache_dir, identity, counts)
+            chosen, why = _remembered(memo)
+            if chosen is None:
+                chosen, why = _probed(predictor, counts)
+                _remember(memo, chosen, why)
+            else:
+                why = f"remembered from an earlier probe on this host: {why}"
         predictor.set_threads(chosen)
     predictor.settle_info(replace(predictor.info, threads=chosen, threads_choice=why))
+
+
+def _probed(predictor: Predictor, counts: list[int]) -> tuple[int, str]:
+    medians = probe(predictor, counts)
+    chosen = choose(medians)
+    timed = ", ".join(f"{n}: {t * 1e3:.2f} ms" for n, t in medians.items())
+    return chosen, (
+        f"probed (median of {PROBE_CALLS} calls, each after {PROBE_IDLE_S * 1e3:g} ms idle) "
+        f"{timed}; chose {chosen}, the fewest within {MARGIN:.0%} of the fastest"
+    )
+
+
+def _memo(cache_dir: str | None, identity: str, counts: list[int]) -> Path | None:
+    if cache_dir is None:
+        return None
+    key = json.dumps([identity, counts, platform.node(), available_cores()])
+    name = hashlib.sha256(key.encode()).hexdigest()
+    return Path(cache_dir).expanduser() / "threads" / f"{name}.json"
+
+
+def _remembered(memo: Path | None) -> tuple[int | None, str]:
+    try:
+        found = json.loads(memo.read_text()) if memo is not None else None
+        return int(found["threads"]), str(found["why"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, ""
+
+
+def _remember(memo: Path | None, threads: int, why: str) -> None:
+    if memo is None:
+        return
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"threads": threads, "why": why}))
+    os.replace(tmp, memo)  # workers starting together each write a whole file

@@ -44,7 +44,7 @@ SOAK_S = float(os.environ.get("BENCH_SOAK_S", "300"))
 SOAK_QPS = 50.0
 MALFORMED_SHARE = 0.1
 RSS_EVERY_S = 5.0
-ROUNDS = 3
+ROUNDS = 2
 CONCURRENCIES = (1, 4)
 POINT_S = 8.0
 
