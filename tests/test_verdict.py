@@ -46,7 +46,11 @@ def test_a_clean_point_is_valid():
         ({"window_p99_spread_beyond_noise": 0.4}, "p99 differs by 40% beyond", "run longer"),
         ({"window_p99_spread_beyond_noise": np.nan}, "unstable", "run longer"),
         ({"late_send_fraction": 0.05}, "generator fell behind: 5.0%", "lower the rate"),
-        ({"blocked_send_fraction": 0.2}, "connections exhausted", "scenario.connections"),
+        (
+            {"blocked_send_fraction": 0.2, "connections_limit": 4},
+            "connections exhausted",
+            "scenario.connections",
+        ),
         ({"errors": 3}, "errors: 3 of 1000", "errors column"),
     ],
 )
@@ -89,3 +93,49 @@ def test_p99_windows_of_one_steady_system_agree_within_their_noise():
     bounds = [quantile_bounds(w, 0.99) for w in shifted]
     assert _spread(p99) > 0.5
     assert _spread_beyond_noise(p99, bounds) > 0.10
+
+
+def test_unlimited_connections_are_never_blamed():
+    # direct has no connections, and scenario.connections null limits none: a request started
+    # late by a busy event loop is the loop's, not a connection pool's.
+    verdict = judge(stats(blocked_send_fraction=0.2), SERVER)
+    assert verdict.valid
+    assert verdict.as_row()["check_connections"] is None
+
+
+@pytest.mark.parametrize(
+    "split, culprit, advice",
+    [
+        (
+            {"late_process_fraction": 0.28, "late_generator_fraction": 0.02},
+            "process was busy",
+            "strategy=http",
+        ),
+        ({"late_loop_fraction": 0.3}, "event loop was busy", "lower the rate"),
+        ({"late_generator_fraction": 0.3}, "generator fell behind", "its own cores"),
+    ],
+)
+def test_a_late_point_names_the_culprit(split, culprit, advice):
+    shares = {"late_generator_fraction": 0.0, "late_process_fraction": 0.0}
+    shares |= {"late_loop_fraction": 0.0, "late_sut_fraction": 0.0, **split}
+    verdict = judge(stats(late_send_fraction=0.3, **shares), SERVER)
+    assert not verdict.valid
+    (reason,) = verdict.reasons
+    assert culprit in reason
+    first = max(split, key=split.get)
+    assert (first == "late_generator_fraction") == reason.startswith("generator fell behind")
+    assert advice in verdict.recommendation
+
+
+def test_sends_late_behind_a_stall_of_the_server_are_not_the_generators():
+    verdict = judge(
+        stats(
+            late_send_fraction=0.05,
+            late_sut_fraction=0.05,
+            late_generator_fraction=0.0,
+            late_process_fraction=0.0,
+            late_loop_fraction=0.0,
+        ),
+        SERVER,
+    )
+    assert verdict.valid

@@ -160,32 +160,66 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
     )
 
 
+# What each culprit of a late start is called in a reason, and what to do about it.
+_CULPRIT_WORDS = {
+    "generator": (
+        "the generator fell behind (the sender still busy with earlier sends)",
+        "lower the rate or give the load generator its own cores",
+    ),
+    "process": (
+        "the harness's process was busy (the sender's thread woke late: another thread of this "
+        "process held the GIL, or no core was free)",
+        "give the harness its own cores, or serve the model out of the harness's process "
+        "(strategy=http)",
+    ),
+    "loop": (
+        "the harness's event loop was busy (with responses or other requests)",
+        "lower the rate, or give the harness its own cores",
+    ),
+}
+
+
 def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     if open_ended:
         return Check("generator", "Pacing is not judged: every request is sent at once.", None)
     rule = (
-        f"The generator kept pace: at most {sc.max_late_fraction:.0%} of requests dispatched "
-        f"more than {sc.late_send_ms:g} ms after their intended time."
+        f"The load was offered on time: at most {sc.max_late_fraction:.0%} of requests started "
+        f"more than {sc.late_send_ms:g} ms after their intended time through the harness "
+        "(its generator behind, its process or event loop busy); sends held up behind a stall "
+        "of the system under test count against the system, not the harness."
     )
-    late = stats["late_send_fraction"]
+    late_all = stats["late_send_fraction"]
+    by_sut = stats.get("late_sut_fraction", 0.0)
+    late = max(late_all - by_sut, 0.0)
     if late <= sc.max_late_fraction:
         return Check("generator", rule, True)
-    return Check(
-        "generator",
-        rule,
-        False,
-        f"generator fell behind: {late:.1%} of requests sent over "
-        f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%})",
-        "lower the rate or give the load generator its own cores",
+    shares = {name: stats.get(f"late_{name}_fraction", np.nan) for name in _CULPRIT_WORDS}
+    if not all(np.isfinite(v) for v in shares.values()):  # no split recorded: the generator's
+        shares = {"generator": late, "process": 0.0, "loop": 0.0}
+    named = sorted((v, k) for k, v in shares.items() if v > 0)[::-1] or [(late, "generator")]
+    culprits = ", ".join(f"{_CULPRIT_WORDS[k][0]} for {v:.1%}" for v, k in named)
+    head = "generator fell behind" if named[0][1] == "generator" else "load offered late"
+    reason = (
+        f"{head}: {late:.1%} of requests sent over {sc.late_send_ms:g} ms late "
+        f"(limit {sc.max_late_fraction:.0%}): {culprits}"
     )
+    return Check("generator", rule, False, reason, _CULPRIT_WORDS[named[0][1]][1])
 
 
 def _connections(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     if open_ended:
         return Check("connections", "Client connections are not judged: no schedule.", None)
+    limit = stats.get("connections_limit", np.nan)
+    if limit is None or not np.isfinite(limit):
+        return Check(
+            "connections",
+            "Client connections are not judged: their number was not limited "
+            "(scenario.connections null), so no request waited for one.",
+            None,
+        )
     rule = (
         f"The load was offered as scheduled: at most {sc.max_late_fraction:.0%} of requests "
-        f"waited more than {sc.late_send_ms:g} ms for a free client connection."
+        f"waited more than {sc.late_send_ms:g} ms for one of the {limit:g} client connections."
     )
     blocked = stats["blocked_send_fraction"]
     if blocked <= sc.max_late_fraction:
@@ -195,7 +229,8 @@ def _connections(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
         rule,
         False,
         f"client connections exhausted: {blocked:.1%} of requests waited over "
-        f"{sc.late_send_ms:g} ms for a free connection, so the load was not offered as scheduled",
+        f"{sc.late_send_ms:g} ms for one of the {limit:g} connections, so the load was not "
+        "offered as scheduled",
         "lower the rate, or raise scenario.connections if clients really have more",
     )
 
