@@ -1,4 +1,4 @@
-"""Late sends name their culprit: the generator, the harness's process or event loop, or a
+"""Late sends name their culprit: the generator, the host, the harness's own process, or a
 stall of the system under test. Pure functions first, then the driver against real runners."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_each_late_request_is_blamed_on_the_step_that_held_it():
     cols = _columns(
         intended=t,
         # 0: on time; 1: the sender still busy until 3 ms after; 2: ready in time, woke 3 ms
-        # late; 3: handed on in time, the event loop began it 3 ms later.
+        # late; 3: sent in time, the harness's process began it 3 ms later.
         ready=t + [0, 3 * _MS, 0, 0],
         dispatched=t + [0, 3 * _MS, 3 * _MS, 0],
         started=t + [0, 3 * _MS, 3 * _MS, 3 * _MS],
@@ -38,8 +38,8 @@ def test_each_late_request_is_blamed_on_the_step_that_held_it():
     )
     row = lateness(cols, np.ones(4, dtype=bool), 1e-3)
     assert row["late_send_fraction"] == 0.75
-    assert row["late_generator_fraction"] == row["late_process_fraction"] == 0.25
-    assert row["late_loop_fraction"] == 0.25
+    assert row["late_generator_fraction"] == row["late_host_fraction"] == 0.25
+    assert row["late_process_fraction"] == 0.25
     assert row["late_sut_fraction"] == 0.0 and row["sut_stalls"] == 0
 
 
@@ -106,8 +106,9 @@ def test_sends_delayed_behind_a_servers_burst_are_blamed_on_the_server():
     assert check.passed or not check.reason.startswith("generator fell behind")
 
 
-def test_an_in_process_runner_gets_each_request_from_the_sender_thread():
-    """`direct` serves in this process: the event loop takes no part in its requests."""
+def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader():
+    """`direct` serves in this process: the event loop takes no part in its requests, and the
+    schedule is kept by a process of its own."""
     threads: set[str] = set()
 
     class Recording(DirectRunner):
@@ -128,6 +129,6 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_thread():
 
     measurement = asyncio.run(main())
     cols = measurement.log.columns()
-    assert threads == {"load-sender"}
+    assert threads == {"load-receiver"}
     assert np.array_equal(cols["started"], cols["dispatched"])
     assert cols["ok"].all() and np.all(cols["done"] >= cols["sent"])

@@ -1,38 +1,42 @@
 """Issue requests to a runner as a load point says, and record when each was meant to go,
 went and came back.
 
-Open-loop sends are paced by a dedicated thread with `time.sleep` (sub-millisecond on Linux):
-asyncio's own timers round to whole milliseconds, which made a third of sends at 100 qps over
-1 ms late here. Closed-loop workers send the next request as soon as the previous returns.
-Nothing here spins: every wait is a sleep or an await.
+Open-loop sends are paced by a sender process of its own (`bench.load.sender`), sleeping with
+`time.sleep` (sub-millisecond on Linux; asyncio's timers round to whole milliseconds, which
+made a third of sends at 100 qps over 1 ms late here) and saying over a pipe which request to
+send when: no Python code of this process, a model's included, can delay the schedule or its
+timing. Closed-loop workers send the next request as soon as the previous returns. Nothing
+here spins: every wait is a sleep, a blocking read or an await.
 
-Two ways to hand a request over, and one flow of callbacks over both:
-- a runner that `issues_directly` (in-process: `direct`) gets each request from the sender
-  thread itself and says when it is done from the thread that served it; the event loop takes
-  no part in a request, so a model holding the GIL in this process waits for the harness no
-  more than it would for a client's request, and no timestamp waits for the loop;
-- any other runner gets `await infer()` on the event loop, the sender handing each request to
+Two ways to hand a request over, one flow of callbacks over both:
+- a runner that `issues_directly` (in-process: `direct`) gets each request from the thread
+  that reads the sender's pipe, and says when it is done from the thread that served it: the
+  event loop takes no part in a request, so a model holding the GIL in this process waits for
+  the harness no more than it would for a client's request, and no timestamp waits for the
+  loop (LoadGen's IssueQuery and QuerySamplesComplete);
+- any other runner gets `await infer()` on the event loop, the reader handing each request to
   the loop.
-While a point runs the interpreter's switch interval is shortened, so a thread that wants the
-GIL (the sender waking for its next send, above all) gets it within `_SWITCH_INTERVAL_S` rather
-than CPython's 5 ms, whatever other Python code in this process is doing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from bench.load.log import Measurement, RequestLog
 from bench.load.points import LoadPoint
 from bench.load.scenarios import shape_of
+from bench.load.sender import RECORD, header
 from bench.load.shapes import Burst, ClosedLoop, OpenLoop
 from bench.load.sut import Request, Response, Runner
 
@@ -40,22 +44,58 @@ now = time.perf_counter
 
 # Offline sizes its burst from the warm-up rate with this many requests outstanding.
 _OFFLINE_WARMUP_CONCURRENCY = 4
-_SENDER_NAP_S = 0.1  # the sender thread wakes at least this often to see a stop
-# The GIL switch interval while a point runs (CPython's default: 5 ms). See the module's doc.
-_SWITCH_INTERVAL_S = 1e-4
+# The sender process gets its schedule this long before the first send is due.
+_SENDER_LEAD_S = 0.05
+_SENDER_START_TIMEOUT_S = 30.0
 
 OnDone = Callable[[int], None]
 
 
-@contextmanager
-def switch_interval(seconds: float) -> Iterator[None]:
-    """`sys.setswitchinterval(seconds)` for the block, then back to what it was."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+class _Sender:
+    """The sender process (`bench.load.sender`) of one open-loop point: started, given the
+    schedule, its records read as they come."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load.sender"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_ready(self) -> None:
+        if os.read(self.process.stdout.fileno(), 1) != b"R":
+            raise RuntimeError(f"the load sender did not start: {self.errors()}")
+
+    def schedule(self, start: float, offsets: np.ndarray) -> None:
+        stdin = self.process.stdin
+        stdin.write(header(start, len(offsets)))
+        stdin.write(np.ascontiguousarray(offsets, dtype=np.float64).tobytes())
+        stdin.flush()
+
+    def records(self) -> Iterator[tuple[int, float, float]]:
+        """(index, ready, dispatched) of each request as the sender sends it, until it ends."""
+        fd, left = self.process.stdout.fileno(), b""
+        while chunk := os.read(fd, 1 << 16):
+            data = left + chunk
+            whole = len(data) - len(data) % RECORD.size
+            yield from RECORD.iter_unpack(data[:whole])
+            left = data[whole:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def errors(self) -> str:
+        """What the stopped process wrote to stderr (its last lines)."""
+        self.stop()
+        return self.process.stderr.read().decode(errors="replace").strip()[-500:] or "no output"
+
+    def close(self) -> None:
+        self.stop()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            pipe.close()
 
 
 class _Gate:
@@ -102,19 +142,27 @@ class _Issue:
         self.idle = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
 
-    def new(self, intended: float, ready: float | None = None) -> int:
+    def new(
+        self, intended: float, dispatched: float | None = None, ready: float | None = None
+    ) -> int:
+        """A slot for the next request, dispatched now unless `dispatched` says when."""
         with self.lock:
             self.outstanding += 1
-            return self.log.new(intended, now(), ready)
+            return self.log.new(intended, now() if dispatched is None else dispatched, ready)
 
     def start(self, index: int, on_done: OnDone, gate: _Gate | None = None) -> None:
-        """Begin request `index`: from the sender thread (direct) or the event loop."""
-        with self.lock:  # handed to the runner by the sender itself: started as dispatched
-            self.log.started[index] = self.log.dispatched[index] if self.direct else now()
+        """Begin request `index`: from the thread that got it (direct) or the event loop."""
+        with self.lock:  # handed to the runner as it came from the sender: started then
+            started = self.log.dispatched[index] if self.direct else now()
+            self.log.started[index] = started
         if gate is None or gate.enter(index):
-            self._transmit(index, on_done, gate)
+            self._transmit(index, on_done, gate, started)
 
-    def _transmit(self, index: int, on_done: OnDone, gate: _Gate | None) -> None:
+    def _transmit(
+        self, index: int, on_done: OnDone, gate: _Gate | None, at: float | None = None
+    ) -> None:
+        """Send request `index` to the runner, at `at` (None: now, after waiting for a
+        connection)."""
         batches = self.driver.batches
         request = Request(index, batches[index % len(batches)])
 
@@ -126,7 +174,7 @@ class _Issue:
             self._settle()
 
         with self.lock:
-            self.log.sent[index] = now()
+            self.log.sent[index] = now() if at is None else at
         if self.direct:
             try:
                 self.runner.issue(request, finished)
@@ -220,13 +268,12 @@ class Driver:
         ticker = asyncio.create_task(self._tick(now()))
         shape = shape_of(point)
         try:
-            with switch_interval(_SWITCH_INTERVAL_S):
-                if isinstance(shape, ClosedLoop):
-                    return await self._closed_loop(point, shape)
-                if isinstance(shape, OpenLoop):
-                    return await self._open_loop(point, shape)
-                if isinstance(shape, Burst):
-                    return await self._offline(point, shape)
+            if isinstance(shape, ClosedLoop):
+                return await self._closed_loop(point, shape)
+            if isinstance(shape, OpenLoop):
+                return await self._open_loop(point, shape)
+            if isinstance(shape, Burst):
+                return await self._offline(point, shape)
             raise TypeError(f"scenario {point.scenario}: the driver has no {shape!r} load")
         finally:
             ticker.cancel()
@@ -267,47 +314,53 @@ class Driver:
 
     async def _open_loop(self, point: LoadPoint, shape: OpenLoop) -> Measurement:
         """Send a request at each of the shape's offsets (seconds from the start, warm-up
-        included)."""
+        included), when the sender process says."""
         offsets = shape.offsets
         log = RequestLog(capacity=len(offsets) + 1)
         loop = asyncio.get_running_loop()
         issue = _Issue(self, log, loop)
         gate = _Gate(shape.connections) if shape.connections else None
-        stop = threading.Event()
         all_sent = asyncio.Event()
-        # Start a little ahead so the first sends are not late by the thread's start-up.
-        start = now() + 0.02
+        received = 0
 
         def ignore(_: int) -> None: ...
 
-        def begin(index: int) -> None:
-            issue.start(index, ignore, gate)
+        def receive(start: float) -> None:
+            nonlocal received
+            try:
+                for index, ready, dispatched in sender.records():
+                    issue.new(start + offsets[index], dispatched, ready)
+                    if issue.direct:
+                        issue.start(index, ignore, gate)
+                    else:
+                        loop.call_soon_threadsafe(issue.start, index, ignore, gate)
+                    received += 1
+            finally:
+                loop.call_soon_threadsafe(all_sent.set)
 
-        def pace() -> None:
-            ready = now()
-            for offset in offsets:
-                intended = start + offset
-                while (delay := intended - now()) > 0:
-                    if stop.is_set():
-                        return
-                    time.sleep(min(delay, _SENDER_NAP_S))
-                index = issue.new(intended, ready)
-                if issue.direct:
-                    begin(index)
-                else:
-                    loop.call_soon_threadsafe(begin, index)
-                ready = now()
-            loop.call_soon_threadsafe(all_sent.set)
-
-        sender = threading.Thread(target=pace, name="load-sender", daemon=True)
-        sender.start()
+        sender = _Sender()
+        reader: threading.Thread | None = None
         try:
+            await asyncio.wait_for(
+                loop.run_in_executor(None, sender.wait_ready), _SENDER_START_TIMEOUT_S
+            )
+            start = now() + _SENDER_LEAD_S
+            reader = threading.Thread(target=receive, args=(start,), name="load-receiver")
+            reader.start()
+            await loop.run_in_executor(None, sender.schedule, start, offsets)
             await all_sent.wait()
+            if received < len(offsets):
+                raise RuntimeError(
+                    f"the load sender stopped after {received} of {len(offsets)} requests: "
+                    f"{sender.errors()}"
+                )
             issue.no_more()
             await issue.drain(self.drain_timeout_s)
         finally:
-            stop.set()
-            sender.join()
+            sender.stop()
+            if reader is not None:
+                reader.join()
+            sender.close()
         window_start = start + point.warmup_s
         return Measurement(
             log, window_start, window_start + point.duration_s, connections=shape.connections

@@ -3,10 +3,9 @@ spent, the culprit it names, and the stalls of the system under test. Pure funct
 
 A request's way from its intended time to the runner (see `bench.load.log`):
   intended -> ready: the sender was still busy with earlier sends (the generator behind);
-  ready -> dispatched: the sender's thread woke late from its sleep (its process busy: another
-      thread held the GIL, or no core was free);
-  dispatched -> started: the event loop was busy (the harness's own work: responses, other
-      requests);
+  ready -> dispatched: the sender woke late from its sleep (the host: no core free for it);
+  dispatched -> started: the harness's process was busy (its event loop, or the GIL held by
+      other Python code of that process) before it began the request;
   started -> sent: it waited for a free client connection (only where their number is limited).
 A late request's culprit is the step that took longest, unless it is one of the late run that
 follows a stall of the system under test: when a server answers nothing for a while and then
@@ -18,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 # Culprits of a late start, in the columns' order: `late_<culprit>_fraction`.
-CULPRITS = ("generator", "process", "loop", "sut")
+CULPRITS = ("generator", "host", "process", "sut")
 # A stall: no response for this many times the median time from send to response (and at
 # least `_STALL_MIN_S`) while a request was out.
 _STALL_FACTOR = 20.0
@@ -72,8 +71,8 @@ def lateness(cols: dict[str, np.ndarray], measured: np.ndarray, late_send_s: flo
     steps = np.stack(
         [
             np.clip(np.minimum(ready, dispatched) - intended, 0.0, None),  # generator behind
-            dispatched - np.maximum(ready, intended),  # the sender's thread woke late
-            started - dispatched,  # the event loop busy
+            dispatched - np.maximum(ready, intended),  # the sender woke late: the host
+            started - dispatched,  # the harness's process busy
         ]
     )
     culprit = np.argmax(np.nan_to_num(steps, nan=-np.inf), axis=0)
@@ -87,7 +86,7 @@ def lateness(cols: dict[str, np.ndarray], measured: np.ndarray, late_send_s: flo
         if n
         else 0.0,
         "sender_wake_lag_p99_ms": _p99_ms(steps[1], measured),
-        "event_loop_lag_p99_ms": _p99_ms(steps[2], measured),
+        "harness_lag_p99_ms": _p99_ms(steps[2], measured),
         "sut_stalls": len(stalls),
         "sut_stall_max_s": max((end - start for start, end in stalls), default=0.0),
     }

@@ -166,14 +166,13 @@ _CULPRIT_WORDS = {
         "the generator fell behind (the sender still busy with earlier sends)",
         "lower the rate or give the load generator its own cores",
     ),
-    "process": (
-        "the harness's process was busy (the sender's thread woke late: another thread of this "
-        "process held the GIL, or no core was free)",
-        "give the harness its own cores, or serve the model out of the harness's process "
-        "(strategy=http)",
+    "host": (
+        "the host was busy (the sender woke late from its sleep: no core was free for it)",
+        "run on a quieter host, or give the load generator its own cores",
     ),
-    "loop": (
-        "the harness's event loop was busy (with responses or other requests)",
+    "process": (
+        "the harness's process was busy (its event loop, or the GIL held by other Python code "
+        "of that process, began the request late)",
         "lower the rate, or give the harness its own cores",
     ),
 }
@@ -185,7 +184,7 @@ def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     rule = (
         f"The load was offered on time: at most {sc.max_late_fraction:.0%} of requests started "
         f"more than {sc.late_send_ms:g} ms after their intended time through the harness "
-        "(its generator behind, its process or event loop busy); sends held up behind a stall "
+        "(its generator behind, the host or its own process busy); sends held up behind a stall "
         "of the system under test count against the system, not the harness."
     )
     late_all = stats["late_send_fraction"]
@@ -195,7 +194,7 @@ def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
         return Check("generator", rule, True)
     shares = {name: stats.get(f"late_{name}_fraction", np.nan) for name in _CULPRIT_WORDS}
     if not all(np.isfinite(v) for v in shares.values()):  # no split recorded: the generator's
-        shares = {"generator": late, "process": 0.0, "loop": 0.0}
+        shares = {"generator": late, "host": 0.0, "process": 0.0}
     named = sorted((v, k) for k, v in shares.items() if v > 0)[::-1] or [(late, "generator")]
     culprits = ", ".join(f"{_CULPRIT_WORDS[k][0]} for {v:.1%}" for v, k in named)
     head = "generator fell behind" if named[0][1] == "generator" else "load offered late"
