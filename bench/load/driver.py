@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,15 @@ class _Sender:
     schedule, its records read as they come."""
 
     def __init__(self) -> None:
+        # The interpreter running the harness, importing this very `bench`, wherever it is.
+        found = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, [found, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.load.sender"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
         )
 
     def wait_ready(self) -> None:
@@ -100,7 +105,7 @@ class _Sender:
 
 class _Gate:
     """At most `limit` requests out at once (client connections); the rest wait in order.
-    Thread-safe: requests may enter from the sender and leave from a predictor thread."""
+    Thread-safe: requests may enter from the pipe's reader and leave from a predictor thread."""
 
     def __init__(self, limit: int) -> None:
         self.free = limit
