@@ -19,27 +19,30 @@ from tests.synthetic import SleepPredictor, direct_cfg
 _MS = 1e-3
 
 
-def _columns(intended, ready, dispatched, started, sent, done):
+def _columns(intended, ready, dispatched, started, sent, done, sender_cpu):
     cols = dict(intended=intended, ready=ready, dispatched=dispatched, started=started)
-    return {k: np.asarray(v, dtype=float) for k, v in {**cols, "sent": sent, "done": done}.items()}
+    cols |= {"sent": sent, "done": done, "sender_cpu": sender_cpu}
+    return {k: np.asarray(v, dtype=float) for k, v in cols.items()}
 
 
 def test_each_late_request_is_blamed_on_the_step_that_held_it():
-    t = np.arange(4) * 0.01
+    t = np.arange(5) * 0.01
     cols = _columns(
         intended=t,
-        # 0: on time; 1: the sender still busy until 3 ms after; 2: ready in time, woke 3 ms
-        # late; 3: sent in time, the harness's process began it 3 ms later.
-        ready=t + [0, 3 * _MS, 0, 0],
-        dispatched=t + [0, 3 * _MS, 3 * _MS, 0],
-        started=t + [0, 3 * _MS, 3 * _MS, 3 * _MS],
-        sent=t + [0, 3 * _MS, 3 * _MS, 3 * _MS],
+        # 0: on time; 1: the sender at work until 3 ms after; 2: ready in time, woke 3 ms
+        # late; 3: sent in time, the harness's process began it 3 ms later; 4: the sender
+        # ready 3 ms late having worked 0.5 ms of it (2.5 ms waiting for a core).
+        ready=t + [0, 3 * _MS, 0, 0, 3 * _MS],
+        dispatched=t + [0, 3 * _MS, 3 * _MS, 0, 3 * _MS],
+        started=t + [0, 3 * _MS, 3 * _MS, 3 * _MS, 3 * _MS],
+        sent=t + [0, 3 * _MS, 3 * _MS, 3 * _MS, 3 * _MS],
         done=t + 5 * _MS,
+        sender_cpu=np.cumsum([0, 5 * _MS, 0, 0, 0.5 * _MS]),
     )
-    row = lateness(cols, np.ones(4, dtype=bool), 1e-3)
-    assert row["late_send_fraction"] == 0.75
-    assert row["late_generator_fraction"] == row["late_host_fraction"] == 0.25
-    assert row["late_process_fraction"] == 0.25
+    row = lateness(cols, np.ones(5, dtype=bool), 1e-3)
+    assert row["late_send_fraction"] == 0.8
+    assert row["late_generator_fraction"] == row["late_process_fraction"] == 0.2
+    assert row["late_host_fraction"] == 0.4
     assert row["late_sut_fraction"] == 0.0 and row["sut_stalls"] == 0
 
 

@@ -78,8 +78,9 @@ class _Sender:
         stdin.write(np.ascontiguousarray(offsets, dtype=np.float64).tobytes())
         stdin.flush()
 
-    def records(self) -> Iterator[tuple[int, float, float]]:
-        """(index, ready, dispatched) of each request as the sender sends it, until it ends."""
+    def records(self) -> Iterator[tuple[int, float, float, float]]:
+        """(index, ready, dispatched, sender CPU seconds) of each request as the sender sends
+        it, until it ends."""
         fd, left = self.process.stdout.fileno(), b""
         while chunk := os.read(fd, 1 << 16):
             data = left + chunk
@@ -148,12 +149,17 @@ class _Issue:
         self.tasks: set[asyncio.Task] = set()
 
     def new(
-        self, intended: float, dispatched: float | None = None, ready: float | None = None
+        self,
+        intended: float,
+        dispatched: float | None = None,
+        ready: float | None = None,
+        sender_cpu: float = math.nan,
     ) -> int:
         """A slot for the next request, dispatched now unless `dispatched` says when."""
         with self.lock:
             self.outstanding += 1
-            return self.log.new(intended, now() if dispatched is None else dispatched, ready)
+            dispatched = now() if dispatched is None else dispatched
+            return self.log.new(intended, dispatched, ready, sender_cpu)
 
     def start(self, index: int, on_done: OnDone, gate: _Gate | None = None) -> None:
         """Begin request `index`: from the thread that got it (direct) or the event loop."""
@@ -333,8 +339,8 @@ class Driver:
         def receive(start: float) -> None:
             nonlocal received
             try:
-                for index, ready, dispatched in sender.records():
-                    issue.new(start + offsets[index], dispatched, ready)
+                for index, ready, dispatched, cpu in sender.records():
+                    issue.new(start + offsets[index], dispatched, ready, cpu)
                     if issue.direct:
                         issue.start(index, ignore, gate)
                     else:

@@ -2,7 +2,8 @@
 spent, the culprit it names, and the stalls of the system under test. Pure functions, no clocks.
 
 A request's way from its intended time to the runner (see `bench.load.log`):
-  intended -> ready: the sender was still busy with earlier sends (the generator behind);
+  intended -> ready: the sender was still at work on earlier sends (the generator behind), for
+      as much of it as the sender's own CPU time covers; the rest it spent waiting for a core;
   ready -> dispatched: the sender woke late from its sleep (the host: no core free for it);
   dispatched -> started: the harness's process was busy (its event loop, or the GIL held by
       other Python code of that process) before it began the request;
@@ -68,10 +69,14 @@ def lateness(cols: dict[str, np.ndarray], measured: np.ndarray, late_send_s: flo
     started, sent = cols["started"], cols["sent"]
     stalls = sut_stalls(sent, cols["done"])
     late_all = (started - intended) > late_send_s
+    behind = np.clip(np.minimum(ready, dispatched) - intended, 0.0, None)
+    # The sender's own CPU time since its previous dispatch: what of `behind` was its work.
+    worked = np.diff(cols["sender_cpu"], prepend=np.nan)
+    own = np.where(np.isfinite(worked), np.minimum(behind, worked), behind)
     steps = np.stack(
         [
-            np.clip(np.minimum(ready, dispatched) - intended, 0.0, None),  # generator behind
-            dispatched - np.maximum(ready, intended),  # the sender woke late: the host
+            own,  # the generator behind, at work
+            behind - own + dispatched - np.maximum(ready, intended),  # waiting for a core
             started - dispatched,  # the harness's process busy
         ]
     )

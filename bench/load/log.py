@@ -8,6 +8,8 @@ woke late, its process busy). `started`: when the driver began it (later than di
 event loop was busy; the same where the sender hands requests to the runner itself). `sent`:
 when it went to the runner (later than started only when it waited for a free client
 connection). `done`: when its response came (taken in the thread that finished it).
+`sender_cpu`: the CPU seconds the sender process had used when it dispatched the request (NaN
+where no sender process paces the load).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class RequestLog:
         "done",
         "queue_s",
         "compute_s",
+        "sender_cpu",
     )
 
     def __init__(self, capacity: int = 1024) -> None:
@@ -38,7 +41,13 @@ class RequestLog:
         self.ok = np.zeros(capacity, dtype=bool)
         self.errors: dict[str, int] = {}
 
-    def new(self, intended: float, dispatched: float, ready: float | None = None) -> int:
+    def new(
+        self,
+        intended: float,
+        dispatched: float,
+        ready: float | None = None,
+        sender_cpu: float = np.nan,
+    ) -> int:
         """Reserve the next slot for a request meant to be sent at `intended`, handed on at
         `dispatched` by a sender ready for it at `ready` (default: when it was meant to go)."""
         if self.size == len(self.intended):
@@ -47,6 +56,7 @@ class RequestLog:
         self.intended[index] = intended
         self.ready[index] = intended if ready is None else ready
         self.dispatched[index] = dispatched
+        self.sender_cpu[index] = sender_cpu
         self.size += 1
         return index
 

@@ -8,8 +8,9 @@ processes.
 `python -m bench.load.sender`, spoken to over stdin/stdout (binary, native byte order):
   it writes b"R" once started; then reads the start time and the count n (`_HEADER`) and n
   offsets (float64 seconds from the start); then, for each request in order, writes a record
-  (`_RECORD`: index, when it became ready to wait for it, when it sent it) and exits after the
-  last. A closed pipe (the harness gone) ends it.
+  (`RECORD`: index, when it became ready to wait for it, when it sent it, and the CPU time this
+  process had used by then, which tells its own work from waiting for a core) and exits after
+  the last. A closed pipe (the harness gone) ends it.
 
 Only the standard library is imported here: the process starts in tens of milliseconds.
 """
@@ -22,7 +23,7 @@ import sys
 import time
 
 _HEADER = struct.Struct("=dI")  # start (perf_counter seconds), number of requests
-RECORD = struct.Struct("=Idd")  # index, ready, dispatched
+RECORD = struct.Struct("=Iddd")  # index, ready, dispatched, CPU seconds used
 _NAP_S = 0.1  # the longest single sleep
 # Requests due within this of each other go in one write: a sender that is behind catches up
 # without a system call per request.
@@ -59,7 +60,7 @@ def serve(read_fd: int, write_fd: int) -> None:
         intended = start + offset
         while (delay := intended - now()) > 0:
             time.sleep(min(delay, _NAP_S))
-        pending.append(RECORD.pack(index, ready, now()))
+        pending.append(RECORD.pack(index, ready, now(), time.process_time()))
         last = index + 1 == count
         if last or start + offsets[index + 1] - now() > _COALESCE_S:
             _write_all(write_fd, b"".join(pending))

@@ -167,7 +167,7 @@ _CULPRIT_WORDS = {
         "lower the rate or give the load generator its own cores",
     ),
     "host": (
-        "the host was busy (the sender woke late from its sleep: no core was free for it)",
+        "the host was busy (no core was free for the sender when a send was due)",
         "run on a quieter host, or give the load generator its own cores",
     ),
     "process": (
