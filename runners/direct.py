@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 from bench.backends import Predictor
-from bench.load.sut import Request, Response, Runner, RunnerFacts
+from bench.load.sut import Complete, Request, Response, Runner, RunnerFacts
+from runners.batching import Served
 from runners.serving import ServingCore, build_from_config
 
 
@@ -38,6 +39,20 @@ class DirectRunner(Runner):
     async def infer(self, request: Request) -> Response:
         served = await self._core.infer(request.samples)
         return Response(output=served.output, queue_s=served.queue_s, compute_s=served.compute_s)
+
+    @property
+    def issues_directly(self) -> bool:
+        # The dynamic batcher forms batches on the event loop: requests go through infer().
+        return self._core.max_batch_size == 1
+
+    def issue(self, request: Request, complete: Complete) -> None:
+        def served(result: Served | BaseException) -> None:
+            if isinstance(result, BaseException):
+                complete(result)
+            else:
+                complete(Response(result.output, result.queue_s, result.compute_s))
+
+        self._core.submit(request.samples, served)
 
     async def stop(self) -> None:
         await self._core.stop()

@@ -9,6 +9,7 @@ handlers, so the strategies differ only by what sits in front of it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ class ServingCore:
         self.batch_sizes: Counter[int] = Counter()
         self.batch_compute_s: Counter[int] = Counter()
         self._pool: ThreadPoolExecutor | None = None
+        self._counting = threading.Lock()  # the batch counters, counted from predictor threads too
         self._batcher: DynamicBatcher | None = None
 
     @classmethod
@@ -96,6 +98,31 @@ class ServingCore:
             batch_requests=1,
         )
 
+    def submit(self, items: Sequence[Any], complete: Callable[[Served | BaseException], None]):
+        """Run `items` on a predictor thread from any thread, without an event loop, and call
+        `complete` there with what it served (or the exception). Not with a batcher."""
+        if self._pool is None or self._batcher is not None:
+            raise RuntimeError("the serving core is not started, or batches requests")
+        arrived = clock()
+        self._pool.submit(self._serve, list(items), arrived, complete)
+
+    def _serve(self, items: list[Any], arrived: float, complete) -> None:
+        try:
+            executed = self._predict(items)
+        except Exception as exc:  # the request fails, the core goes on
+            complete(exc)
+            return
+        self._count(len(items), executed)
+        complete(
+            Served(
+                output=executed.outputs,
+                queue_s=executed.began - arrived,
+                compute_s=executed.compute_s,
+                batch_size=len(items),
+                batch_requests=1,
+            )
+        )
+
     async def stop(self) -> None:
         if self._batcher is not None:
             await self._batcher.stop()
@@ -110,9 +137,13 @@ class ServingCore:
         executed = await asyncio.get_running_loop().run_in_executor(
             self._pool, self._predict, items
         )
-        self.batch_sizes[len(items)] += 1
-        self.batch_compute_s[len(items)] += executed.compute_s
+        self._count(len(items), executed)
         return executed
+
+    def _count(self, items: int, executed: Executed) -> None:
+        with self._counting:
+            self.batch_sizes[items] += 1
+            self.batch_compute_s[items] += executed.compute_s
 
     def _predict(self, items: Sequence[Any]) -> Executed:
         began = clock()

@@ -65,7 +65,11 @@ def test_a_clean_point_is_valid():
             "generator fell behind: 5.0% of requests (50 of 1000)",
             "lower the rate",
         ),
-        ({"blocked_send_fraction": 0.2}, "connections exhausted", "scenario.connections"),
+        (
+            {"blocked_send_fraction": 0.2, "connections_limit": 4},
+            "connections exhausted",
+            "scenario.connections",
+        ),
         ({"errors": 3}, "errors: 3 of 1000", "errors column"),
     ],
 )
@@ -158,7 +162,7 @@ def synthetic_point(latency_s: np.ndarray, late: int, late_by_s: float = 0.004) 
     for i, (at, took) in enumerate(zip(offsets, latency_s, strict=False)):
         dispatched = at + (late_by_s if i in late_at else 0.0)
         index = log.new(at, dispatched)
-        log.sent[index] = dispatched
+        log.started[index] = log.sent[index] = dispatched
         log.done[index] = at + took
         log.ok[index] = True
     return summarize(Measurement(log, 0.0, 10.0), 3, 1e-3, 1)
@@ -197,3 +201,45 @@ def test_a_late_share_significantly_over_the_limit_fails():
     verdict = judge(synthetic_point(latency, late=12), ServerScenarioConfig())
     assert [c.name for c in verdict.failed] == ["generator"]
     assert "12 of 180" in verdict.reasons[0]
+
+
+def test_unlimited_connections_are_never_blamed():
+    # direct has no connections, and scenario.connections null limits none: a request started
+    # late by a busy event loop is the loop's, not a connection pool's.
+    verdict = judge(stats(blocked_send_fraction=0.2), SERVER)
+    assert verdict.valid
+    assert verdict.as_row()["check_connections"] is None
+
+
+@pytest.mark.parametrize(
+    "split, culprit, advice",
+    [
+        ({"late_host_fraction": 0.28, "late_generator_fraction": 0.02}, "host was busy", "quieter"),
+        ({"late_process_fraction": 0.3}, "process was busy", "lower the rate"),
+        ({"late_generator_fraction": 0.3}, "generator fell behind", "its own cores"),
+    ],
+)
+def test_a_late_point_names_the_culprit(split, culprit, advice):
+    shares = {"late_generator_fraction": 0.0, "late_host_fraction": 0.0}
+    shares |= {"late_process_fraction": 0.0, "late_sut_fraction": 0.0, **split}
+    verdict = judge(stats(late_send_fraction=0.3, **shares), SERVER)
+    assert not verdict.valid
+    (reason,) = verdict.reasons
+    assert culprit in reason
+    first = max(split, key=split.get)
+    assert (first == "late_generator_fraction") == reason.startswith("generator fell behind")
+    assert advice in verdict.recommendation
+
+
+def test_sends_late_behind_a_stall_of_the_server_are_not_the_generators():
+    verdict = judge(
+        stats(
+            late_send_fraction=0.05,
+            late_sut_fraction=0.05,
+            late_generator_fraction=0.0,
+            late_host_fraction=0.0,
+            late_process_fraction=0.0,
+        ),
+        SERVER,
+    )
+    assert verdict.valid

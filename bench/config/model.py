@@ -56,6 +56,27 @@ class MLPConfig(ModelConfig):
 
 @option("model")
 @dataclass
+class BusyModelConfig(ModelConfig):
+    """A model with a known service time: its preprocessing spends `service_ms` per request
+    in Python (busy-waiting, holding the GIL as pure-Python pre- and post-processing does; or,
+    with `holds_gil` false, sleeping, as native code that releases it does), then one tiny
+    linear layer. `service_ms=0` is a zero-work model: what is left is the harness's cost."""
+
+    name: str = "busy"
+    service_ms: float = 2.0
+    holds_gil: bool = True
+    in_features: int = 4
+    out_features: int = 2
+    builder: ClassVar[str] = "bench.models.busy:build"
+
+    def validate(self, at: str = "model") -> None:
+        at_least(self.service_ms, 0.0, f"{at}.service_ms")
+        at_least(self.in_features, 1, f"{at}.in_features")
+        at_least(self.out_features, 1, f"{at}.out_features")
+
+
+@option("model")
+@dataclass
 class EfficientNetLite0Config(ModelConfig):
     """The real EfficientNet-Lite0 ImageNet classifier; requests carry encoded images."""
 

@@ -1,32 +1,257 @@
 """Issue requests to a runner as a load point says, and record when each was meant to go,
 went and came back.
 
-Open-loop sends are paced by a dedicated thread with `time.sleep` (sub-millisecond on Linux)
-handing each request to the event loop: asyncio's own timers round to whole milliseconds, which
-made a third of sends at 100 qps over 1 ms late here. Closed-loop workers send the next request
-as soon as the previous returns. Nothing here spins: every wait is a sleep or an await.
+Open-loop sends are paced by a sender process of its own (`bench.load.sender`), sleeping with
+`time.sleep` (sub-millisecond on Linux; asyncio's timers round to whole milliseconds, which
+made a third of sends at 100 qps over 1 ms late here) and saying over a pipe which request to
+send when: no Python code of this process, a model's included, can delay the schedule or its
+timing. Closed-loop workers send the next request as soon as the previous returns. Nothing
+here spins: every wait is a sleep, a blocking read or an await.
+
+Two ways to hand a request over, one flow of callbacks over both:
+- a runner that `issues_directly` (in-process: `direct`) gets each request from the thread
+  that reads the sender's pipe, and says when it is done from the thread that served it: the
+  event loop takes no part in a request, so a model holding the GIL in this process waits for
+  the harness no more than it would for a client's request, and no timestamp waits for the
+  loop (LoadGen's IssueQuery and QuerySamplesComplete);
+- any other runner gets `await infer()` on the event loop, the reader handing each request to
+  the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.load.log import Measurement, RequestLog
 from bench.load.points import LoadPoint
 from bench.load.scenarios import shape_of
+from bench.load.sender import RECORD, header
 from bench.load.shapes import Burst, ClosedLoop, OpenLoop
-from bench.load.sut import Request, Runner
+from bench.load.sut import Request, Response, Runner
 
 now = time.perf_counter
 
 # Offline sizes its burst from the warm-up rate with this many requests outstanding.
 _OFFLINE_WARMUP_CONCURRENCY = 4
-_SENDER_NAP_S = 0.1  # the sender thread wakes at least this often to see a stop
+# The sender process gets its schedule this long before the first send is due.
+_SENDER_LEAD_S = 0.05
+_SENDER_START_TIMEOUT_S = 30.0
+
+OnDone = Callable[[int], None]
+
+
+class _Sender:
+    """The sender process (`bench.load.sender`) of one open-loop point: started, given the
+    schedule, its records read as they come."""
+
+    def __init__(self) -> None:
+        # The interpreter running the harness, importing this very `bench`, wherever it is.
+        found = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(filter(None, [found, os.environ.get("PYTHONPATH")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.load.sender"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+
+    def wait_ready(self) -> None:
+        if os.read(self.process.stdout.fileno(), 1) != b"R":
+            raise RuntimeError(f"the load sender did not start: {self.errors()}")
+
+    def schedule(self, start: float, offsets: np.ndarray) -> None:
+        stdin = self.process.stdin
+        stdin.write(header(start, len(offsets)))
+        stdin.write(np.ascontiguousarray(offsets, dtype=np.float64).tobytes())
+        stdin.flush()
+
+    def records(self) -> Iterator[tuple[int, float, float, float]]:
+        """(index, ready, dispatched, sender CPU seconds) of each request as the sender sends
+        it, until it ends."""
+        fd, left = self.process.stdout.fileno(), b""
+        while chunk := os.read(fd, 1 << 16):
+            data = left + chunk
+            whole = len(data) - len(data) % RECORD.size
+            yield from RECORD.iter_unpack(data[:whole])
+            left = data[whole:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def errors(self) -> str:
+        """What the stopped process wrote to stderr (its last lines)."""
+        self.stop()
+        return self.process.stderr.read().decode(errors="replace").strip()[-500:] or "no output"
+
+    def close(self) -> None:
+        self.stop()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            pipe.close()
+
+
+class _Gate:
+    """At most `limit` requests out at once (client connections); the rest wait in order.
+    Thread-safe: requests may enter from the pipe's reader and leave from a predictor thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.free = limit
+        self.waiting: deque[int] = deque()
+        self.lock = threading.Lock()
+
+    def enter(self, index: int) -> bool:
+        """True: go now; False: queued, `leave` hands it on when a connection frees."""
+        with self.lock:
+            if self.free > 0:
+                self.free -= 1
+                return True
+            self.waiting.append(index)
+            return False
+
+    def leave(self) -> int | None:
+        """A request is done: the next waiting one, which now holds its connection."""
+        with self.lock:
+            if self.waiting:
+                return self.waiting.popleft()
+            self.free += 1
+            return None
+
+
+class _Issue:
+    """One load point's requests in flight: starts each (through `issue` or `infer`), records
+    its outcome in the log, and says when every request started has come back."""
+
+    def __init__(self, driver: Driver, log: RequestLog, loop: asyncio.AbstractEventLoop) -> None:
+        self.driver = driver
+        self.runner = driver.runner
+        self.log = log
+        self.loop = loop
+        self.direct = bool(self.runner.issues_directly)
+        self.lock = threading.Lock()  # the log, written from several threads on the direct path
+        self.closed = False  # after the drain timeout nothing more is recorded
+        self.outstanding = 0
+        self.all_started = False
+        self.idle = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+
+    def new(
+        self,
+        intended: float,
+        dispatched: float | None = None,
+        ready: float | None = None,
+        sender_cpu: float = math.nan,
+    ) -> int:
+        """A slot for the next request, dispatched now unless `dispatched` says when."""
+        with self.lock:
+            self.outstanding += 1
+            dispatched = now() if dispatched is None else dispatched
+            return self.log.new(intended, dispatched, ready, sender_cpu)
+
+    def start(self, index: int, on_done: OnDone, gate: _Gate | None = None) -> None:
+        """Begin request `index`: from the thread that got it (direct) or the event loop."""
+        with self.lock:  # handed to the runner as it came from the sender: started then
+            started = self.log.dispatched[index] if self.direct else now()
+            self.log.started[index] = started
+        if gate is None or gate.enter(index):
+            self._transmit(index, on_done, gate, started)
+
+    def _transmit(
+        self, index: int, on_done: OnDone, gate: _Gate | None, at: float | None = None
+    ) -> None:
+        """Send request `index` to the runner, at `at` (None: now, after waiting for a
+        connection)."""
+        batches = self.driver.batches
+        request = Request(index, batches[index % len(batches)])
+
+        def finished(result: Response | BaseException) -> None:
+            self._record(index, now(), result)
+            if gate is not None and (queued := gate.leave()) is not None:
+                self._transmit(queued, on_done, gate)
+            on_done(index)
+            self._settle()
+
+        with self.lock:
+            self.log.sent[index] = now() if at is None else at
+        if self.direct:
+            try:
+                self.runner.issue(request, finished)
+            except Exception as exc:  # later, from the loop: a closed loop would recurse
+                self.loop.call_soon_threadsafe(finished, exc)
+            return
+        task = self.loop.create_task(self._exchange(request))
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: self._task_done(t, finished))
+
+    async def _exchange(self, request: Request) -> Response | BaseException:
+        try:
+            return await self.runner.infer(request)
+        except Exception as exc:  # a failed request is a result, not a crash of the point
+            return exc
+
+    def _task_done(self, task: asyncio.Task, finished: Callable) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            finished(task.result())
+
+    def _record(self, index: int, done: float, result: Response | BaseException) -> None:
+        log = self.log
+        with self.lock:
+            if self.closed:
+                return
+            if isinstance(result, BaseException):
+                log.fail(index, done, f"{type(result).__name__}: {result}"[:200])
+            else:
+                log.done[index] = done
+                log.ok[index] = True
+                log.queue_s[index] = result.queue_s
+                log.compute_s[index] = result.compute_s
+            self.driver._completed += 1
+
+    def _settle(self) -> None:
+        with self.lock:
+            self.outstanding -= 1
+            idle = self.all_started and self.outstanding == 0
+        if idle:
+            self.loop.call_soon_threadsafe(self.idle.set)
+
+    def no_more(self) -> None:
+        """Every request of the point has been created: `drain` may end once they are back."""
+        with self.lock:
+            self.all_started = True
+            idle = self.outstanding == 0
+        if idle:
+            self.loop.call_soon_threadsafe(self.idle.set)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for requests in flight; those still out after `timeout_s` are errors."""
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        with self.lock:
+            self.closed = True
+            log = self.log
+            for index in range(log.size):
+                if math.isnan(log.done[index]):
+                    log.fail(index, math.nan, f"timeout: no response {timeout_s:g} s after")
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class Driver:
@@ -77,55 +302,80 @@ class Driver:
     async def _closed_workers(
         self, log: RequestLog, concurrency: int, start: float, stop_at: float
     ) -> None:
-        async def worker() -> None:
-            intended = start
-            while intended < stop_at:
-                index = log.new(intended, now())
-                await self._send(log, index)
-                intended = log.done[index]
+        """`concurrency` requests out at once, each sent as soon as the one before returns,
+        until `stop_at`; then wait for the last ones."""
+        issue = _Issue(self, log, asyncio.get_running_loop())
+        workers = concurrency
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        def next_one(index: int) -> None:
+            nonlocal workers
+            intended = log.done[index]
+            if intended < stop_at:  # a failed request has done NaN: that worker stops
+                issue.start(issue.new(intended), next_one)
+                return
+            with issue.lock:
+                workers -= 1
+                last = workers == 0
+            if last:
+                issue.no_more()
+
+        for _ in range(concurrency):
+            issue.start(issue.new(start), next_one)
+        await issue.drain(max(stop_at - now(), 0.0) + self.drain_timeout_s)
 
     async def _open_loop(self, point: LoadPoint, shape: OpenLoop) -> Measurement:
         """Send a request at each of the shape's offsets (seconds from the start, warm-up
-        included)."""
+        included), when the sender process says."""
         offsets = shape.offsets
         log = RequestLog(capacity=len(offsets) + 1)
         loop = asyncio.get_running_loop()
-        tasks: set[asyncio.Task] = set()
+        issue = _Issue(self, log, loop)
+        gate = _Gate(shape.connections) if shape.connections else None
         all_sent = asyncio.Event()
-        connections = asyncio.Semaphore(shape.connections) if shape.connections else None
-        stop = threading.Event()
-        # Start a little ahead so the first sends are not late by the thread's start-up.
-        start = now() + 0.02
+        received = 0
 
-        def launch(intended: float, last: bool) -> None:
-            task = loop.create_task(self._send(log, log.new(intended, now()), connections))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            if last:
-                all_sent.set()
+        def ignore(_: int) -> None: ...
 
-        def pace() -> None:
-            for i, offset in enumerate(offsets):
-                intended = start + offset
-                while (delay := intended - now()) > 0:
-                    if stop.is_set():
-                        return
-                    time.sleep(min(delay, _SENDER_NAP_S))
-                loop.call_soon_threadsafe(launch, intended, i == len(offsets) - 1)
+        def receive(start: float) -> None:
+            nonlocal received
+            try:
+                for index, ready, dispatched, cpu in sender.records():
+                    issue.new(start + offsets[index], dispatched, ready, cpu)
+                    if issue.direct:
+                        issue.start(index, ignore, gate)
+                    else:
+                        loop.call_soon_threadsafe(issue.start, index, ignore, gate)
+                    received += 1
+            finally:
+                loop.call_soon_threadsafe(all_sent.set)
 
-        sender = threading.Thread(target=pace, name="load-sender", daemon=True)
-        sender.start()
+        sender = _Sender()
+        reader: threading.Thread | None = None
         try:
-            if len(offsets):
-                await all_sent.wait()
-            await self._drain(log, tasks)
+            await asyncio.wait_for(
+                loop.run_in_executor(None, sender.wait_ready), _SENDER_START_TIMEOUT_S
+            )
+            start = now() + _SENDER_LEAD_S
+            reader = threading.Thread(target=receive, args=(start,), name="load-receiver")
+            reader.start()
+            await loop.run_in_executor(None, sender.schedule, start, offsets)
+            await all_sent.wait()
+            if received < len(offsets):
+                raise RuntimeError(
+                    f"the load sender stopped after {received} of {len(offsets)} requests: "
+                    f"{sender.errors()}"
+                )
+            issue.no_more()
+            await issue.drain(self.drain_timeout_s)
         finally:
-            stop.set()
-            sender.join()
+            sender.stop()
+            if reader is not None:
+                reader.join()
+            sender.close()
         window_start = start + point.warmup_s
-        return Measurement(log, window_start, window_start + point.duration_s)
+        return Measurement(
+            log, window_start, window_start + point.duration_s, connections=shape.connections
+        )
 
     async def _offline(self, point: LoadPoint, shape: Burst) -> Measurement:
         warm = RequestLog()
@@ -140,49 +390,14 @@ class Driver:
             rate = warm.size / max(finished.max() - warm.intended[0], 1e-9) if warm.size else 1.0
             count = max(1, math.ceil(rate * point.duration_s))
         log = RequestLog(capacity=count)
+        issue = _Issue(self, log, asyncio.get_running_loop())
         burst = now()
-        tasks = {asyncio.create_task(self._send(log, log.new(burst, now()))) for _ in range(count)}
-        await self._drain(log, tasks)
+        for _ in range(count):
+            issue.start(issue.new(burst), lambda _: None)
+        issue.no_more()
+        await issue.drain(self.drain_timeout_s)
         done = log.done[: log.size]
         return Measurement(log, burst, float(max(done.max(), burst + 1e-9)), open_ended=True)
-
-    # --- one request ---------------------------------------------------------------------------
-
-    async def _send(
-        self, log: RequestLog, index: int, connections: asyncio.Semaphore | None = None
-    ) -> None:
-        if connections is None:
-            await self._exchange(log, index)
-        else:
-            async with connections:
-                await self._exchange(log, index)
-
-    async def _exchange(self, log: RequestLog, index: int) -> None:
-        request = Request(index, self.batches[index % len(self.batches)])
-        log.sent[index] = now()
-        try:
-            response = await self.runner.infer(request)
-        except Exception as exc:  # a failed request is a result, not a crash of the point
-            log.fail(index, now(), f"{type(exc).__name__}: {exc}"[:200])
-        else:
-            log.done[index] = now()
-            log.ok[index] = True
-            log.queue_s[index] = response.queue_s
-            log.compute_s[index] = response.compute_s
-        self._completed += 1
-
-    async def _drain(self, log: RequestLog, tasks: set[asyncio.Task]) -> None:
-        """Wait for requests in flight; those still out after the drain timeout are errors."""
-        pending = set(tasks)
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=self.drain_timeout_s)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-            late = [i for i in range(log.size) if math.isnan(log.done[i])]
-            for index in late:
-                log.fail(index, math.nan, f"timeout: no response {self.drain_timeout_s:g} s after")
 
     async def _tick(self, began: float) -> None:
         if self.on_progress is None:

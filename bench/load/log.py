@@ -1,8 +1,15 @@
-"""Per-request records: intended, dispatched, sent and done times, outcome, server timings.
+"""Per-request records: when each request was meant to go and each step it took, its outcome,
+the server's timings.
 
-`intended` is when the schedule meant the request to go; `dispatched` when the generator got to
-it (late here means the generator fell behind); `sent` when it went to the runner (later than
-dispatched only when it waited for a free client connection); `done` when its response came.
+`intended`: when the schedule meant it to go. `ready`: when the sender, done with the request
+before, began waiting for this one (after `intended`: the sender itself was behind).
+`dispatched`: when the sender handed it on (late although ready in time: the sender's thread
+woke late, its process busy). `started`: when the driver began it (later than dispatched: the
+event loop was busy; the same where the sender hands requests to the runner itself). `sent`:
+when it went to the runner (later than started only when it waited for a free client
+connection). `done`: when its response came (taken in the thread that finished it).
+`sender_cpu`: the CPU seconds the sender process had used when it dispatched the request (NaN
+where no sender process paces the load).
 """
 
 from __future__ import annotations
@@ -15,7 +22,17 @@ import numpy as np
 class RequestLog:
     """Growable columns, one slot per request; times are `time.perf_counter()` seconds."""
 
-    _FLOAT_COLUMNS = ("intended", "dispatched", "sent", "done", "queue_s", "compute_s")
+    _FLOAT_COLUMNS = (
+        "intended",
+        "ready",
+        "dispatched",
+        "started",
+        "sent",
+        "done",
+        "queue_s",
+        "compute_s",
+        "sender_cpu",
+    )
 
     def __init__(self, capacity: int = 1024) -> None:
         self.size = 0
@@ -24,13 +41,22 @@ class RequestLog:
         self.ok = np.zeros(capacity, dtype=bool)
         self.errors: dict[str, int] = {}
 
-    def new(self, intended: float, dispatched: float) -> int:
-        """Reserve the next slot for a request meant to be sent at `intended`."""
+    def new(
+        self,
+        intended: float,
+        dispatched: float,
+        ready: float | None = None,
+        sender_cpu: float = np.nan,
+    ) -> int:
+        """Reserve the next slot for a request meant to be sent at `intended`, handed on at
+        `dispatched` by a sender ready for it at `ready` (default: when it was meant to go)."""
         if self.size == len(self.intended):
             self._grow()
         index = self.size
         self.intended[index] = intended
+        self.ready[index] = intended if ready is None else ready
         self.dispatched[index] = dispatched
+        self.sender_cpu[index] = sender_cpu
         self.size += 1
         return index
 
@@ -60,3 +86,5 @@ class Measurement:
     window_end: float
     # Offline windows end at the last completion; the others at the end of the schedule.
     open_ended: bool = False
+    # Client connections the load was offered through (None: no limit, nothing to exhaust).
+    connections: int | None = None

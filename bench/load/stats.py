@@ -19,6 +19,7 @@ from itertools import pairwise
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from bench.load.lateness import lateness
 from bench.load.log import Measurement
 from bench.load.sampling import CONFIDENCE, binomial_cdf, early_stopping, quantile_interval
 from bench.results.histogram import PERCENTILE_METHOD as PERCENTILE_METHOD
@@ -74,7 +75,6 @@ def summarize(
     `confidence` (the scenario's)."""
     cols = m.log.columns()
     intended, sent, done, ok = cols["intended"], cols["sent"], cols["done"], cols["ok"]
-    dispatched = cols["dispatched"]
     # Requests meant for the measured window, whenever they finished: excluding the slow
     # stragglers would hide a backlog. Warm-up requests are left out.
     measured = (intended >= m.window_start) & (intended <= m.window_end)
@@ -85,8 +85,6 @@ def summarize(
     completed = int(finished_in_window.sum())
     latency = done[good] - intended[good]
     sent_latency = done[good] - sent[good]
-    lateness = dispatched[measured] - intended[measured]
-    blocked = sent[measured] - dispatched[measured]
     lat_hist, sent_hist = histogram(latency), histogram(sent_latency)
 
     row: dict = {
@@ -96,11 +94,8 @@ def summarize(
         "window_s": length,
         "achieved_qps": completed / length if length > 0 else np.nan,
         "achieved_samples_per_s": completed * batch_size / length if length > 0 else np.nan,
-        "late_send_fraction": float((lateness > late_send_s).mean()) if len(lateness) else 0.0,
-        "late_sends": int((lateness > late_send_s).sum()),
-        "send_lateness_p99_ms": percentile(lateness, 99) * 1e3 if len(lateness) else 0.0,
-        # Sends held back by a busy client connection: the system under test pushed back.
-        "blocked_send_fraction": float((blocked > late_send_s).mean()) if len(blocked) else 0.0,
+        **lateness(cols, measured, late_send_s),
+        "connections_limit": np.nan if m.connections is None else m.connections,
         **percentiles_ms(lat_hist, "latency"),
         **percentiles_ms(sent_hist, "sent_latency"),
         **_early_stopping(latency, confidence),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,10 @@ class Response:
 
 
 _NAN = float("nan")
+
+# What a runner's `issue` calls when a request is done: its response, or the exception that
+# failed it.
+Complete = Callable[["Response | BaseException"], None]
 
 
 @dataclass
@@ -120,6 +124,9 @@ class RunnerFacts:
 
 class Runner(ABC):
     name: str
+    # Whether `issue` works: in-process runners serve from threads, and the driver hands their
+    # requests over without its event loop in between (see `issue`).
+    issues_directly: bool = False
 
     @abstractmethod
     async def start(self) -> None:
@@ -130,6 +137,18 @@ class Runner(ABC):
 
     @abstractmethod
     async def stop(self) -> None: ...
+
+    def issue(self, request: Request, complete: Complete) -> None:
+        """Start `request` from the calling thread, any thread, without waiting; call
+        `complete` with its response (or the exception that failed it) from the thread that
+        finished it, as soon as it is done: LoadGen's IssueQuery and QuerySamplesComplete.
+
+        Only where `issues_directly`. A model in the harness's own process shares its GIL: every
+        hop through the driver's event loop waits for the model's Python code to let go (up to
+        the interpreter's switch interval) and the model waits for the loop's work, so the
+        driver would measure itself. Issued from the sender thread and completed in the
+        model's thread, a request costs the model's process what a client's request would."""
+        raise NotImplementedError(f"runner {self.name}: serves through infer() only")
 
     def begin_point(self) -> None:  # noqa: B027 (optional: most runners count nothing per point)
         """A load point begins: counters that `facts` reports per point start again here."""

@@ -222,46 +222,83 @@ def _run_longer(stats: dict, sc: ScenarioConfig, requests: int) -> str:
     return f"run longer: scenario.duration_s >= {needed * 1.2:.0f}"
 
 
+# What each culprit of a late start is called in a reason, and what to do about it.
+_CULPRIT_WORDS = {
+    "generator": (
+        "the generator fell behind (the sender still busy with earlier sends)",
+        "lower the rate or give the load generator its own cores",
+    ),
+    "host": (
+        "the host was busy (no core was free for the sender when a send was due)",
+        "run on a quieter host, or give the load generator its own cores",
+    ),
+    "process": (
+        "the harness's process was busy (its event loop, or the GIL held by other Python code "
+        "of that process, began the request late)",
+        "lower the rate, or give the harness its own cores",
+    ),
+}
+
+
 def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     if open_ended:
         return Check("generator", "Pacing is not judged: every request is sent at once.", None)
     rule = (
-        f"The generator kept pace: at most {sc.max_late_fraction:.0%} of requests dispatched "
-        f"more than {sc.late_send_ms:g} ms after their intended time, beyond sampling error "
+        f"The load was offered on time: at most {sc.max_late_fraction:.0%} of requests started "
+        f"more than {sc.late_send_ms:g} ms after their intended time through the harness "
+        "(its generator behind, the host or its own process busy), beyond sampling error "
         f"(fails only where the share is over {sc.max_late_fraction:.0%} at "
-        f"{sc.confidence:.0%} confidence, by a binomial test on the late count)."
+        f"{sc.confidence:.0%} confidence, by a binomial test on the late count); sends held up "
+        "behind a stall of the system under test count against the system, not the harness."
     )
-    late = stats["late_send_fraction"]
     requests = int(stats.get("requests", 0))
-    count = int(stats.get("late_sends", round(late * requests)))
+    late_all = stats["late_send_fraction"]
+    by_sut = stats.get("late_sut_fraction", 0.0)
+    late = max(late_all - by_sut, 0.0)
+    count = round(late * requests)  # the shares are counts over `requests`
     if not share_significantly_over(count, requests, sc.max_late_fraction, sc.confidence):
         return Check("generator", rule, True)
-    return Check(
-        "generator",
-        rule,
-        False,
-        f"generator fell behind: {late:.1%} of requests ({count} of {requests}) sent over "
-        f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%})",
-        "lower the rate or give the load generator its own cores",
+    shares = {name: stats.get(f"late_{name}_fraction", np.nan) for name in _CULPRIT_WORDS}
+    if not all(np.isfinite(v) for v in shares.values()):  # no split recorded: the generator's
+        shares = {"generator": late, "host": 0.0, "process": 0.0}
+    named = sorted((v, k) for k, v in shares.items() if v > 0)[::-1] or [(late, "generator")]
+    culprits = ", ".join(f"{_CULPRIT_WORDS[k][0]} for {v:.1%}" for v, k in named)
+    head = "generator fell behind" if named[0][1] == "generator" else "load offered late"
+    reason = (
+        f"{head}: {late:.1%} of requests ({count} of {requests}) sent over "
+        f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%}): {culprits}"
     )
+    return Check("generator", rule, False, reason, _CULPRIT_WORDS[named[0][1]][1])
 
 
 def _connections(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
     if open_ended:
         return Check("connections", "Client connections are not judged: no schedule.", None)
+    limit = stats.get("connections_limit", np.nan)
+    if limit is None or not np.isfinite(limit):
+        return Check(
+            "connections",
+            "Client connections are not judged: their number was not limited "
+            "(scenario.connections null), so no request waited for one.",
+            None,
+        )
     rule = (
         f"The load was offered as scheduled: at most {sc.max_late_fraction:.0%} of requests "
-        f"waited more than {sc.late_send_ms:g} ms for a free client connection."
+        f"waited more than {sc.late_send_ms:g} ms for one of the {limit:g} client connections, "
+        f"beyond sampling error (a binomial test at {sc.confidence:.0%} confidence)."
     )
     blocked = stats["blocked_send_fraction"]
-    if blocked <= sc.max_late_fraction:
+    requests = int(stats.get("requests", 0))
+    count = round(blocked * requests)
+    if not share_significantly_over(count, requests, sc.max_late_fraction, sc.confidence):
         return Check("connections", rule, True)
     return Check(
         "connections",
         rule,
         False,
         f"client connections exhausted: {blocked:.1%} of requests waited over "
-        f"{sc.late_send_ms:g} ms for a free connection, so the load was not offered as scheduled",
+        f"{sc.late_send_ms:g} ms for one of the {limit:g} connections, so the load was not "
+        "offered as scheduled",
         "lower the rate, or raise scenario.connections if clients really have more",
     )
 

@@ -158,7 +158,7 @@ async def _harness(runner, concurrency: int, seed: int) -> tuple[float, float]:
     bundle = build_model(runner.cfg.model)
     payloads = [bundle.samples(1, seed * 1000 + i) for i in range(64)]
     runner.begin_point()
-    point = LoadPoint("concurrency", 1, 1.0, POINT_S, seed=seed, concurrency=concurrency)
+    point = LoadPoint("concurrency", 1, 1.0, POINT_S, schedule_seed=seed, concurrency=concurrency)
     measurement = await Driver(runner, payloads).run(point)
     stats = summarize(measurement, 3, 1e-3, 1)
     assert stats["errors"] == 0

@@ -1,0 +1,79 @@
+"""The open-loop sender, a process of its own: it sleeps until each request's intended time and
+says "send request i now" over a pipe, so the schedule is kept (and its lateness timed) by a
+process whose GIL nothing else holds. A model served in the harness's process (`direct`), whose
+Python code holds that process's GIL, cannot delay the sends, only its own taking of them, as
+it would a client's; `time.perf_counter` is the system's monotonic clock, the same in both
+processes.
+
+`python -m bench.load.sender`, spoken to over stdin/stdout (binary, native byte order):
+  it writes b"R" once started; then reads the start time and the count n (`_HEADER`) and n
+  offsets (float64 seconds from the start); then, for each request in order, writes a record
+  (`RECORD`: index, when it became ready to wait for it, when it sent it, and the CPU time this
+  process had used by then, which tells its own work from waiting for a core) and exits after
+  the last. A closed pipe (the harness gone) ends it.
+
+Only the standard library is imported here: the process starts in tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+
+_HEADER = struct.Struct("=dI")  # start (perf_counter seconds), number of requests
+RECORD = struct.Struct("=Iddd")  # index, ready, dispatched, CPU seconds used
+_NAP_S = 0.1  # the longest single sleep
+# Requests due within this of each other go in one write: a sender that is behind catches up
+# without a system call per request.
+_COALESCE_S = 20e-6
+
+now = time.perf_counter
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the harness closed the sender's input")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    _write_all(write_fd, b"R")
+    start, count = _HEADER.unpack(_read_exactly(read_fd, _HEADER.size))
+    raw = _read_exactly(read_fd, 8 * count)
+    offsets = struct.unpack(f"={count}d", raw) if count else ()
+    ready = now()
+    pending: list[bytes] = []
+    for index, offset in enumerate(offsets):
+        intended = start + offset
+        while (delay := intended - now()) > 0:
+            time.sleep(min(delay, _NAP_S))
+        pending.append(RECORD.pack(index, ready, now(), time.process_time()))
+        last = index + 1 == count
+        if last or start + offsets[index + 1] - now() > _COALESCE_S:
+            _write_all(write_fd, b"".join(pending))
+            pending.clear()
+        ready = now()
+
+
+def header(start: float, count: int) -> bytes:
+    return _HEADER.pack(start, count)
+
+
+if __name__ == "__main__":
+    try:
+        serve(sys.stdin.fileno(), sys.stdout.fileno())
+    except (EOFError, BrokenPipeError):
+        sys.exit(0)

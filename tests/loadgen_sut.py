@@ -1,0 +1,144 @@
+"""MLPerf LoadGen (`mlcommons-loadgen`, a test extra) driving one of our runners: the external
+reference the harness's load driver is checked against (tests/benchmarks/test_loadgen_fidelity.py
+and, briefly, tests/test_loadgen_sut.py).
+
+LoadGen's C++ core makes the schedule, issues each query from its own thread and takes every
+timestamp; the adapter below is its system under test: IssueQuery hands each sample to the
+runner (its thread-safe `issue` where the runner has one, else `infer` on an event loop of its
+own thread) and calls QuerySamplesComplete as each answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from bench.load.sut import Request, Runner
+
+_EMPTY = np.zeros(1, dtype=np.float32)
+
+
+class LoadGenSUT:
+    """A started runner as LoadGen's SUT, answering with `payloads` cycled by sample index."""
+
+    def __init__(
+        self, runner: Runner, payloads: list, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self.runner = runner
+        self.payloads = payloads
+        self.loop = loop  # where `infer` runs when the runner cannot `issue`
+        self.failures = 0
+        address, _ = _EMPTY.__array_interface__["data"]
+        self._address = address
+
+    def issue_queries(self, samples: list) -> None:
+        for sample in samples:
+            request = Request(sample.index, self.payloads[sample.index % len(self.payloads)])
+            if self.runner.issues_directly:
+                self.runner.issue(request, self._completer(sample.id))
+            else:
+                future = asyncio.run_coroutine_threadsafe(self.runner.infer(request), self.loop)
+                future.add_done_callback(self._on_future(sample.id))
+
+    def flush_queries(self) -> None: ...
+
+    def _completer(self, query_id: int):
+        def complete(result: Any) -> None:
+            if isinstance(result, BaseException):
+                self.failures += 1
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, self._address, 0)])
+
+        return complete
+
+    def _on_future(self, query_id: int):
+        complete = self._completer(query_id)
+        return lambda future: complete(future.exception() or future.result())
+
+
+@dataclass(frozen=True)
+class LoadGenResult:
+    valid: bool
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    achieved_qps: float
+    summary: str
+
+
+def _ns_field(summary: str, label: str) -> float:
+    match = re.search(rf"^{re.escape(label)}\s*:\s*([0-9.]+)", summary, re.MULTILINE)
+    if match is None:
+        raise ValueError(f"LoadGen's summary has no {label!r}:\n{summary}")
+    return float(match.group(1))
+
+
+class LoopThread:
+    """An event loop running in a thread of its own: where a runner that serves through
+    `infer` is started, driven by the harness (`run(coro)`) and called by LoadGen's SUT."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sut-loop")
+        self._thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+def run_server(
+    runner: Runner,
+    payloads: list,
+    target_qps: float,
+    duration_s: float,
+    seed: int = 0,
+    loop: LoopThread | None = None,
+) -> LoadGenResult:
+    """One LoadGen Server-scenario run (performance only) against a started runner; one that
+    serves through `infer` needs the `loop` it was started on."""
+    if not runner.issues_directly and loop is None:
+        raise ValueError(f"runner {runner.name} serves through infer(): pass its loop")
+    adapter = LoadGenSUT(runner, payloads, loop.loop if loop else None)
+    settings = lg.TestSettings()
+    settings.scenario = lg.TestScenario.Server
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.server_target_qps = target_qps
+    settings.server_target_latency_ns = 1_000_000_000  # the SLO is not what is compared
+    settings.min_duration_ms = int(duration_s * 1000)
+    settings.max_duration_ms = int(duration_s * 1000 * 3)
+    settings.min_query_count = 100
+    settings.schedule_rng_seed = 1000 + seed
+    sut = lg.ConstructSUT(adapter.issue_queries, adapter.flush_queries)
+    qsl = lg.ConstructQSL(len(payloads), len(payloads), lambda _: None, lambda _: None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="loadgen-") as folder:
+            output = lg.LogOutputSettings()
+            output.outdir = folder
+            output.copy_summary_to_stdout = False
+            log = lg.LogSettings()
+            log.log_output = output
+            lg.StartTestWithLogSettings(sut, qsl, settings, log)
+            summary = (Path(folder) / "mlperf_log_summary.txt").read_text()
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+    return LoadGenResult(
+        valid="Result is : VALID" in summary and adapter.failures == 0,
+        p50_ms=_ns_field(summary, "50.00 percentile latency (ns)") / 1e6,
+        p99_ms=_ns_field(summary, "99.00 percentile latency (ns)") / 1e6,
+        mean_ms=_ns_field(summary, "Mean latency (ns)") / 1e6,
+        achieved_qps=_ns_field(summary, "Completed samples per second"),
+        summary=summary,
+    )
