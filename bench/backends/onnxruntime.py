@@ -41,7 +41,7 @@ class OnnxRuntimePredictor(Predictor):
                 f"optimization={opt.name}: half precision is for GPUs "
                 "(backend.provider=CUDAExecutionProvider); on CPU use int8_dynamic or int8_static"
             )
-        path, precision = optimized_onnx(bundle, opt, cache_dir, cfg.opset)
+        path, precision, facts = optimized_onnx(bundle, opt, cache_dir, cfg.opset)
         options = ort.SessionOptions()
         options.graph_optimization_level = _GRAPH_LEVELS[str(cfg.graph_optimization)]
         if cfg.threads is not None:
@@ -71,6 +71,7 @@ class OnnxRuntimePredictor(Predictor):
             model_bytes=raw,
             model_compressed_bytes=compressed,
             threads=cfg.threads or 0,  # 0: ONNX Runtime's default (one per physical core)
+            facts=facts,
         )
 
     @property

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from bench.backends.onnx_export import onnx_path
 from bench.config.optimization import OptimizationConfig
+from bench.cpu import has_vnni
 from bench.models.base import ModelBundle
 from bench.registry import option_class, resolve
 from bench.validation import ConfigError
@@ -26,10 +27,10 @@ CALIBRATION_SEED = 7_700_001  # calibration inputs are drawn apart from eval and
 
 def optimized_onnx(
     bundle: ModelBundle, opt: OptimizationConfig, cache_dir: str, opset: int
-) -> tuple[Path, str]:
-    """(path, precision) of the ONNX file that serves `bundle` optimized as `opt` says: the
-    export (of the restructured module, for pruning), then what the optimization's config
-    names for ONNX Runtime, made once and cached beside it."""
+) -> tuple[Path, str, dict]:
+    """(path, precision, facts) of the ONNX file that serves `bundle` optimized as `opt` says:
+    the export (of the restructured module, for pruning), then what the optimization's config
+    names for ONNX Runtime, made once and cached beside it; `facts`, what it chose."""
     option = option_class("optimization", opt.name)
     if option.onnxruntime is None:
         raise ConfigError(option.refusal("onnxruntime"))
@@ -46,23 +47,34 @@ def optimized_onnx(
 
 
 # What each optimization does to an exported graph: (bundle, base, opt, derived) ->
-# (path, precision), `derived` being where a graph made from `base` is cached.
+# (path, precision, facts), `derived` being where a graph made from `base` is cached.
 
 
 def unchanged(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
-    return base, "fp32"
+    return base, "fp32", {}
 
 
 def int8_dynamic(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
-    return _derived(base, derived, lambda src, dst: _dynamic(src, dst, opt)), "int8"
+    reduce_range, derived = _weight_range(opt, derived)
+    made = _derived(base, derived, lambda src, dst: _dynamic(src, dst, opt, reduce_range))
+    return made, "int8", {"reduce_range": reduce_range}
 
 
 def int8_static(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
-    return _derived(base, derived, lambda src, dst: _static(bundle, src, dst, opt)), "int8"
+    reduce_range, derived = _weight_range(opt, derived)
+    made = _derived(base, derived, lambda src, dst: _static(bundle, src, dst, opt, reduce_range))
+    return made, "int8", {"reduce_range": reduce_range}
+
+
+def _weight_range(opt: OptimizationConfig, derived: Path) -> tuple[bool, Path]:
+    """Whether int8 weights get 7 bits (`opt.reduce_range`; null: where this CPU has no VNNI),
+    and the cache path of the graph so quantized."""
+    reduce_range = not has_vnni() if opt.reduce_range is None else opt.reduce_range
+    return reduce_range, derived.with_name(f"{derived.stem}-rr{int(reduce_range)}{derived.suffix}")
 
 
 def fp16(bundle: ModelBundle, base: Path, opt: OptimizationConfig, derived: Path):
-    return _derived(base, derived, _float16), "fp16"
+    return _derived(base, derived, _float16), "fp16", {}
 
 
 def _key(opt: OptimizationConfig) -> str:
@@ -87,11 +99,17 @@ def _derived(base: Path, path: Path, make: Callable[[str, str], None]) -> Path:
     return path
 
 
-def _dynamic(src: str, dst: str, opt: OptimizationConfig) -> None:
+def _dynamic(src: str, dst: str, opt: OptimizationConfig, reduce_range: bool) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _prepared(src, dst) as prepared:
-        quantize_dynamic(prepared, dst, per_channel=opt.per_channel, weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            prepared,
+            dst,
+            per_channel=opt.per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+        )
 
 
 @contextmanager
@@ -130,7 +148,9 @@ class _Calibration:
         return next(self._feeds, None)
 
 
-def _static(bundle: ModelBundle, src: str, dst: str, opt: OptimizationConfig) -> None:
+def _static(
+    bundle: ModelBundle, src: str, dst: str, opt: OptimizationConfig, reduce_range: bool
+) -> None:
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -150,6 +170,7 @@ def _static(bundle: ModelBundle, src: str, dst: str, opt: OptimizationConfig) ->
             _Calibration(bundle, opt.calibration_samples),
             quant_format=QuantFormat.QDQ,
             per_channel=opt.per_channel,
+            reduce_range=reduce_range,
             # u8 activations with s8 weights: the combination x86 int8 kernels are fastest at.
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.cpu import cpu_model_and_flags
 from bench.metrics.gpu import gpu_names
 
 # ISA features that decide which kernels inference runs on (int8 dot products, bf16, AMX).
@@ -43,22 +44,6 @@ LIBRARIES = (
     "hydra-core",
     "nvidia-ml-py",
 )
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return model, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and value.strip():
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = set(value.split())
-    return model, flags
 
 
 def _versions() -> dict[str, str]:
@@ -99,7 +84,7 @@ def git_revision(root: Path = SOURCE_ROOT) -> str:
 @lru_cache(maxsize=1)
 def host_fingerprint() -> dict:
     """Host columns of a results row."""
-    model, flags = _cpuinfo()
+    model, flags = cpu_model_and_flags()
     gpus = gpu_names()
     return {
         "host_name": socket.gethostname(),
