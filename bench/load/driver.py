@@ -84,7 +84,13 @@ class Driver:
                 await self._send(log, index)
                 intended = log.done[index]
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        # A request still out this long after the last send is a timeout (as in `_drain`): a
+        # server that stops answering ends the point instead of holding it open.
+        limit = max(0.0, stop_at - now()) + self.drain_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), limit)
+        except asyncio.TimeoutError:
+            self._time_out(log)
 
     async def _open_loop(self, point: LoadPoint, shape: OpenLoop) -> Measurement:
         """Send a request at each of the shape's offsets (seconds from the start, warm-up
@@ -180,9 +186,13 @@ class Driver:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-            late = [i for i in range(log.size) if math.isnan(log.done[i])]
-            for index in late:
-                log.fail(index, math.nan, f"timeout: no response {self.drain_timeout_s:g} s after")
+            self._time_out(log)
+
+    def _time_out(self, log: RequestLog) -> None:
+        """Every request without a response yet is an error: a timeout."""
+        late = [i for i in range(log.size) if math.isnan(log.done[i])]
+        for index in late:
+            log.fail(index, math.nan, f"timeout: no response {self.drain_timeout_s:g} s after")
 
     async def _tick(self, began: float) -> None:
         if self.on_progress is None:
