@@ -214,7 +214,7 @@ class _StubHandler(http.server.BaseHTTPRequestHandler):
             stub.count += 1
             late = stub.count > stub.answered
             if late and stub.before is None:
-                stub.before = pd.read_parquet(stub.results)
+                stub.before = _rows(stub.results)
         if late:
             if stub.delay_s is None:
                 stub.release.wait()
@@ -290,7 +290,11 @@ def _bench(run_dir: Path, cache_dir: str) -> subprocess.Popen:
 
 
 def _rows(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    """The results as they stand while a run writes them (one open handle: see test_results)."""
+    if not path.exists():
+        return pd.DataFrame()
+    with open(path, "rb") as handle:
+        return pd.read_parquet(handle)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
