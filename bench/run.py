@@ -189,9 +189,9 @@ async def _measure(
             row.update(runner.facts.as_row())
             if faults := runner.faults():
                 row.update(_failed(row, _fault_text(faults, measured, row["error"])))
-                runner, broken = None, runner
                 restarts += 1
-                await broken.stop()
+                await runner.stop()  # stopped twice if a signal cuts this short: that is safe
+                runner = None
             elif measured is not None and not measured[0].log.ok.any():
                 row.update(_failed(row, _unanswered_text(measured[0].log.errors)))
             store.append(row, measured[0].log.columns() if measured else None)
@@ -226,7 +226,7 @@ def _fault_text(faults: list[Fault], measured: tuple[Measurement, float] | None,
     """What broke the point: each fault, when (seconds into the point), and how many requests
     failed after the first; `error` is what stopped the point, where something did."""
     if measured is None:
-        return "; ".join([*(f.what for f in faults), error])
+        return "; ".join(filter(None, [*(f.what for f in faults), error]))
     measurement, began = measured
     log, first = measurement.log.columns(), faults[0].at
     failed = ~log["ok"] & ~(log["done"] < first)  # failed after it, or never answered
