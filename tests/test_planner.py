@@ -433,6 +433,7 @@ def test_the_planner_sizes_only_from_valid_points_and_names_them(tmp_path):
     assert "left out as invalid: concurrency 1 (errors: 557 of 984" in plan.recommendation
     sized = plan.sizing.dropna(subset=["servers"])
     assert (sized["sized_from"] == "concurrency 2").all()
+    assert "Not sized" not in plan.recommendation
     assert sized["left_out"].str.startswith("concurrency 1 (errors").all()
 
 
@@ -452,3 +453,19 @@ def test_with_no_valid_point_the_planner_says_it_cannot_recommend_and_why(tmp_pa
     html = build_report(folder).read_text()
     assert '<p class="headline warn">Cannot recommend a deployment' in html
     assert "deploy " not in html
+
+
+def test_a_configuration_with_no_valid_point_is_named_and_not_sized(tmp_path):
+    rows = [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2)]
+    other = json.loads(rows[1]["config"])
+    other["backend"] = {"name": "torch", "threads": 2}
+    rows[1] = _invalid(
+        {**rows[1], "backend": "torch", "config": json.dumps(other, sort_keys=True)},
+        ["stability"],
+        "unstable: across the last 3 windows throughput differs by 40%",
+    )
+    plan = Plan.read(write_plan(_store(tmp_path / "run", rows), compose([])).parent)
+    assert set(plan.sizing["backend"]) == {"onnxruntime"}
+    assert plan.recommendation.endswith(
+        "Not sized, for want of a valid point: mlp / torch / none / direct."
+    )

@@ -60,6 +60,16 @@ def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredCon
     return found
 
 
+def unsized_configs(results: pd.DataFrame) -> list[str]:
+    """The labels of configurations measured with no sound point: none of them is sized."""
+    rows = results[results["status"] == "measured"] if "status" in results else results
+    if rows.empty or "config" not in rows:
+        return []
+    labels = rows["config"].map(lambda c: _label(_deployable(c)))
+    usable = set(labels[sound(rows)])
+    return sorted(set(labels) - usable)
+
+
 # Rules whose failure leaves a point's measurement sound: the scenario's own latency SLO (the
 # plan answers its own, plan.slo_ms, from the service times), and the accuracy floor, which is
 # judged per configuration (`accuracy_ok`: one point below it rules the configuration out).

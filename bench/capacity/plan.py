@@ -27,6 +27,7 @@ from bench.capacity.measured import (
     left_out,
     measured_configs,
     measured_hosts,
+    unsized_configs,
 )
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
@@ -84,6 +85,8 @@ def make_plan(
     host_name = str(best["host"]) if best is not None and several else None
     if configs or frame.empty:
         sentence = recommendation_sentence(best, target, model, host_name)
+        if unsized := unsized_configs(frame):
+            sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
     else:
         sentence = no_valid_point_sentence(target, left_out(frame))
     deployment, files, build_image = None, {}, None
