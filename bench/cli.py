@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -83,16 +84,33 @@ _composed: list[bool] = []
 
 @hydra.main(config_path=f"pkg://{CONFIG_PACKAGE}", config_name=CONFIG_NAME, version_base="1.3")
 def _measure(cfg: DictConfig) -> None:
-    from bench.run import run_benchmark
+    from bench.host_support import HostCannotRun
+    from bench.results.store import UnwritableRunFolder
+    from bench.run import Interrupted, run_benchmark
 
     _composed.append(True)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
     try:
         rows = run_benchmark(cfg, run_dir)
+    except HostCannotRun as exc:
+        print(f"bench: this host cannot run the configuration: {exc}", file=sys.stderr)
+        sys.exit(2)
     except ConfigError as exc:
         print(f"bench: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except UnwritableRunFolder as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signal if isinstance(exc, Interrupted) else signal.SIGINT
+        print(
+            f"bench: stopped by {signum.name}; the points measured are kept in "
+            f"{_shown(Path(run_dir) / 'results.parquet')}, and the same command measures the "
+            "rest",
+            file=sys.stderr,
+        )
+        sys.exit(128 + signum)
     print()
     print(summary_table(rows))
     for _, row in rows[rows["status"] == "failed"].iterrows():
@@ -106,6 +124,8 @@ def _measure(cfg: DictConfig) -> None:
         plan_dir = write_plan(run_dir, cfg)
         print(f"plan:    {_shown(plan_dir)}")
         print(f"         {(plan_dir / 'recommendation.txt').read_text().strip()}")
+    elif cfg.plan.enabled:
+        print("plan:    none: no load point was measured (see FAILED above)")
     if cfg.report:
         from reports import build_report
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,9 +19,11 @@ from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, not_measured, reference_outputs
 from bench.config import validate
+from bench.host_support import check_host
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
+from bench.load.log import Measurement
 from bench.load.scenarios import ScenarioConfig, scenario_of
-from bench.load.sut import Request, Runner
+from bench.load.sut import Fault, Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
 from bench.models import ModelBundle, build_model
 from bench.registry import implementation, typed
@@ -30,10 +35,23 @@ _PAYLOADS = 64
 _NOT_MEASURED = ("progress", "report", "plan", "catalog")
 
 
+class Interrupted(Exception):
+    """The run was stopped by a signal (Ctrl-C: SIGINT, or SIGTERM): the runner's processes
+    are stopped, the points measured before are kept, the point in flight is recorded failed."""
+
+    def __init__(self, signum: int) -> None:
+        self.signal = signal.Signals(signum)
+        super().__init__(f"stopped by {self.signal.name}")
+
+
 def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
-    """Measure every load point of `cfg` not yet measured in `run_dir`; return all its rows."""
+    """Measure every load point of `cfg` not yet measured in `run_dir`; return all its rows.
+    Before measuring: ConfigError for a config this host cannot run (`check_host`),
+    UnwritableRunFolder where the results could not be kept. Interrupted on SIGINT/SIGTERM."""
     validate(cfg)
+    check_host(cfg)
     store = ResultsStore(run_dir)
+    store.check_writable()
     scenario = typed("scenario", cfg.scenario)
     key = _measurement_key(cfg, scenario.point_lists)
     rows = store.rows()
@@ -47,8 +65,40 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
         ].to_dict("records")
     )
     if scenario.next_point(history) is not None:
-        asyncio.run(_measure(cfg, scenario, key, history, store))
+        asyncio.run(_until_signalled(_measure(cfg, scenario, key, history, store)))
     return store.rows()
+
+
+async def _until_signalled(work) -> None:
+    """Await `work`; on SIGINT or SIGTERM cancel it (its `finally`s stop what it started) and
+    raise Interrupted. A signal this process ignores (SIGINT in a background job) stays ignored;
+    a second signal does not cut the clean-up short."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not caught:
+            task.cancel()
+        caught.append(signum)
+
+    watched = [
+        signum
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signum) is not signal.SIG_IGN
+    ]
+    for signum in watched:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        await work
+    except asyncio.CancelledError:
+        if caught:
+            raise Interrupted(caught[0]) from None
+        raise
+    finally:
+        for signum in watched:
+            loop.remove_signal_handler(signum)
 
 
 def _measurement_key(cfg: DictConfig, point_lists: tuple[str, ...]) -> dict:
@@ -105,40 +155,93 @@ def _failed(row: dict, error: str) -> dict:
 async def _measure(
     cfg: DictConfig, scenario: ScenarioConfig, key: dict, history: list[dict], store: ResultsStore
 ) -> None:
-    """Measure points until the scenario has none left; `history` grows with each row."""
+    """Measure points until the scenario has none left; `history` grows with each row. A runner
+    that cannot start fails the points left; one with a fault (a serving process that exited)
+    fails the point it broke, and is started afresh for the next."""
     run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     # Before anything else runs (cached per host after the first time): each row carries the
     # calibration of the host that measured it, which the planner scales from.
     calibration = host_calibration(cfg.cache_dir, cfg.calibration_s)
     bundle = build_model(cfg.model)
-    runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
+    runner: Runner | None = None
+    accuracy: dict = {}
+    restarts = 0
     try:
-        await runner.start()
-    except Exception as exc:
-        error = f"runner failed to start: {type(exc).__name__}: {exc}"
-        # Static scenarios record each of their points as failed; a search records its first.
         while (point := scenario.next_point(history)) is not None:
-            row = _failed(_base_row(cfg, key, run_id, point, calibration), error)
-            store.append(row)
-            history.append(row)
-        return
-    try:
-        accuracy = await _accuracy(runner, bundle, cfg)
-        while (point := scenario.next_point(history)) is not None:
+            if runner is None:
+                runner, accuracy, error = await _started(cfg, bundle, again=restarts > 0)
+                if runner is None:
+                    # Static scenarios record each of their points as failed; a search its next.
+                    while (point := scenario.next_point(history)) is not None:
+                        row = _failed(_base_row(cfg, key, run_id, point, calibration), error)
+                        store.append(row)
+                        history.append(row)
+                    return
             runner.begin_point()
-            row = _base_row(cfg, key, run_id, point, calibration)
-            row.update(accuracy)
-            measured = await _measure_point(cfg, scenario, runner, bundle, point, row)
+            row = {**_base_row(cfg, key, run_id, point, calibration), **accuracy}
+            try:
+                measured = await _measure_point(cfg, scenario, runner, bundle, point, row)
+            except asyncio.CancelledError:
+                store.append(_failed(row, "interrupted: the run was stopped while it ran"))
+                raise
             # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate
             # while it runs.
             row.update(runner.facts.as_row())
-            if measured is None:
-                store.append(row)
-            else:
-                store.append(*measured)
+            if faults := runner.faults():
+                row.update(_failed(row, _fault_text(faults, measured, row["error"])))
+                restarts += 1
+                await runner.stop()  # stopped twice if a signal cuts this short: that is safe
+                runner = None
+            elif measured is not None and not measured[0].log.ok.any():
+                row.update(_failed(row, _unanswered_text(measured[0].log.errors)))
+            store.append(row, measured[0].log.columns() if measured else None)
             history.append(row)
     finally:
+        if runner is not None:
+            await runner.stop()
+
+
+async def _started(
+    cfg: DictConfig, bundle: ModelBundle, again: bool
+) -> tuple[Runner | None, dict, str]:
+    """A started runner and what its accuracy check found; (None, {}, why) where either
+    failed (`again`: a restart after a fault)."""
+    what = "runner failed to start" + (" again after a fault" if again else "")
+    try:
+        runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
+        await runner.start()
+    except Exception as exc:
+        return None, {}, f"{what}: {type(exc).__name__}: {exc}"
+    try:
+        return runner, await _accuracy(runner, bundle, cfg), ""
+    except Exception as exc:
         await runner.stop()
+        return None, {}, f"the accuracy check failed: {type(exc).__name__}: {exc}"
+    except BaseException:
+        await runner.stop()
+        raise
+
+
+def _fault_text(faults: list[Fault], measured: tuple[Measurement, float] | None, error: str) -> str:
+    """What broke the point: each fault, when (seconds into the point), and how many requests
+    failed after the first; `error` is what stopped the point, where something did."""
+    if measured is None:
+        return "; ".join(filter(None, [*(f.what for f in faults), error]))
+    measurement, began = measured
+    log, first = measurement.log.columns(), faults[0].at
+    failed = ~log["ok"] & ~(log["done"] < first)  # failed after it, or never answered
+    said = [
+        f"{f.what} {f'at {f.at - began:.1f} s' if f.at >= began else 'before the point began'}"
+        for f in faults
+    ]
+    return f"{'; '.join(said)}; {int(failed.sum())} of {len(log['ok'])} requests failed after it"
+
+
+def _unanswered_text(errors: dict[str, int]) -> str:
+    """Why a point where no request was answered failed: its most frequent errors."""
+    ranked = sorted(errors.items(), key=lambda item: -item[1])
+    listed = "; ".join(f"{count} x {message}" for message, count in ranked[:3])
+    return f"no request was answered: {listed or 'none was sent'}"
 
 
 async def _measure_point(
@@ -148,9 +251,9 @@ async def _measure_point(
     bundle: ModelBundle,
     point: LoadPoint,
     row: dict,
-) -> tuple[dict, dict] | None:
-    """Fill `row` for one point; return it with the request log, or None if the point failed
-    (then `row` says why, and the sweep goes on)."""
+) -> tuple[Measurement, float] | None:
+    """Fill `row` for one point; return its measurement and when the point began (driver's
+    clock), or None if the point failed (then `row` says why, and the sweep goes on)."""
     payloads = [
         bundle.samples(point.batch_size, point.payload_seed * 1000 + i) for i in range(_PAYLOADS)
     ]
@@ -159,6 +262,7 @@ async def _measure_point(
     resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)
     resources.start()
     gpu.start()
+    began = time.perf_counter()
     try:
         measurement = await driver.run(point)
     except Exception as exc:
@@ -168,14 +272,16 @@ async def _measure_point(
         resources.stop()
         gpu.stop()
         bar.close()
-    stats = summarize(measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size)
+    stats = summarize(
+        measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size, sc.confidence
+    )
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
     row.update(verdict.as_row())
     row["errors_seen"] = json.dumps(measurement.log.errors)
     row.update(resources.summary(measurement.window_start, measurement.window_end))
     row.update(gpu.summary(measurement.window_start, measurement.window_end))
-    return row, measurement.log.columns()
+    return measurement, began
 
 
 async def _accuracy(runner: Runner, bundle: ModelBundle, cfg: DictConfig) -> dict:

@@ -617,6 +617,8 @@ def plan_section(plan: Plan | None) -> dict | None:
     unsized = sizing.drop(sized.index)
     return {
         "recommendation": plan.recommendation,
+        # The planner sized something (it sizes only from valid points); else a warning.
+        "recommended": not sized.empty and "servers" in sized,
         "serverless": plan.break_even,
         "headers": [header for _, header, _ in shown],
         "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],

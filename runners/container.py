@@ -80,6 +80,10 @@ class ContainerRunner(HttpRunner):
                 raise
             raise RunnerError(f"does not fit: {reason}") from exc
 
+    def _exit_cause(self, child: Child) -> str:
+        """The memory limit, where the isolation counted an OOM kill."""
+        return self._out_of_memory("") or ""
+
     def _does_not_fit(self, exc: Exception, elapsed_s: float) -> str | None:
         """Why the workers could not start under their limits, if the limits were the cause:
         out of memory, or still starting when the start timeout ran out."""

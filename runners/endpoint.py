@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,7 +43,10 @@ class EndpointRunner(Runner):
         # Nothing known of how the service serves: how many workers, replicas, what isolation.
         self._facts = RunnerFacts(workers=0, replicas=0, isolation="external", protocol="http")
         self._client = V2HttpClient(
-            st.model_name or cfg.model.name, st.payload == "binary", st.client_connections
+            st.model_name or cfg.model.name,
+            st.payload == "binary",
+            st.client_connections,
+            credential_headers(st),
         )
 
     async def start(self) -> None:
@@ -123,6 +128,28 @@ class EndpointRunner(Runner):
     @property
     def facts(self) -> RunnerFacts:
         return self._facts
+
+
+def credential_headers(st: Any) -> dict[str, str]:
+    """The header carrying `strategy.token_env`'s or `strategy.token_file`'s token (none if
+    neither is set); RunnerError naming the field where the token is not there. The token
+    itself is never in a message."""
+    if st.token_env:
+        token = os.environ.get(st.token_env, "").strip()
+        where = f"strategy.token_env={st.token_env}: the environment has no {st.token_env}"
+    elif st.token_file:
+        path = Path(st.token_file).expanduser()
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise RunnerError(f"strategy.token_file={path}: {exc.strerror}") from None
+        where = f"strategy.token_file={path}: the file is empty"
+    else:
+        return {}
+    if not token:
+        raise RunnerError(where)
+    value = f"Bearer {token}" if st.token_header.lower() == "authorization" else token
+    return {st.token_header: value}
 
 
 def render(template: str, samples: Sequence[Any]) -> str:

@@ -29,12 +29,20 @@ class V2HttpClient:
     """An aiohttp client of Open Inference Protocol servers over REST, each named by its base
     URL ("http://127.0.0.1:8000"): readiness, one inference, and our worker's facts."""
 
-    def __init__(self, model_name: str, binary: bool, connections: int) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        binary: bool,
+        connections: int,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """`binary`: tensors as Triton's binary extension, else JSON lists; `connections`: the
-        pool's size, all servers together (0: unlimited)."""
+        pool's size, all servers together (0: unlimited); `headers`: sent with every request
+        (a credential: it is never logged)."""
         self.model_name = model_name
         self.binary = binary
         self.connections = connections
+        self.headers = headers or {}
         self.session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
@@ -50,6 +58,7 @@ class V2HttpClient:
             # No overall deadline: the load driver times requests out itself.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,
+            headers=self.headers,
         )
 
     async def ready(self, base: str) -> bool:

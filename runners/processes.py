@@ -1,6 +1,7 @@
 """Child processes a runner starts (workers, nginx): spawn with a log file, wait until a probe
-says ready, terminate with SIGTERM then SIGKILL. Each child leads its own process group, so
-stopping it also stops whatever it started (nginx's workers, a compiler's helpers)."""
+says ready, notice the moment one exits on its own, terminate with SIGTERM then SIGKILL. Each
+child leads its own process group, so stopping it also stops whatever it started (nginx's
+workers, a compiler's helpers)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class Child:
     name: str
     process: subprocess.Popen
     log: Path
+    # Ends the watch `watch_exit` keeps on it (none: nothing to end).
+    unwatch: Callable[[], None] = lambda: None
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -74,9 +77,48 @@ async def wait_ready(child: Child, probe: Callable[[], Awaitable[bool]], timeout
         await asyncio.sleep(_PROBE_INTERVAL_S)
 
 
+def exit_text(code: int) -> str:
+    """A return code in words: "SIGKILL" for a signal (-9, or 137 = 128 + 9 from a shell or a
+    container engine), else "code N"."""
+    number = -code if code < 0 else code - 128 if 128 < code < 128 + signal.NSIG else None
+    if number is None:
+        return f"code {code}"
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"code {code}"
+    return name if code < 0 else f"code {code} ({name})"
+
+
+def watch_exit(child: Child, on_exit: Callable[[Child, int, float], None]) -> None:
+    """Call `on_exit(child, return code, time.perf_counter() then)` from the running event loop
+    as soon as `child` exits (a pidfd the loop waits on: no polling). `child.unwatch()` ends the
+    watch; `terminate` ends it first, since an exit it causes is expected."""
+    loop = asyncio.get_running_loop()
+    pidfd = os.pidfd_open(child.process.pid)
+    watching = True
+
+    def exited() -> None:
+        at = time.perf_counter()
+        unwatch()
+        on_exit(child, child.process.wait(), at)
+
+    def unwatch() -> None:
+        nonlocal watching
+        if watching:
+            watching = False
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    loop.add_reader(pidfd, exited)
+    child.unwatch = unwatch
+
+
 async def terminate(children: Sequence[Child], timeout_s: float) -> None:
-    """SIGTERM every child's process group, SIGKILL what is left after `timeout_s`, reap all."""
+    """SIGTERM every child's process group, SIGKILL what is left after `timeout_s`, reap all.
+    A watched child's exit is expected now: its watch ends first."""
     for child in children:
+        child.unwatch()
         _signal_group(child, signal.SIGTERM)
     waits = [asyncio.to_thread(_wait, child, timeout_s) for child in children]
     for child, exited in zip(children, await asyncio.gather(*waits), strict=True):

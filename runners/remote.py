@@ -26,12 +26,20 @@ import numpy as np
 from omegaconf import OmegaConf
 
 import runners
-from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
+from bench.load.sut import Fault, Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
 from runners.batching import Served
 from runners.binding import exposure_warning
 from runners.nginx import start_nginx
-from runners.processes import Child, free_port_run, spawn, terminate, wait_ready
+from runners.processes import (
+    Child,
+    exit_text,
+    free_port_run,
+    spawn,
+    terminate,
+    wait_ready,
+    watch_exit,
+)
 from runners.protocol import InferResponse
 from runners.worker import ENTRY
 
@@ -135,6 +143,7 @@ class RemoteRunner(Runner):
             load_balancer=self._load_balancer(),
         )
         self._children: list[Child] = []
+        self._faults: list[Fault] = []
         self._workdir: Path | None = None
         self._replicas: list[str] = []
         self._targets: list[str] = []  # where requests go: the replicas, or the load balancer
@@ -173,7 +182,7 @@ class RemoteRunner(Runner):
             return False
         workdir = self._workdir / "nginx"
         child = start_nginx(replicas, listen, st.max_request_bytes, workdir, self.protocol)
-        self._children.append(child)
+        self._adopt(child)
         await wait_ready(child, lambda: self._ready(target), st.start_timeout_s)
         await self._call(target, sample)
         return True
@@ -226,7 +235,25 @@ class RemoteRunner(Runner):
         for i in range(st.replicas):
             argv = worker_argv(config, self.protocol, st.host, first_port + i, st.max_request_bytes)
             log = self._workdir / f"replica-{i}.log"
-            self._children.append(self._launch(i, argv, log, env))
+            self._adopt(self._launch(i, argv, log, env))
+
+    def _adopt(self, child: Child) -> None:
+        """Keep `child` to stop it at the end, and record it as a fault if it exits before."""
+        self._children.append(child)
+        watch_exit(child, self._exited)
+
+    def _exited(self, child: Child, code: int, at: float) -> None:
+        cause = self._exit_cause(child)
+        what = f"{child.name} exited with {exit_text(code)}" + (f" ({cause})" if cause else "")
+        self._faults.append(Fault(what, at))
+
+    def _exit_cause(self, child: Child) -> str:
+        """What the runner knows of why `child` exited ("" where nothing): a subclass with
+        isolation may know that its memory limit killed it."""
+        return ""
+
+    def faults(self) -> list[Fault]:
+        return list(self._faults)
 
     def _launch(self, index: int, argv: list[str], log: Path, env: dict[str, str]) -> Child:
         """Start replica `index`'s worker (a subclass may start it inside isolation)."""

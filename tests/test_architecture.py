@@ -75,3 +75,40 @@ def test_reports_read_only_results_and_the_plan_store():
         return module == "bench" or module.startswith(("bench.results", "bench.capacity.store"))
 
     assert offending("reports", allowed) == []
+
+
+# Modules that (de)serialise Python objects, running code from the bytes they read.
+_PICKLERS = {"pickle", "cPickle", "cloudpickle", "dill", "shelve", "marshal", "joblib"}
+
+
+def _unsafe_loads(path: Path) -> list[str]:
+    """Calls in `path` that would unpickle: torch.load without weights_only=True, np.load
+    with allow_pickle=True."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+        keywords = {k.arg: k.value for k in node.keywords}
+        flag = keywords.get("weights_only")
+        if (owner, node.func.attr) == ("torch", "load") and not (
+            isinstance(flag, ast.Constant) and flag.value is True
+        ):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} torch.load")
+        allow = keywords.get("allow_pickle")
+        if node.func.attr == "load" and isinstance(allow, ast.Constant) and allow.value:
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} load(allow_pickle=True)")
+    return found
+
+
+def test_nothing_is_pickled_across_processes_and_files_load_with_safe_loaders():
+    """Workers are built from the config (YAML), answer in v2 JSON, binary tensors or protobuf:
+    no stage imports a pickler or multiprocessing (which pickles what it passes), and every
+    torch.load is weights_only."""
+    bad = []
+    for folder in ("bench", "runners", "reports"):
+        for path in sources(folder):
+            used = {_top(m) for m in imports(path)} & (_PICKLERS | {"multiprocessing"})
+            bad += [f"{path.relative_to(ROOT)} imports {m}" for m in sorted(used)]
+            bad += _unsafe_loads(path)
+    assert bad == []

@@ -4,12 +4,17 @@ Inference Protocol, a small plain-JSON server, and nothing at all."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from aiohttp import web
 
@@ -21,7 +26,7 @@ from runners import Request, build_runner
 from runners.endpoint import extract, render
 from runners.processes import free_port_run, spawn, terminate
 from runners.remote import worker_argv, worker_config, worker_env
-from tests.conftest import compose
+from tests.conftest import checkout_env, compose
 
 TINY = [
     "model=mlp",
@@ -167,3 +172,120 @@ def test_a_json_template_without_the_placeholder_is_refused():
     )
     with pytest.raises(ConfigError, match=r"strategy\.request_template"):
         validate(cfg)
+
+
+# --- a service that requires a credential ------------------------------------------------------
+
+TOKEN = "s3cret-token-4f1c9b2e7d"
+
+
+class _Guarded(http.server.ThreadingHTTPServer):
+    """A v2 service on loopback that answers only requests bearing `Bearer TOKEN`."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _GuardedHandler)
+        self.authorized = self.refused = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _GuardedHandler(http.server.BaseHTTPRequestHandler):
+    server: _Guarded
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _allowed(self) -> bool:
+        allowed = self.headers.get("Authorization") == f"Bearer {TOKEN}"
+        if allowed:
+            self.server.authorized += 1
+        else:
+            self.server.refused += 1
+            self._reply(401, {"error": "unauthorized"})
+        return allowed
+
+    def do_GET(self) -> None:
+        if self._allowed():
+            ready = self.path.endswith("/ready")
+            self._reply(200, {"ready": True} if ready else {"extensions": []})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self._allowed():
+            output = {"name": "output", "datatype": "FP32", "shape": [1, 4], "data": [0.5] * 4}
+            self._reply(200, {"model_name": "mlp", "outputs": [output]})
+
+    def _reply(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def guarded():
+    server = _Guarded()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+
+
+def _every_file_holds_no(secret: str, folder: Path) -> None:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    for path in folder.rglob("*.parquet"):
+        frame = pd.read_parquet(path)
+        assert not frame.astype(str).apply(lambda c: c.str.contains(secret)).any().any(), path
+
+
+def test_a_token_from_the_environment_reaches_the_service_and_nothing_the_run_writes(
+    guarded, tmp_path, cache_dir
+):
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "bench", *TINY, "accuracy_samples=0", f"cache_dir={cache_dir}",
+            f"strategy.url={guarded.url}", "strategy.token_env=BENCH_TEST_TOKEN",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        env={**checkout_env(), "BENCH_TEST_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert guarded.authorized > 10 and guarded.refused == 0
+    assert (run / ".hydra" / "config.yaml").exists() and (run / "report.html").exists()
+    _every_file_holds_no(TOKEN, run)
+    assert TOKEN not in proc.stdout + proc.stderr
+
+
+def test_a_token_file_works_and_a_missing_token_fails_naming_the_field(
+    guarded, tmp_path, cache_dir
+):
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN + "\n")
+    given = [*TINY, "accuracy_samples=0", f"cache_dir={cache_dir}", f"strategy.url={guarded.url}"]
+    rows = run_benchmark(compose([*given, f"strategy.token_file={secret}"]), tmp_path / "a")
+    assert rows["status"].eq("measured").all() and rows["errors"].eq(0).all()
+    missing = compose([*given, "strategy.token_env=BENCH_NO_SUCH_TOKEN"])
+    row = run_benchmark(missing, tmp_path / "b").iloc[0]
+    assert row["status"] == "failed"
+    assert "strategy.token_env=BENCH_NO_SUCH_TOKEN: the environment has no" in row["error"]
+    _every_file_holds_no(TOKEN, tmp_path / "a")
+
+
+def test_the_token_comes_from_one_place_only():
+    with pytest.raises(ConfigError, match="strategy.token_env"):
+        validate(compose(["strategy=endpoint", "strategy.token_env=A", "strategy.token_file=f"]))

@@ -24,7 +24,7 @@ from bench.capacity.queueing import predicted_percentile_ms
 from bench.capacity.store import Plan
 from bench.results import ResultsStore
 from bench.run import run_benchmark
-from tests.conftest import checkout_env, compose
+from tests.conftest import LENIENT, checkout_env, compose
 
 HOST = {  # a calibrated host, as host_calibration and the fingerprint describe one
     "host_cpu_model": "Test CPU",
@@ -142,6 +142,7 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
         f"cache_dir={cache_dir}",
         "calibration_s=1",
         "plan.peak_qps=200",
+        *LENIENT,
     ]
     run_benchmark(compose(overrides), tmp_path)
     plan = write_plan(tmp_path, compose(overrides))
@@ -411,3 +412,60 @@ def test_the_plan_store_reads_back_what_it_wrote_and_leaves_nothing_stale(tmp_pa
     assert not (folder / "image").exists() and not (folder / "table1.csv").exists()
     with pytest.raises(FileNotFoundError, match="no plan"):
         Plan.read(tmp_path / "elsewhere")
+
+
+# --- only valid points are planned from ---------------------------------------------------------
+
+
+def _invalid(row: dict, codes: list[str], reasons: str) -> dict:
+    return {**row, "valid": False, "invalid_codes": json.dumps(codes), "invalid_reasons": reasons}
+
+
+def test_the_planner_sizes_only_from_valid_points_and_names_them(tmp_path):
+    rows = [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2, 4)]
+    # The lightest point, the one service times would come from, had requests fail; the
+    # heaviest only missed the scenario's own SLO, which leaves its measurement sound.
+    rows[0] = _invalid(rows[0], ["errors"], "errors: 557 of 984 requests failed")
+    rows[2] = _invalid(rows[2], ["slo"], "SLO missed: p99 80.0 ms > 50 ms")
+    plan = Plan.read(write_plan(_store(tmp_path / "run", rows), compose([])).parent)
+    assert plan.recommendation.startswith("To serve 100 requests/s")
+    assert "Sized from the valid point(s) concurrency 2" in plan.recommendation
+    assert "left out as invalid: concurrency 1 (errors: 557 of 984" in plan.recommendation
+    sized = plan.sizing.dropna(subset=["servers"])
+    assert (sized["sized_from"] == "concurrency 2").all()
+    assert "Not sized" not in plan.recommendation
+    assert sized["left_out"].str.startswith("concurrency 1 (errors").all()
+
+
+def test_with_no_valid_point_the_planner_says_it_cannot_recommend_and_why(tmp_path):
+    rows = [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2)]
+    rows[0] = _invalid(rows[0], ["errors"], "errors: 557 of 984 requests failed")
+    rows[1] = {**rows[1], "status": "failed", "valid": False, "error": "worker exited"}
+    folder = _store(tmp_path / "run", rows)
+    plan = Plan.read(write_plan(folder, compose([])).parent)
+    assert plan.recommendation.startswith("Cannot recommend a deployment for 100 requests/s")
+    assert "concurrency 1 (errors: 557 of 984 requests failed)" in plan.recommendation
+    assert "concurrency 2 (failed: worker exited)" in plan.recommendation
+    assert "invalid_reasons" in plan.recommendation  # where to read the verdicts
+    assert plan.sizing.empty and plan.manifests == {}
+    from reports import build_report
+
+    html = build_report(folder).read_text()
+    assert '<p class="headline warn">Cannot recommend a deployment' in html
+    assert "deploy " not in html
+
+
+def test_a_configuration_with_no_valid_point_is_named_and_not_sized(tmp_path):
+    rows = [_stored_row("h", n, _calibrated("k", 80.0)) for n in (1, 2)]
+    other = json.loads(rows[1]["config"])
+    other["backend"] = {"name": "torch", "threads": 2}
+    rows[1] = _invalid(
+        {**rows[1], "backend": "torch", "config": json.dumps(other, sort_keys=True)},
+        ["stability"],
+        "unstable: across the last 3 windows throughput differs by 40%",
+    )
+    plan = Plan.read(write_plan(_store(tmp_path / "run", rows), compose([])).parent)
+    assert set(plan.sizing["backend"]) == {"onnxruntime"}
+    assert plan.recommendation.endswith(
+        "Not sized, for want of a valid point: mlp / torch / none / direct."
+    )

@@ -11,6 +11,7 @@ from bench.load import RULES
 from bench.registry import options, typed
 from bench.results import missing_columns
 from bench.run import run_benchmark
+from runners.processes import free_port_run
 from tests.conftest import compose
 
 TINY = [
@@ -79,18 +80,22 @@ def test_a_rerun_in_the_same_folder_skips_measured_points(tmp_path, cache_dir):
     assert second["run_id"].nunique() == 2
 
 
-def test_a_runner_that_cannot_start_records_failed_points(tmp_path, cache_dir):
-    cfg = compose(
-        [
-            *TINY,
-            "backend=onnxruntime",
-            "backend.provider=NoSuchExecutionProvider",
-            f"cache_dir={cache_dir}",
-        ]
-    )
+def _unreachable() -> list[str]:
+    """A runner that cannot start: an endpoint where nothing listens."""
+    port = free_port_run("127.0.0.1", 1)
+    return [
+        "strategy=endpoint",
+        f"strategy.url='http://127.0.0.1:{port}'",
+        "strategy.start_timeout_s=0.3",
+    ]
+
+
+def test_a_runner_that_cannot_start_records_one_failed_row_per_point(tmp_path, cache_dir):
+    cfg = compose([*TINY, *_unreachable(), f"cache_dir={cache_dir}"])
     rows = run_benchmark(cfg, tmp_path)
     assert (rows["status"] == "failed").all() and len(rows) == 3
-    assert rows["error"].str.contains("NoSuchExecutionProvider").all()
+    assert rows["label"].is_unique and rows["point_id"].is_unique
+    assert rows["error"].str.contains("not ready after 0.3 s").all()
     assert not rows["valid"].any()
     assert rows["calib_host_key"].notna().all()
 
@@ -100,8 +105,7 @@ def test_a_failed_point_is_measured_again_on_a_rerun(tmp_path, cache_dir):
         [
             *TINY,
             "scenario=single_stream",
-            "backend=onnxruntime",
-            "backend.provider=NoSuchExecutionProvider",
+            *_unreachable(),
             f"cache_dir={cache_dir}",
         ]
     )

@@ -24,7 +24,7 @@ class MeasuredConfig:
     label: str  # "minilm / onnxruntime / int8_dynamic / direct"
     config: dict  # the deployable part of the run config
     service_s: np.ndarray  # per-request server-side service times, seconds
-    service_points: str  # which points they came from
+    service_points: str  # which points they came from (valid ones only: see `sound`)
     workers: int  # workers serving in parallel on the measuring host
     threads_per_worker: int
     rss_mb_per_worker: float
@@ -32,6 +32,8 @@ class MeasuredConfig:
     accuracy_ok: bool
     host_name: str
     uses_gpu: bool
+    # The configuration's measured points left out as invalid, each with its verdict's reasons.
+    left_out: str = ""
 
 
 def _deployable(config_json: str) -> dict:
@@ -44,16 +46,59 @@ def _label(config: dict) -> str:
 
 
 def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredConfig]:
-    """One entry per deployable configuration with at least one measured point."""
+    """One entry per deployable configuration with at least one sound point (`sound`), sized
+    from those points only; its invalid points are named in `left_out`."""
     rows = results[results["status"] == "measured"].copy()
     if rows.empty:
         return []
     rows["_deployable"] = rows["config"].map(lambda c: json.dumps(_deployable(c), sort_keys=True))
     found = []
     for key, group in rows.groupby("_deployable", sort=True):
-        config = json.loads(key)
-        found.append(_measured(config, group, host_cores))
+        usable = sound(group)
+        if usable.any():
+            found.append(_measured(json.loads(key), group, usable, host_cores))
     return found
+
+
+def unsized_configs(results: pd.DataFrame) -> list[str]:
+    """The labels of configurations measured with no sound point: none of them is sized."""
+    rows = results[results["status"] == "measured"] if "status" in results else results
+    if rows.empty or "config" not in rows:
+        return []
+    labels = rows["config"].map(lambda c: _label(_deployable(c)))
+    usable = set(labels[sound(rows)])
+    return sorted(set(labels) - usable)
+
+
+# Rules whose failure leaves a point's measurement sound: the scenario's own latency SLO (the
+# plan answers its own, plan.slo_ms, from the service times), and the accuracy floor, which is
+# judged per configuration (`accuracy_ok`: one point below it rules the configuration out).
+SOUND_DESPITE = frozenset({"slo", "accuracy"})
+
+
+def sound(rows: pd.DataFrame) -> pd.Series:
+    """Which rows the planner may size from: measured, with a verdict that failed no rule but
+    those of `SOUND_DESPITE` (rows stored without their failed rules, `invalid_codes`: VALID
+    ones). A point with failed requests, too short, unstable or paced late is never used."""
+    measured = rows["status"].eq("measured") if "status" in rows else True
+    codes = _column(rows, "invalid_codes")
+    valid = rows["valid"].eq(True) if "valid" in rows else pd.Series(True, index=rows.index)
+    judged = codes.map(lambda text: set(json.loads(text)) <= SOUND_DESPITE if text else None)
+    return measured & judged.where(codes != "", valid).astype(bool)
+
+
+def left_out(rows: pd.DataFrame) -> list[str]:
+    """Each row that `sound` leaves out, as "label (why)": a failed point's error, an invalid
+    one's verdict reasons."""
+    out = rows[~sound(rows)]
+    named = []
+    for _, row in out.iterrows():
+        if row.get("status") == "failed":
+            why = f"failed: {row.get('error') or 'no error recorded'}"
+        else:
+            why = str(row.get("invalid_reasons") or "INVALID")
+        named.append(f"{row.get('label', row.get('point_id'))} ({why})")
+    return named
 
 
 def _lightest_index(group: pd.DataFrame) -> int:
@@ -83,9 +128,12 @@ def _service_rows(group: pd.DataFrame) -> pd.DataFrame:
     return open_loop if not open_loop.empty else group.iloc[[_lightest_index(group)]]
 
 
-def _measured(config: dict, group: pd.DataFrame, host_cores: int) -> MeasuredConfig:
-    light = group.iloc[_lightest_index(group)]
-    service_rows = _service_rows(group)
+def _measured(
+    config: dict, group: pd.DataFrame, usable: pd.Series, host_cores: int
+) -> MeasuredConfig:
+    valid = group[usable]
+    light = valid.iloc[_lightest_index(valid)]
+    service_rows = _service_rows(valid)
     workers = int(light.get("workers") or 1)
     threads = config["backend"].get("threads") or int(light.get("predictor_threads") or 0)
     if not threads:
@@ -98,12 +146,13 @@ def _measured(config: dict, group: pd.DataFrame, host_cores: int) -> MeasuredCon
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),
-        rss_mb_per_worker=float(group["rss_peak_mb"].max()) / workers,
+        rss_mb_per_worker=float(valid["rss_peak_mb"].max()) / workers,
         precision=str(light.get("predictor_precision") or "fp32"),
         accuracy_ok=_accuracy_ok(group),
         host_name=str(light.get("host_name", "")),
         uses_gpu=str(light.get("predictor_provider", "")).lower().find("cuda") >= 0
         or config["backend"].get("device") == "cuda",
+        left_out="; ".join(left_out(group)),
     )
 
 

@@ -21,11 +21,19 @@ from bench import results
 from bench.capacity.catalog import Catalog, load_catalog
 from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, manifests
-from bench.capacity.measured import MeasuredConfig, MeasuredHost, measured_configs, measured_hosts
+from bench.capacity.measured import (
+    MeasuredConfig,
+    MeasuredHost,
+    left_out,
+    measured_configs,
+    measured_hosts,
+    unsized_configs,
+)
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
     Target,
     hosts_sizing,
+    no_valid_point_sentence,
     recommend,
     recommendation_sentence,
 )
@@ -75,7 +83,12 @@ def make_plan(
     model = configs[0].config["model"]["name"] if configs else "the model"
     several = len({host.id for host, found in hosts if found}) > 1
     host_name = str(best["host"]) if best is not None and several else None
-    sentence = recommendation_sentence(best, target, model, host_name)
+    if configs or frame.empty:
+        sentence = recommendation_sentence(best, target, model, host_name)
+        if unsized := unsized_configs(frame):
+            sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
+    else:
+        sentence = no_valid_point_sentence(target, left_out(frame))
     deployment, files, build_image = None, {}, None
     if best is not None:
         measured = _chosen(hosts, best)

@@ -62,6 +62,9 @@ def size_server(
         "memory_gb": server.memory_gb,
         "threads_per_worker": measured.threads_per_worker,
         "precision": measured.precision,
+        # Which valid points the service times came from, and which points were left out.
+        "sized_from": measured.service_points,
+        "left_out": measured.left_out,
     }
     if measured.uses_gpu or server.gpus:
         status = gpu_status(server, measured.uses_gpu)
@@ -211,5 +214,27 @@ def recommendation_sentence(
         f"({int(best['replicas'])} replicas of {int(best['threads_per_worker'])} "
         f"thread{'s' if best['threads_per_worker'] != 1 else ''}, {best['configuration']}"
         f"{f' as measured on {host}' if host else ''}), "
-        f"{cost}; estimate {best['tag']}{band}."
+        f"{cost}; estimate {best['tag']}{band}.{_provenance(best)}"
+    )
+
+
+def _provenance(best: pd.Series) -> str:
+    """Which valid points the sizing came from, and the invalid ones left out."""
+    used = best.get("sized_from")
+    if not isinstance(used, str) or not used:
+        return ""
+    dropped = best.get("left_out")
+    dropped = f"; left out as invalid: {dropped}" if isinstance(dropped, str) and dropped else ""
+    return f" Sized from the valid point(s) {used}{dropped}."
+
+
+def no_valid_point_sentence(target: Target, left_out: list[str]) -> str:
+    """Why there is no recommendation when no measured point is valid: each point, and why."""
+    more = f"; and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+    listed = "; ".join(left_out[:5]) + more
+    return (
+        f"Cannot recommend a deployment for {target.describe()}: no load point is valid, and "
+        f"the planner sizes only from valid points. {listed}. See each point's verdict "
+        "(invalid_reasons and the check_* columns of results.parquet, or the report's verdicts), "
+        "fix what it names and run again."
     )

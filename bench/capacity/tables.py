@@ -27,7 +27,8 @@ def tiers_table(
     for tier in catalog.tiers:
         candidate = tier.candidate or {}
         cpu = candidate.get("cpu")
-        sized = sizing[sizing["server_id"].str.contains(cpu, na=False)] if cpu else sizing[:0]
+        known = cpu and "server_id" in sizing  # nothing sized: no column at all
+        sized = sizing[sizing["server_id"].str.contains(cpu, na=False)] if known else sizing[:0]
         sized = sized[sized["servers"].notna()] if not sized.empty else sized
         need = (
             f"{int(sized['servers'].min())} x {sized.iloc[0]['server']}"

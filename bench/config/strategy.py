@@ -43,6 +43,9 @@ class EndpointProtocol(Choice):
 class StrategyConfig:
     name: str = MISSING
     runner: ClassVar[str]
+    # Whether the model is served on this host (its backend checked against what the host has
+    # before measuring, bench.host_support); False for a service deployed elsewhere.
+    serves_here: ClassVar[bool] = True
 
     def validate(self, at: str = "strategy") -> None:
         """Ranges that types alone cannot check."""
@@ -277,7 +280,14 @@ class EndpointStrategyConfig(StrategyConfig):
     client_connections: int = 1024
     # How long start() waits for the service to say it is ready.
     start_timeout_s: float = 30.0
+    # A credential the service requires, never typed on the command line (which Hydra stores
+    # in .hydra/): the name of an environment variable holding it, or a file holding it.
+    token_env: str | None = None
+    token_file: str | None = None
+    # The header it is sent in: Authorization gets "Bearer <token>", any other the token alone.
+    token_header: str = "Authorization"
     runner: ClassVar[str] = "runners.endpoint:EndpointRunner"
+    serves_here: ClassVar[bool] = False
 
     def validate(self, at: str = "strategy") -> None:
         require(
@@ -293,3 +303,8 @@ class EndpointStrategyConfig(StrategyConfig):
             )
         at_least(self.client_connections, 1, f"{at}.client_connections")
         positive(self.start_timeout_s, f"{at}.start_timeout_s")
+        require(
+            not (self.token_env and self.token_file),
+            f"{at}.token_env",
+            "give the token in an environment variable or a file (token_file), not both",
+        )

@@ -44,6 +44,14 @@ _NAN = float("nan")
 Complete = Callable[["Response | BaseException"], None]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """Something beneath a runner broke while it served: a process it started exited."""
+
+    what: str  # "http replica 0 exited with SIGKILL"
+    at: float  # when it was noticed, in time.perf_counter() seconds (the driver's clock)
+
+
 @dataclass
 class RunnerFacts:
     """What a runner measured about itself, recorded with every load point."""
@@ -152,6 +160,11 @@ class Runner(ABC):
 
     def begin_point(self) -> None:  # noqa: B027 (optional: most runners count nothing per point)
         """A load point begins: counters that `facts` reports per point start again here."""
+
+    def faults(self) -> list[Fault]:
+        """What broke beneath the runner since `start()` (a serving process that exited), in
+        order; a runner with a fault is stopped and started afresh before the next point."""
+        return []
 
     @property
     @abstractmethod
