@@ -70,21 +70,13 @@ def unsized_configs(results: pd.DataFrame) -> list[str]:
     return sorted(set(labels) - usable)
 
 
-# Rules whose failure leaves a point's measurement sound: the scenario's own latency SLO (the
-# plan answers its own, plan.slo_ms, from the service times), and the accuracy floor, which is
-# judged per configuration (`accuracy_ok`: one point below it rules the configuration out).
-SOUND_DESPITE = frozenset({"slo", "accuracy"})
-
-
 def sound(rows: pd.DataFrame) -> pd.Series:
-    """Which rows the planner may size from: measured, with a verdict that failed no rule but
-    those of `SOUND_DESPITE` (rows stored without their failed rules, `invalid_codes`: VALID
-    ones). A point with failed requests, too short, unstable or paced late is never used."""
+    """Which rows the planner may size from: measured and VALID. Nothing is recommended from an
+    INVALID point, whichever rule it failed: a point that missed the scenario's own SLO is left
+    out too (its rule was the user's; the plan judges plan.slo_ms from the valid points)."""
     measured = rows["status"].eq("measured") if "status" in rows else True
-    codes = _column(rows, "invalid_codes")
     valid = rows["valid"].eq(True) if "valid" in rows else pd.Series(True, index=rows.index)
-    judged = codes.map(lambda text: set(json.loads(text)) <= SOUND_DESPITE if text else None)
-    return measured & judged.where(codes != "", valid).astype(bool)
+    return measured & valid
 
 
 def left_out(rows: pd.DataFrame) -> list[str]:
