@@ -2,6 +2,7 @@ import os
 import subprocess
 from pathlib import Path, PurePosixPath
 
+import psutil
 import pytest
 
 from bench.cli import CONFIG_PACKAGE, config_dir
@@ -86,3 +87,20 @@ def checkout_stays_clean():
     if before is not None:
         added = sorted(_untracked() - before)
         assert not added, f"the tests wrote into the checkout {ROOT}: {added}"
+
+
+def descendants() -> set[int]:
+    """The pids of every process this test process started, and theirs."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie is not)."""
+    running = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return running

@@ -22,7 +22,7 @@ import pytest
 from bench.load.scenarios import shape_of
 from bench.registry import typed
 from bench.run import run_benchmark
-from tests.conftest import checkout_env, compose
+from tests.conftest import alive, checkout_env, compose, descendants
 
 TINY = [
     "model=mlp",
@@ -31,21 +31,6 @@ TINY = [
     "scenario.warmup_s=0.1",
     "scenario.duration_s=1.5",
 ]
-
-
-def _descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 class _Killer(threading.Thread):
@@ -98,7 +83,7 @@ def _killed_mid_point(
 ) -> tuple[pd.DataFrame, _Killer]:
     cfg = compose([*TINY, "scenario=concurrency", "scenario.levels=[1,2]", *overrides])
     killer = _Killer(marker)
-    killer.before = _descendants()  # what the session itself runs (none of the run's)
+    killer.before = descendants()  # what the session itself runs (none of the run's)
     killer.start()
     try:
         rows = run_benchmark(cfg, tmp_path)
@@ -122,7 +107,7 @@ def test_a_worker_killed_mid_point_is_named_in_a_failed_row_and_the_sweep_goes_o
     # The point's requests are kept, and the next point ran on a worker started afresh.
     assert len(pd.read_parquet(tmp_path / "requests" / f"{broken['point_id']}.parquet")) > 0
     assert after["status"] == "measured" and after["errors"] == 0
-    assert killer.seen and _alive(killer.seen) == set() and _descendants() == killer.before
+    assert killer.seen and alive(killer.seen) == set() and descendants() == killer.before
 
 
 def test_nginx_killed_mid_point_is_named_and_the_sweep_goes_on(tmp_path, cache_dir):
@@ -134,7 +119,7 @@ def test_nginx_killed_mid_point_is_named_and_the_sweep_goes_on(tmp_path, cache_d
     assert broken["status"] == "failed"
     assert broken["error"].startswith("nginx exited with SIGKILL at "), broken["error"]
     assert after["status"] == "measured" and after["errors"] == 0
-    assert killer.seen and _alive(killer.seen) == set() and _descendants() == killer.before
+    assert killer.seen and alive(killer.seen) == set() and descendants() == killer.before
 
 
 def _cgroup_memory_limit() -> str | None:
@@ -170,14 +155,14 @@ def test_a_worker_killed_by_its_memory_limit_says_so(tmp_path, cache_dir):
             f"cache_dir={cache_dir}",
         ]
     )
-    before = _descendants()
+    before = descendants()
     rows = run_benchmark(cfg, tmp_path)
     # Each point's worker leaks until its limit kills it; each point says so, and both ran.
     assert list(rows["status"]) == ["failed", "failed"], rows["error"].tolist()
     for error in rows["error"]:
         assert "container replica 0 exited with SIGKILL (out of memory at 1200 MB" in error
     assert (rows["oom_kills"] >= 1).all()
-    assert _descendants() == before
+    assert descendants() == before
 
 
 # --- a server that stops answering ----------------------------------------------------------------
@@ -327,7 +312,7 @@ def test_a_signal_stops_the_sweep_cleanly_and_a_rerun_measures_the_rest(
     assert proc.returncode == 128 + signum, stderr[-2000:]
     assert f"stopped by {signal.Signals(signum).name}" in stderr
     assert "Traceback" not in stderr
-    assert seen and _alive(seen) == set()
+    assert seen and alive(seen) == set()
     after = _rows(results)
     measured = after[after["status"] == "measured"]
     pd.testing.assert_frame_equal(measured.iloc[[0]], before.iloc[[0]], check_dtype=False)

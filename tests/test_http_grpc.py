@@ -26,7 +26,7 @@ from runners.grpc_v2 import inference_pb2 as pb
 from runners.grpc_v2 import inference_pb2_grpc as pb_grpc
 from runners.nginx import nginx_binary
 from runners.protocol import InferRequest, Tensor, encode_request, items_to_tensors
-from tests.conftest import compose
+from tests.conftest import alive, compose, descendants
 
 TINY = [
     "model=mlp",
@@ -35,21 +35,6 @@ TINY = [
     "progress=false",
     "accuracy_samples=4",
 ]
-
-
-def _descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 def _have_nginx() -> bool:
@@ -145,13 +130,13 @@ def test_requests_spread_over_replicas_and_nothing_outlives_stop(
             f"cache_dir={cache_dir}",
         ]
     )
-    before = _descendants()
+    before = descendants()
 
     async def main():
         runner = build_runner(cfg)
         await runner.start()
         try:
-            started = _descendants() - before
+            started = descendants() - before
             return started, runner.facts, await _served_per_replica(runner, 10)
         finally:
             await runner.stop()
@@ -169,7 +154,7 @@ def test_requests_spread_over_replicas_and_nothing_outlives_stop(
     assert facts.predictor["predictor_threads_choice"].startswith(
         "one core for this predictor" if share == 1 else "probed"
     )
-    assert _alive(started) == set()
+    assert alive(started) == set()
 
 
 # --- one served model, poked with raw clients ----------------------------------------------------
@@ -321,11 +306,11 @@ def test_a_worker_that_cannot_start_fails_the_start_with_its_log_and_leaves_noth
             f"cache_dir={cache_dir}",
         ]
     )
-    before = _descendants()
+    before = descendants()
     runner = build_runner(cfg)
     with pytest.raises(RunnerError, match="NoSuchExecutionProvider"):
         asyncio.run(runner.start())
-    assert _descendants() - before == set()
+    assert descendants() - before == set()
 
 
 _HARNESS = """
@@ -357,9 +342,9 @@ def test_workers_stop_when_the_harness_is_killed(cache_dir, tmp_path):
         harness.send_signal(signal.SIGKILL)  # no stop(), no finally: only the pipe closes
         harness.wait()
         deadline = time.monotonic() + 10
-        while _alive(workers) and time.monotonic() < deadline:
+        while alive(workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _alive(workers) == set()
+        assert alive(workers) == set()
     finally:
         harness.kill()
         harness.wait()
