@@ -6,16 +6,11 @@ serves it alike (an ONNX export keeps only the linear layer)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from collections.abc import Sequence
-from importlib import metadata
-
-import numpy as np
 
 from bench.config.model import BusyModelConfig
 from bench.models.base import ModelBundle
+from bench.models.mlp import features_to_logits
 
 clock = time.perf_counter
 
@@ -42,30 +37,11 @@ def spend(seconds: float, holds_gil: bool) -> None:
 
 def build(cfg: BusyModelConfig) -> ModelBundle:
     service_s = cfg.service_ms / 1e3
-
-    def samples(count: int, seed: int) -> list[np.ndarray]:
-        rng = np.random.default_rng(seed)
-        return list(rng.standard_normal((count, cfg.in_features), dtype=np.float32))
-
-    def preprocess(items: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        spend(service_s * len(items), cfg.holds_gil)
-        return {"features": np.stack(items).astype(np.float32, copy=False)}
-
-    def fingerprint() -> str:
-        # The weights follow from the shape and the seed (and torch's initialisers); the
-        # service time is not part of the exported graph.
-        spec = {"busy": [cfg.in_features, cfg.out_features, cfg.seed]}
-        spec["torch"] = metadata.version("torch")
-        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
-
-    return ModelBundle(
-        name="busy",
-        input_names=("features",),
-        output_name="logits",
-        dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
-        output_kind="logits",
-        samples=samples,
-        preprocess=preprocess,
-        load_module=lambda: _module(cfg),
-        fingerprint=fingerprint,
+    # The service time is not part of the exported graph, so not of the fingerprint.
+    return features_to_logits(
+        "busy",
+        [cfg.in_features, cfg.out_features, cfg.seed],
+        cfg.in_features,
+        lambda: _module(cfg),
+        spend=lambda items: spend(service_s * items, cfg.holds_gil),
     )

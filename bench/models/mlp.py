@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -27,29 +28,43 @@ def _module(cfg: MLPConfig):
 
 
 def build(cfg: MLPConfig) -> ModelBundle:
+    spec = [cfg.in_features, list(cfg.hidden), cfg.out_features, cfg.seed]
+    return features_to_logits("mlp", spec, cfg.in_features, lambda: _module(cfg))
+
+
+def features_to_logits(
+    name: str,
+    spec: list,
+    in_features: int,
+    load_module: Callable[[], Any],
+    spend: Callable[[int], None] = lambda items: None,
+) -> ModelBundle:
+    """A seeded model from `features` (standard normal, `in_features` wide) to `logits`, whose
+    weights follow from `spec` (its shape and seed); `spend(items)` runs in preprocessing."""
+
     def samples(count: int, seed: int) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
-        return list(rng.standard_normal((count, cfg.in_features), dtype=np.float32))
+        return list(rng.standard_normal((count, in_features), dtype=np.float32))
 
     def preprocess(items: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        spend(len(items))
         return {"features": np.stack(items).astype(np.float32, copy=False)}
 
     def fingerprint() -> str:
         # The weights follow from the architecture and the seed; the torch version is part of
         # the key because torch's initialisers may change between releases. Read from the
         # package's metadata: importing torch would cost an ONNX Runtime worker seconds.
-        spec = {"mlp": [cfg.in_features, list(cfg.hidden), cfg.out_features, cfg.seed]}
-        spec["torch"] = metadata.version("torch")
-        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
+        key = {name: spec, "torch": metadata.version("torch")}
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     return ModelBundle(
-        name="mlp",
+        name=name,
         input_names=("features",),
         output_name="logits",
         dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}},
         output_kind="logits",
         samples=samples,
         preprocess=preprocess,
-        load_module=lambda: _module(cfg),
+        load_module=load_module,
         fingerprint=fingerprint,
     )
