@@ -31,6 +31,8 @@ PACKAGES = ("bench", "runners", "reports")
 # Imported by a serving worker when installed, not required: the image runs without them.
 OPTIONAL_IMPORTS = {
     "attrs": "omegaconf._utils imports attr inside a try, for attrs classes as configs",
+    "charset-normalizer": "numpy.f2py.crackfortran imports it inside a try; it is installed "
+    "wherever a test tool brings requests (papermill does)",
 }
 
 
