@@ -187,6 +187,7 @@ async def _measure(
             # Read after the point: some facts (batch sizes, throttling, cold starts) accumulate
             # while it runs.
             row.update(runner.facts.as_row())
+            row["client_cpu_ms_per_request"] = client_cpu_ms_per_request(row)
             if faults := runner.faults():
                 row.update(_failed(row, _fault_text(faults, measured, row["error"])))
                 restarts += 1
@@ -235,6 +236,17 @@ def _fault_text(faults: list[Fault], measured: tuple[Measurement, float] | None,
         for f in faults
     ]
     return f"{'; '.join(said)}; {int(failed.sum())} of {len(log['ok'])} requests failed after it"
+
+
+def client_cpu_ms_per_request(row: dict) -> float:
+    """The CPU the harness's own process spent per request answered, where the model is served
+    by other processes (over http or grpc): then that process is only the driver and the client,
+    and a request's latency holds at most this much of the client's own work, which a leaner
+    client (perf_analyzer's C++) would not spend. NaN in-process, where that CPU is the model's."""
+    qps = row.get("achieved_qps", np.nan)
+    if row.get("protocol", "none") == "none" or not qps > 0:
+        return np.nan
+    return 1e3 * row.get("harness_cpu_cores_used", np.nan) / qps
 
 
 def _unanswered_text(errors: dict[str, int]) -> str:

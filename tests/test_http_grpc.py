@@ -78,6 +78,12 @@ def test_a_run_over_the_wire_serves_the_reference_outputs(strategy, payload, tmp
     assert all(row[part] >= 0 for part in parts)
     assert sum(row[part] for part in parts) == pytest.approx(row["cold_start_s"])
     assert row["predictor_backend"] == "torch"
+    # The model ran in the workers: the harness's process was the driver and client alone,
+    # part of the tree's CPU, and what it spent per request is stated.
+    assert 0 < row["harness_cpu_cores_used"] <= row["cpu_cores_used"]
+    assert row["client_cpu_ms_per_request"] == pytest.approx(
+        1e3 * row["harness_cpu_cores_used"] / row["achieved_qps"]
+    )
     # The server's own queue and compute times came back with every request.
     log = pd.read_parquet(tmp_path / "requests" / f"{row['point_id']}.parquet")
     assert log["compute_s"].notna().all() and (log["compute_s"] > 0).all()

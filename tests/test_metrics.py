@@ -26,6 +26,8 @@ def test_resource_sampler_sees_a_busy_child_and_its_memory():
     row = sampler.summary(t0, t1)
     # One child burning one core for most of the window (the machine may be busy too).
     assert 0.3 < row["cpu_cores_used"] < 1.6
+    # The child's CPU is not this process's own.
+    assert 0 <= row["harness_cpu_cores_used"] < row["cpu_cores_used"]
     assert row["cpu_util_pct"] == pytest.approx(100 * row["cpu_cores_used"] / host_cores())
     assert 0 <= row["system_cpu_util_pct"] <= 100
     assert row["rss_peak_mb"] > 10

@@ -62,6 +62,8 @@ def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path
     # Every row carries the calibration of the host that measured it, for the planner.
     assert rows["calib_host_key"].notna().all() and rows["calib_host_key"].nunique() == 1
     assert (rows["calib_fp32_gflops_per_thread"] > 0).all()
+    # In-process, the harness's own CPU is the model's too: no client share is claimed.
+    assert rows["client_cpu_ms_per_request"].isna().all()
     assert (tmp_path / "results.parquet").exists()
     for pid in rows["point_id"]:
         assert len(pd.read_parquet(tmp_path / "requests" / f"{pid}.parquet")) > 0

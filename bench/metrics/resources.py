@@ -20,6 +20,7 @@ import psutil
 class _Sample:
     t: float
     proc_cpu_s: float  # user + system seconds of this process and its children, cumulative
+    self_cpu_s: float  # the same, of this process alone (the driver and, remote, the client)
     host_busy_s: float  # all CPUs' non-idle seconds, cumulative
     host_total_s: float
     rss_bytes: int
@@ -60,7 +61,7 @@ class ResourceSampler:
             procs += self._me.children(recursive=True)
         except psutil.Error:
             pass
-        cpu, rss, alive = 0.0, 0, {}
+        cpu, rss, alive, own = 0.0, 0, {}, 0.0
         for proc in procs:
             try:
                 with proc.oneshot():
@@ -71,6 +72,8 @@ class ResourceSampler:
                 continue
             alive[proc.pid] = used
             cpu += used
+            if proc is self._me:
+                own = used
         # A child that exited takes its CPU seconds with it; keep what we last saw of it.
         for pid, used in self._seen.items():
             if pid not in alive:
@@ -80,7 +83,7 @@ class ResourceSampler:
         host = psutil.cpu_times()
         total = sum(host)
         idle = host.idle + getattr(host, "iowait", 0.0)
-        self.samples.append(_Sample(time.perf_counter(), cpu, total - idle, total, rss))
+        self.samples.append(_Sample(time.perf_counter(), cpu, own, total - idle, total, rss))
 
     def summary(self, t0: float, t1: float) -> dict:
         """CPU use over [t0, t1] and peak RSS, as result columns."""
@@ -90,6 +93,7 @@ class ResourceSampler:
         cores = psutil.cpu_count() or 1
         row = {
             "cpu_cores_used": np.nan,
+            "harness_cpu_cores_used": np.nan,
             "cpu_util_pct": np.nan,
             "system_cpu_util_pct": np.nan,
             "rss_peak_mb": np.nan,
@@ -99,6 +103,9 @@ class ResourceSampler:
             used = (last.proc_cpu_s - first.proc_cpu_s) / (last.t - first.t)
             row["cpu_cores_used"] = used
             row["cpu_util_pct"] = 100.0 * used / cores
+            row["harness_cpu_cores_used"] = (last.self_cpu_s - first.self_cpu_s) / (
+                last.t - first.t
+            )
             host_total = last.host_total_s - first.host_total_s
             if host_total > 0:
                 row["system_cpu_util_pct"] = (

@@ -153,16 +153,21 @@ def _perf_analyzer(kind: str, address: str, concurrency: int) -> tuple[float, fl
     return float(row["p50 latency"]) / 1e3, float(row["Inferences/Second"])
 
 
-async def _harness(runner, concurrency: int, seed: int) -> tuple[float, float]:
-    """The harness's client's (p50 ms, requests/s), closed loop, through the load driver."""
+async def _harness(runner, concurrency: int, seed: int) -> tuple[float, float, float]:
+    """The harness's client's (p50 ms, requests/s, CPU ms per request), closed loop, through
+    the load driver; the CPU is this process's (the driver and the client: the model is in the
+    worker), as `bench` states it per point in `client_cpu_ms_per_request`."""
     bundle = build_model(runner.cfg.model)
     payloads = [bundle.samples(1, seed * 1000 + i) for i in range(64)]
     runner.begin_point()
     point = LoadPoint("concurrency", 1, 1.0, POINT_S, schedule_seed=seed, concurrency=concurrency)
+    cpu = time.process_time()
     measurement = await Driver(runner, payloads).run(point)
+    cpu = time.process_time() - cpu
     stats = summarize(measurement, 3, 1e-3, 1)
     assert stats["errors"] == 0
-    return stats["latency_p50_ms"], stats["achieved_qps"]
+    cpu_ms = 1e3 * cpu / len(measurement.log.columns()["ok"])
+    return stats["latency_p50_ms"], stats["achieved_qps"], cpu_ms
 
 
 @needs_perf_analyzer
@@ -173,6 +178,7 @@ def test_harness_client_against_perf_analyzer(benchmark, strategy):
         for who in ("perf_analyzer", "harness")
         for c in CONCURRENCIES
     }
+    client_ms = {c: [] for c in CONCURRENCIES}
 
     async def main():
         runner = _runner(strategy)
@@ -185,9 +191,10 @@ def test_harness_client_against_perf_analyzer(benchmark, strategy):
                     )
                     figures["perf_analyzer", c]["p50"].append(p50)
                     figures["perf_analyzer", c]["qps"].append(qps)
-                    p50, qps = await _harness(runner, c, r)
+                    p50, qps, cpu_ms = await _harness(runner, c, r)
                     figures["harness", c]["p50"].append(p50)
                     figures["harness", c]["qps"].append(qps)
+                    client_ms[c].append(cpu_ms)
         finally:
             await runner.stop()
 
@@ -211,6 +218,15 @@ def test_harness_client_against_perf_analyzer(benchmark, strategy):
                 f"{who:14} {c:>4} {_spread(f['p50']):>24} {_spread(f['qps']):>26} "
                 f"{p50 / pa['p50']:>9.2f} {qps / pa['qps']:>11.2f}"
             )
+        # The client's own share, as bench states it per point: what the harness's p50 holds
+        # of its own CPU at most, against perf_analyzer's C++ client.
+        cpu_ms = statistics.median(client_ms[c])
+        less = statistics.median(figures["harness", c]["p50"]) - cpu_ms
+        benchmark.extra_info[f"harness_c{c}_client_cpu_ms"] = round(cpu_ms, 3)
+        print(
+            f"{'  client CPU':14} {c:>4} {cpu_ms:8.3f} ms/request; harness p50 less it "
+            f"{less:.2f} ms = {less / pa['p50']:.2f} x perf_analyzer's"
+        )
 
 
 def _spread(values: list[float]) -> str:
