@@ -277,6 +277,9 @@ async def _measure_point(
     )
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
+    # The measured window on the driver's clock (the request log's): a comparison of two runs
+    # reads exactly the requests these figures were computed from.
+    row["window_start_s"], row["window_end_s"] = measurement.window_start, measurement.window_end
     row.update(verdict.as_row())
     row["errors_seen"] = json.dumps(measurement.log.errors)
     row.update(resources.summary(measurement.window_start, measurement.window_end))
