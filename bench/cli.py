@@ -487,7 +487,7 @@ exit status: 0 the gate passed (every gated change within its threshold or withi
 
 def compare_main(argv: Sequence[str] | None = None, prog: str = "bench-compare") -> int:
     """`bench-compare BASELINE CANDIDATE [gate.FIELD=VALUE ...] [--markdown FILE]`."""
-    from bench.config.gate import GateConfig
+    from bench.compare.gate import GateConfig
 
     fields = ", ".join(
         f"{f.name}={_value(getattr(GateConfig(), f.name))}" for f in dataclasses.fields(GateConfig)
@@ -516,8 +516,8 @@ def compare_main(argv: Sequence[str] | None = None, prog: str = "bench-compare")
     )
     args = parser.parse_args(argv)
     from bench.compare import compare
+    from bench.compare.gate import gate_config
     from bench.compare.markdown import headline, markdown
-    from bench.config.gate import gate_config
 
     try:
         gate = gate_config(args.settings)

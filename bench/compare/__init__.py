@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.compare.gate import GateConfig, OnInvalid
 from bench.compare.match import match
 from bench.compare.samples import point_samples, rss_samples, runs
 from bench.compare.stats import ratio_interval
@@ -29,7 +30,6 @@ from bench.compare.verdict import (
     slo_throughput,
     speed_changes,
 )
-from bench.config.gate import GateConfig, OnInvalid
 from bench.validation import ConfigError
 
 

@@ -23,8 +23,8 @@ from enum import Enum
 import numpy as np
 import pandas as pd
 
+from bench.compare.gate import GateConfig
 from bench.compare.stats import PointSamples, estimate, range_interval, ratio_interval, resample
-from bench.config.gate import GateConfig
 
 
 class Verdict(str, Enum):
