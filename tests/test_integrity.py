@@ -42,7 +42,7 @@ def test_every_row_records_the_sha256_of_the_artifact_its_worker_loaded(tmp_path
     weights = weights_artifact("mlp", build_model(cfg.model).load_module())
     assert (rows["model_sha256"] == weights.sha256).all()
     assert (rows["model_sha256_expected"] == weights.sha256).all()
-    assert rows["model_artifact"].iloc[0] == "mlp weights (4 tensors)"
+    assert rows["model_artifact"].iloc[0] == "mlp weights (6 tensors)"
 
     # A user's ONNX file, served by a worker process: the file's bytes, as sha256sum says.
     user = tmp_path / "model.onnx"
