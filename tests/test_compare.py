@@ -231,7 +231,7 @@ def test_folders_without_results_or_without_a_common_point_exit_2(tmp_path, caps
     assert compare_main([str(run), str(tmp_path / "nowhere")]) == 2
     assert "no such results file or folder" in capsys.readouterr().err
     assert compare_main([str(run), str(other)]) == 2
-    assert "no point matches a point of" in capsys.readouterr().err
+    assert "the baseline measured concurrency 1; the candidate concurrency 2" in capsys.readouterr().err
 
 
 # --- the command, on real runs -----------------------------------------------------------------

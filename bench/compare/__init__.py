@@ -202,8 +202,10 @@ def compare(
     if not matching.pairs:
         changed = ", ".join(matching.changed) or "none"
         raise ConfigError(
-            f"{candidate}: no point matches a point of {baseline} by configuration and load "
-            f"(fields that differ on every row: {changed}); compare runs of the same scenario"
+            f"{candidate}: no point matches one of {baseline} by configuration and load "
+            f"(the baseline measured {', '.join(map(str, before['label']))}; the candidate "
+            f"{', '.join(map(str, after['label']))}; fields that differ on every row: "
+            f"{changed}); compare runs of the same scenario"
         )
     groups = (matching.baseline_groups, matching.candidate_groups)
     many = len(set(groups[0].values())) > 1

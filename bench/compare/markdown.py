@@ -4,7 +4,6 @@ shows, the worst regression first."""
 from __future__ import annotations
 
 import math
-from importlib import resources
 
 import jinja2
 
@@ -91,9 +90,7 @@ def headline(comparison: Comparison) -> str:
 def markdown(comparison: Comparison) -> str:
     """The Markdown summary of `comparison`."""
     template = jinja2.Environment(
-        loader=jinja2.FunctionLoader(
-            lambda name: resources.files("bench.compare").joinpath("templates", name).read_text()
-        ),
+        loader=jinja2.PackageLoader("bench.compare", "templates"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

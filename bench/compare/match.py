@@ -4,9 +4,11 @@ changed. Pure functions over the stored rows.
 A row's identity is its stored measurement config (`config`, as `bench` keyed it) and its
 load point (`point`), flattened to dotted fields. A field with one value over every baseline
 row and another over every candidate row is what changed between the two (the model, its
-`service_ms`, `backend.threads`): it is left out of the match and reported. Every other field
-must agree, so a sweep's points pair with the candidate's point of the same backend, strategy
-and load, and a point one side has and the other lacks is named as unmatched.
+`service_ms`, `backend.threads`): it is left out of the match and reported. The load itself
+(the point's concurrency, rate, batch size, connections, scenario and seeds) is never left out:
+two runs of one point each at other loads do not compare. Every other field must agree, so a
+sweep's points pair with the candidate's point of the same backend, strategy and load, and a
+point one side has and the other lacks is named as unmatched.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 import pandas as pd
 
 _ABSENT = "<absent>"
+# A point's fields that say how long it was measured, not what load it offered: they may differ.
+_LENGTH = {"point.duration_s", "point.warmup_s"}
 
 
 def flatten(doc: Any, prefix: str = "") -> dict[str, str]:
@@ -41,11 +45,13 @@ def identity(row: pd.Series) -> dict[str, str]:
 def changed_fields(
     baseline: list[dict[str, str]], candidate: list[dict[str, str]]
 ) -> dict[str, tuple[str, str]]:
-    """Fields with one value on every baseline row and another on every candidate row:
-    field -> (baseline value, candidate value)."""
+    """Fields with one value on every baseline row and another on every candidate row, the
+    load excepted: field -> (baseline value, candidate value)."""
     fields = set().union(*baseline, *candidate)
     changed = {}
     for name in sorted(fields):
+        if name.startswith("point.") and name not in _LENGTH:
+            continue
         before = {ident.get(name, _ABSENT) for ident in baseline}
         after = {ident.get(name, _ABSENT) for ident in candidate}
         if len(before) == 1 and len(after) == 1 and before != after:
