@@ -231,7 +231,8 @@ def test_folders_without_results_or_without_a_common_point_exit_2(tmp_path, caps
     assert compare_main([str(run), str(tmp_path / "nowhere")]) == 2
     assert "no such results file or folder" in capsys.readouterr().err
     assert compare_main([str(run), str(other)]) == 2
-    assert "the baseline measured concurrency 1; the candidate concurrency 2" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "the baseline measured concurrency 1; the candidate concurrency 2" in said
 
 
 # --- the command, on real runs -----------------------------------------------------------------
