@@ -18,16 +18,13 @@ import pandas as pd
 from bench.compare.gate import GateConfig, OnInvalid
 from bench.compare.match import match
 from bench.compare.samples import point_samples, rss_samples, runs
-from bench.compare.stats import ratio_interval
 from bench.compare.verdict import (
-    BOOTSTRAP,
     Change,
     PointComparison,
     Verdict,
     accuracy_change,
-    judged,
     memory_change,
-    slo_throughput,
+    slo_change,
     speed_changes,
 )
 from bench.validation import ConfigError
@@ -109,46 +106,28 @@ def _slo_changes(
     tried other rates on each side."""
     out = []
     rng = np.random.default_rng(gate.seed)
-    paired_groups = {groups[0][i]: groups[1][j] for i, j in pairs}
-    for before_key, after_key in paired_groups.items():
-        sides = []
-        for rows, keyed, key in (
-            (baseline, groups[0], before_key),
-            (candidate, groups[1], after_key),
-        ):
-            group = rows[[keyed.get(i) == key for i in rows.index]]
-            sides.append(group)
-        slo_ms = sides[1].iloc[0].get("scenario.slo_ms")
-        if slo_ms is None or not np.isfinite(float(slo_ms)):
+    for before_key, after_key in {groups[0][i]: groups[1][j] for i, j in pairs}.items():
+        before = baseline[[groups[0].get(i) == before_key for i in baseline.index]]
+        after = candidate[[groups[1].get(j) == after_key for j in candidate.index]]
+        first = after.iloc[0]
+        slo_ms = pd.to_numeric(first.get("scenario.slo_ms"), errors="coerce")
+        if not np.isfinite(slo_ms):
             continue
-        quantile = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}[
-            str(sides[1].iloc[0].get("scenario.slo_percentile") or "p99")
-        ]
-        figures = []
-        for group in sides:
-            points = [
-                s
-                for _, row in group.iterrows()
-                if _valid(row) and (s := point_samples(row)) is not None and len(s.latency_s)
-            ]
-            figures.append(slo_throughput(points, slo_ms / 1e3, quantile, gate.resamples, rng))
-        (whole_before, before), (whole_after, after) = figures
-        low, high = ratio_interval(before, after, gate.confidence)
-        change = Change(
-            metric=f"throughput at p{quantile:g} <= {float(slo_ms):g} ms",
-            unit="req/s",
-            baseline=whole_before,
-            candidate=whole_after,
-            low=low,
-            high=high,
-            worse_when="lower",
-            verdict=Verdict.UNSURE,
-            method=BOOTSTRAP,
+        quantile = _QUANTILES[str(first.get("scenario.slo_percentile") or "p99")]
+        change = slo_change(
+            _valid_samples(before), _valid_samples(after), float(slo_ms), quantile, gate, rng
         )
-        out.append(
-            (_describe(sides[1].iloc[0]), judged(change, gate, gate.max_throughput_regression))
-        )
+        out.append((_describe(first), change))
     return out
+
+
+# The latency percentiles a scenario's SLO may name (`scenario.slo_percentile`).
+_QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+
+def _valid_samples(rows: pd.DataFrame) -> list:
+    found = (point_samples(row) for _, row in rows.iterrows() if _valid(row))
+    return [s for s in found if s is not None and len(s.latency_s)]
 
 
 def _pct(value: float) -> str:

@@ -226,6 +226,34 @@ def slo_throughput(
     return whole, draws
 
 
+def slo_change(
+    baseline: list[PointSamples],
+    candidate: list[PointSamples],
+    slo_ms: float,
+    quantile: float,
+    gate: GateConfig,
+    rng: np.random.Generator,
+) -> Change:
+    """Throughput at the SLO of one configuration, each side from its own valid points."""
+    (whole_before, before), (whole_after, after) = (
+        slo_throughput(points, slo_ms / 1e3, quantile, gate.resamples, rng)
+        for points in (baseline, candidate)
+    )
+    low, high = ratio_interval(before, after, gate.confidence)
+    change = Change(
+        metric=f"throughput at p{quantile:g} <= {slo_ms:g} ms",
+        unit="req/s",
+        baseline=whole_before,
+        candidate=whole_after,
+        low=low,
+        high=high,
+        worse_when="lower",
+        verdict=Verdict.UNSURE,
+        method=BOOTSTRAP,
+    )
+    return judged(change, gate, gate.max_throughput_regression)
+
+
 @dataclass
 class PointComparison:
     """One matched point: its label, each side's verdict on its own validity, its changes."""
