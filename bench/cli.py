@@ -469,3 +469,68 @@ def report_main(argv: Sequence[str] | None = None, prog: str = "bench-report") -
             continue
         print(write_report(frame, report_folder(folder)))
     return status
+
+
+# --- bench-compare -------------------------------------------------------------------------------
+
+_COMPARE_EXAMPLES = """\
+examples:
+  bench-compare runs/baseline runs/candidate
+  bench-compare base cand gate.max_p99_regression=5% gate.min_accuracy=0.99 --markdown pr.md
+  bench-compare base cand gate.max_memory_regression=null gate.invalid=skip
+
+exit status: 0 the gate passed (every gated change within its threshold or within noise),
+1 a gated metric regressed beyond its threshold with confidence (or a gated point is INVALID),
+2 bad input (a folder without results, no point in common, a setting that does not parse).
+"""
+
+
+def compare_main(argv: Sequence[str] | None = None, prog: str = "bench-compare") -> int:
+    """`bench-compare BASELINE CANDIDATE [gate.FIELD=VALUE ...] [--markdown FILE]`."""
+    from bench.compare.gate import GateConfig
+
+    fields = ", ".join(
+        f"{f.name}={_value(getattr(GateConfig(), f.name))}" for f in dataclasses.fields(GateConfig)
+    )
+    parser = _Parser(
+        prog=prog,
+        description=textwrap.fill(
+            "Compare two stored runs (run or sweep folders) point by point, matched by "
+            "configuration and load: p50 and p99 latency, throughput (and at the SLO where the "
+            "scenario has one), peak memory and accuracy, each with a confidence interval from "
+            "the stored per-request samples and a verdict (faster, slower, same, unsure). Print "
+            "a Markdown summary for a pull request and fail (exit 1) when a gated metric "
+            f"regressed beyond its threshold. Gate settings and defaults: {fields}.",
+            79,
+        ),
+        epilog=_COMPARE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("baseline", metavar="BASELINE", help="the run or sweep folder before")
+    parser.add_argument("candidate", metavar="CANDIDATE", help="the run or sweep folder after")
+    parser.add_argument(
+        "settings", nargs="*", default=[], metavar="gate.FIELD=VALUE", help="gate thresholds"
+    )
+    parser.add_argument(
+        "--markdown", metavar="FILE", help="write the Markdown summary here (default: stdout)"
+    )
+    args = parser.parse_args(argv)
+    from bench.compare import compare
+    from bench.compare.gate import gate_config
+    from bench.compare.markdown import headline, markdown
+
+    try:
+        gate = gate_config(args.settings)
+        comparison = compare(args.baseline, args.candidate, gate)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        return _fail(prog, exc)
+    text = markdown(comparison)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+        for failure in comparison.failures:
+            print(f"FAIL {failure}")
+        print(headline(comparison))
+        print(f"gate: {'passed' if comparison.passed else 'FAILED'}; summary: {args.markdown}")
+    else:
+        print(text, end="")
+    return 0 if comparison.passed else 1

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, not_measured, reference_outputs
+from bench.backends.artifact import Artifact, expected_artifact
 from bench.config import validate
 from bench.host_support import check_host
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
@@ -163,13 +164,17 @@ async def _measure(
     # calibration of the host that measured it, which the planner scales from.
     calibration = host_calibration(cfg.cache_dir, cfg.calibration_s)
     bundle = build_model(cfg.model)
+    expected = _expected(cfg, bundle)
+    # Each row names the artifact the harness expected; the worker's report of what it loaded
+    # joins it (`model_sha256`), and a point where they differ fails.
+    calibration = {**calibration, "model_sha256_expected": expected.sha256 if expected else ""}
     runner: Runner | None = None
     accuracy: dict = {}
     restarts = 0
     try:
         while (point := scenario.next_point(history)) is not None:
             if runner is None:
-                runner, accuracy, error = await _started(cfg, bundle, again=restarts > 0)
+                runner, accuracy, error = await _started(cfg, bundle, expected, restarts > 0)
                 if runner is None:
                     # Static scenarios record each of their points as failed; a search its next.
                     while (point := scenario.next_point(history)) is not None:
@@ -188,6 +193,8 @@ async def _measure(
             # while it runs.
             row.update(runner.facts.as_row())
             row["client_cpu_ms_per_request"] = client_cpu_ms_per_request(row)
+            if mismatch := integrity_error(runner.facts.predictor, expected):
+                row.update(_failed(row, mismatch))
             if faults := runner.faults():
                 row.update(_failed(row, _fault_text(faults, measured, row["error"])))
                 restarts += 1
@@ -202,17 +209,46 @@ async def _measure(
             await runner.stop()
 
 
+def _expected(cfg: DictConfig, bundle: ModelBundle) -> Artifact | None:
+    """The artifact the workers should serve, computed here; None where it cannot be (the
+    runner's start then says why, as it always has)."""
+    try:
+        return expected_artifact(bundle, cfg.backend, cfg.optimization, cfg.cache_dir)
+    except Exception:
+        return None
+
+
+def integrity_error(predictor: dict, expected: Artifact | None) -> str:
+    """Why the model a runner serves is not the one expected ("" where it is, or where the
+    server does not say what it loaded: a foreign endpoint)."""
+    served = predictor.get("model_sha256") or ""
+    if expected is None or not served or served == expected.sha256:
+        return ""
+    return (
+        f"model integrity: the worker loaded model_sha256 {served[:16]}... "
+        f"({predictor.get('model_artifact') or 'artifact not named'}), but the harness expected "
+        f"{expected.sha256[:16]}... ({expected.name}) from the same config: the artifact "
+        "changed between the two reads, or the worker builds another model (unseeded weights, "
+        "other files or packages); fix that and run again"
+    )
+
+
 async def _started(
-    cfg: DictConfig, bundle: ModelBundle, again: bool
+    cfg: DictConfig, bundle: ModelBundle, expected: Artifact | None, again: bool
 ) -> tuple[Runner | None, dict, str]:
     """A started runner and what its accuracy check found; (None, {}, why) where either
-    failed (`again`: a restart after a fault)."""
+    failed, or where it serves another model than `expected` (`again`: a restart after a
+    fault)."""
     what = "runner failed to start" + (" again after a fault" if again else "")
     try:
         runner: Runner = implementation("strategy", cfg.strategy, "runner")(cfg)
         await runner.start()
     except Exception as exc:
         return None, {}, f"{what}: {type(exc).__name__}: {exc}"
+    if mismatch := integrity_error(runner.facts.predictor, expected):
+        # Measured, it would be a wrong model's figures, under this model's name.
+        await runner.stop()
+        return None, {}, mismatch
     try:
         return runner, await _accuracy(runner, bundle, cfg), ""
     except Exception as exc:
@@ -289,6 +325,9 @@ async def _measure_point(
     )
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
+    # The measured window on the driver's clock (the request log's): a comparison of two runs
+    # reads exactly the requests these figures were computed from.
+    row["window_start_s"], row["window_end_s"] = measurement.window_start, measurement.window_end
     row.update(verdict.as_row())
     row["errors_seen"] = json.dumps(measurement.log.errors)
     row.update(resources.summary(measurement.window_start, measurement.window_end))

@@ -117,6 +117,7 @@ class ServerlessRunner(Runner):
         self._workdir: Path | None = None
         self._config: Path | None = None
         self._env = worker_env()
+        self._artifact_changed = False  # an instance loaded another artifact than the first
         self._numbers = itertools.count()
         self._instances: list[_Instance] = []  # started, busy or idle
         self._idle: list[_Instance] = []  # the most recently used last
@@ -314,8 +315,14 @@ class ServerlessRunner(Runner):
         instance.cold_start.update(parts)
         instance.cold_start["serving_s"] = instance.cold_start["total_s"] - sum(parts.values())
         self._window.torch_workers += bool(worker.get("torch_imported"))
-        if not self._facts.predictor:
+        # The first instance's facts; or, where a later one loaded another artifact than the
+        # first (the file changed under the deployment), that one's: the harness checks the
+        # artifact served against the one it expected.
+        seen = self._facts.predictor.get("model_sha256")
+        changed = seen is not None and worker["predictor"].get("model_sha256") != seen
+        if not self._facts.predictor or (changed and not self._artifact_changed):
             self._facts.predictor = worker["predictor"]
+            self._artifact_changed = changed
 
     def _release(self, instance: _Instance) -> None:
         """Hand the instance to the longest waiting request, else keep it warm until its

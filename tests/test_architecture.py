@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The composition roots: the modules allowed to import every stage.
 ROOTS = {"bench/__main__.py", "bench/cli.py", "bench/run.py", "bench/sweep_report.py"}
 # Thin aliases of the composition root (`python -m bench.capacity`, `python -m reports`).
-ROOTS |= {"bench/capacity/__main__.py", "reports/__main__.py"}
+ROOTS |= {"bench/capacity/__main__.py", "bench/compare/__main__.py", "reports/__main__.py"}
 
 
 def imports(path: Path) -> set[str]:
@@ -66,6 +66,19 @@ def test_the_planner_imports_no_measuring_code():
     measuring = ("bench.metrics", "bench.backends", "bench.models", "bench.load", "torch")
     measuring += ("onnxruntime", "runners")
     assert offending("bench/capacity", lambda _, m: not m.startswith(measuring)) == []
+
+
+def test_the_comparison_reads_only_stored_results():
+    # results -> compare: a pure function of two stored runs and the gate's settings; comparing
+    # measures nothing and plans nothing.
+    def allowed(_, module: str) -> bool:
+        if _top(module) != "bench":
+            return _top(module) not in ("runners", "reports", "torch", "onnxruntime")
+        return module.startswith(("bench.results", "bench.compare")) or (
+            module == "bench.validation"
+        )
+
+    assert offending("bench/compare", allowed) == []
 
 
 def test_reports_read_only_results_and_the_plan_store():

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bench.capacity.catalog import Price, load_catalog
-from bench.capacity.manifests import Deployment, manifests
+from bench.capacity.manifests import Deployment, manifests, pinned
 from bench.capacity.measured import UNCALIBRATED, MeasuredConfig
 from bench.capacity.plan import write_plan
 from bench.capacity.planner import Target, recommend, sizing_table
@@ -131,6 +131,24 @@ def test_manifests_give_whole_cores_and_cover_measured_memory():
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (4, 6)
 
 
+@pytest.mark.parametrize(
+    "image, pinned_as",
+    [
+        (
+            "REGISTRY/bench-serving",
+            "REGISTRY/bench-serving@sha256:<digest of the plan/image build>",
+        ),
+        (
+            "reg.example:5000/team/m:1.2",
+            "reg.example:5000/team/m@sha256:<digest of the plan/image build>",
+        ),
+        ("reg/m@sha256:" + "a" * 64, "reg/m@sha256:" + "a" * 64),
+    ],
+)
+def test_the_image_is_pinned_by_digest(image, pinned_as):
+    assert pinned(image) == pinned_as
+
+
 def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
     overrides = [
         "model=mlp",
@@ -150,8 +168,19 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
     assert len(sizing) == 18 and sizing["servers"].notna().any()
     sentence = (plan / "recommendation.txt").read_text()
     assert sentence.startswith("To serve 200 requests/s at p99 under 100 ms")
-    kinds = {yaml.safe_load(p.read_text())["kind"] for p in (plan / "kubernetes").iterdir()}
+    kinds = {yaml.safe_load(p.read_text())["kind"] for p in (plan / "kubernetes").glob("*.yaml")}
     assert kinds == {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"}
+    # The image pinned by a digest placeholder, the model sized named by its artifact's hash.
+    served = pd.read_parquet(tmp_path / "results.parquet")["model_sha256"].iloc[0]
+    deployment = yaml.safe_load((plan / "kubernetes" / "deployment.yaml").read_text())
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "REGISTRY/bench-serving@sha256:<digest of the plan/image build>"
+    assert deployment["spec"]["template"]["metadata"]["annotations"] == {
+        "bench/model-sha256": served,
+        "bench/model-artifact": "mlp weights (6 tensors)",
+    }
+    assert "docker push REGISTRY/bench-serving" in (plan / "kubernetes" / "README.md").read_text()
+    assert f"Sized for mlp weights (6 tensors) (model_sha256 {served})." in sentence
     assert "runners.worker" in (plan / "image" / "Dockerfile").read_text()  # the image to build
     tables = (plan / "tables.md").read_text()
     for title in ("Deployment environments", "Performance metrics", "Kubernetes configuration"):

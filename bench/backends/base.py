@@ -35,10 +35,16 @@ class PredictorInfo:
     compile_s: float = math.nan  # torch.compile's first call, where the backend compiles
     compile_cache: str = ""  # "cold" or "warm": whether the compiler's cache held this model
     facts: dict[str, Any] = field(default_factory=dict)  # what an optimization did
+    # The artifact served, as this predictor loaded it (`bench.backends.artifact`).
+    model_sha256: str = ""
+    model_artifact: str = ""
 
     def as_row(self) -> dict[str, Any]:
         row = {f"predictor_{key}": value for key, value in asdict(self).items()}
         row["predictor_facts"] = json.dumps(self.facts, sort_keys=True)
+        # The model's identity, not a fact of the runtime: named as the harness checks it.
+        row["model_sha256"] = row.pop("predictor_model_sha256")
+        row["model_artifact"] = row.pop("predictor_model_artifact")
         return row
 
 

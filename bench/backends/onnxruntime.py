@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import onnxruntime as ort
 
+from bench.backends.artifact import onnx_artifact
 from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.ort_optimize import optimized_onnx
 from bench.config.backend import OnnxRuntimeBackendConfig
@@ -42,6 +43,8 @@ class OnnxRuntimePredictor(Predictor):
                 "(backend.provider=CUDAExecutionProvider); on CPU use int8_dynamic or int8_static"
             )
         path, precision, facts = optimized_onnx(bundle, opt, cache_dir, cfg.opset)
+        # Read just before the session loads the same file.
+        artifact = onnx_artifact(bundle, path)
         options = ort.SessionOptions()
         options.graph_optimization_level = _GRAPH_LEVELS[str(cfg.graph_optimization)]
         if cfg.threads is not None:
@@ -72,6 +75,8 @@ class OnnxRuntimePredictor(Predictor):
             model_compressed_bytes=compressed,
             threads=cfg.threads or 0,  # 0: ONNX Runtime's default (one per physical core)
             facts=facts,
+            model_sha256=artifact.sha256,
+            model_artifact=artifact.name,
         )
 
     @property

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from bench.backends.artifact import torch_artifact
 from bench.backends.base import BackendError, Predictor, PredictorInfo, remembered_sizes
 from bench.backends.torch_optimize import torch_variant
 from bench.config.backend import BackendConfig
@@ -43,7 +44,9 @@ class TorchPredictor(Predictor):
             # Process-wide in torch: every predictor in this process shares the setting.
             torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device)
-        self.module, precision, facts = torch_variant(bundle.load_module(), opt, self.device)
+        loaded = bundle.load_module()
+        artifact = torch_artifact(bundle, loaded)
+        self.module, precision, facts = torch_variant(loaded, opt, self.device)
         # Float inputs follow the module's precision; token ids and masks stay integers.
         self.float_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         if cache_dir is None:
@@ -62,6 +65,8 @@ class TorchPredictor(Predictor):
             model_compressed_bytes=compressed,
             threads=torch.get_num_threads(),
             facts=facts,
+            model_sha256=artifact.sha256,
+            model_artifact=artifact.name,
         )
 
     @property

@@ -34,6 +34,10 @@ class MeasuredConfig:
     uses_gpu: bool
     # The configuration's measured points left out as invalid, each with its verdict's reasons.
     left_out: str = ""
+    # The artifact its valid points served (`model_sha256`, as the workers loaded it); "" where
+    # the rows do not say, or say several.
+    model_sha256: str = ""
+    model_artifact: str = ""
 
 
 def _deployable(config_json: str) -> dict:
@@ -145,7 +149,24 @@ def _measured(
         uses_gpu=str(light.get("predictor_provider", "")).lower().find("cuda") >= 0
         or config["backend"].get("device") == "cuda",
         left_out="; ".join(left_out(group)),
+        **_artifact(valid),
     )
+
+
+def _artifact(valid: pd.DataFrame) -> dict[str, str]:
+    """The one artifact the valid points served, or what is known of them."""
+    if "model_sha256" not in valid:
+        return {}
+    served = valid[valid["model_sha256"].fillna("").astype(str) != ""]
+    hashes = served["model_sha256"].unique()
+    if len(hashes) == 1:
+        return {
+            "model_sha256": str(hashes[0]),
+            "model_artifact": str(served["model_artifact"].iloc[0]),
+        }
+    if len(hashes) > 1:
+        return {"model_artifact": f"{len(hashes)} different artifacts (model_sha256 differs)"}
+    return {}
 
 
 def _accuracy_ok(group: pd.DataFrame) -> bool:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import results
 from bench.capacity.catalog import Catalog, load_catalog
 from bench.capacity.image import write_image
-from bench.capacity.manifests import Deployment, manifests
+from bench.capacity.manifests import Deployment, manifests, readme
 from bench.capacity.measured import (
     MeasuredConfig,
     MeasuredHost,
@@ -92,6 +92,7 @@ def make_plan(
     deployment, files, build_image = None, {}, None
     if best is not None:
         measured = _chosen(hosts, best)
+        sentence += _artifact_sentence(measured)
         deployment = _deployment(best, measured, target, image)
         files = manifests(deployment)
         build_image = partial(
@@ -106,8 +107,18 @@ def make_plan(
         serverless=costs,
         break_even=serverless_break_even(costs, best, eur_per_usd) or "",
         manifests=files,
+        manifests_readme=readme(image) if files else "",
         image=build_image,
     )
+
+
+def _artifact_sentence(measured: MeasuredConfig) -> str:
+    """Which model artifact the recommendation sized, as its rows recorded it."""
+    if measured.model_sha256:
+        return f" Sized for {measured.model_artifact} (model_sha256 {measured.model_sha256})."
+    if measured.model_artifact:
+        return f" Sized from points that served {measured.model_artifact}."
+    return ""
 
 
 def _chosen(
@@ -172,4 +183,6 @@ def _deployment(
         # Scale out before a replica's CPU passes the share the headroom leaves it.
         target_cpu_pct=max(10, min(90, round(100 / (1 + target.headroom)))),
         node_selector={"node.kubernetes.io/instance-type": str(best["server_id"])},
+        model_sha256=measured.model_sha256,
+        model_artifact=measured.model_artifact,
     )

@@ -22,8 +22,10 @@ class PlanConfig:
     # Euros per US dollar, to compare a serverless cost priced in USD with EUR server prices;
     # an exchange rate is a price: null until you give one (dated, in your own preset).
     eur_per_usd: float | None = None
-    # Container image the Kubernetes manifests name; build it from the generated Dockerfile.
-    image: str = "registry.example.com/bench-serving:latest"
+    # Container image the Kubernetes manifests name, pinned there by digest (a placeholder until
+    # you push the build of plan/image: see plan/kubernetes/README.md); build it from the
+    # generated Dockerfile.
+    image: str = "REGISTRY/bench-serving"
 
     def validate(self, at: str = "plan") -> None:
         positive(self.peak_qps, f"{at}.peak_qps")

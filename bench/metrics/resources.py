@@ -7,6 +7,7 @@ exactly, not the warm-up.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -86,7 +87,8 @@ class ResourceSampler:
         self.samples.append(_Sample(time.perf_counter(), cpu, own, total - idle, total, rss))
 
     def summary(self, t0: float, t1: float) -> dict:
-        """CPU use over [t0, t1] and peak RSS, as result columns."""
+        """CPU use over [t0, t1], peak RSS and every RSS sample of the window (MB, a JSON list:
+        the spread a comparison of two runs' memory reads its noise from), as result columns."""
         inside = [s for s in self.samples if t0 <= s.t <= t1]
         first = _nearest(self.samples, t0)
         last = _nearest(self.samples, t1)
@@ -97,6 +99,7 @@ class ResourceSampler:
             "cpu_util_pct": np.nan,
             "system_cpu_util_pct": np.nan,
             "rss_peak_mb": np.nan,
+            "rss_samples_mb": "[]",
             "load_avg_1m": os.getloadavg()[0],
         }
         if first is not None and last is not None and last.t > first.t:
@@ -114,6 +117,7 @@ class ResourceSampler:
         peak_from = inside or [s for s in (first, last) if s is not None]
         if peak_from:
             row["rss_peak_mb"] = max(s.rss_bytes for s in peak_from) / 2**20
+            row["rss_samples_mb"] = json.dumps([round(s.rss_bytes / 2**20, 3) for s in peak_from])
         return row
 
 

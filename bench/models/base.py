@@ -25,7 +25,10 @@ class ModelBundle:
     and architecture, so derived artefacts (ONNX exports) can be cached by content.
 
     A model given as an ONNX file has no torch module: `load_module` is None and `onnx_file`
-    is the file, served as it is (no export) and its own fp32 reference.
+    is the file, served as it is (no export) and its own fp32 reference. `artifact_files` are
+    the files a user's model is loaded from (the ONNX file and any weights beside it, or the
+    TorchScript / torch.export file), whose bytes are its identity; none for a model built in
+    code.
     """
 
     name: str
@@ -40,3 +43,4 @@ class ModelBundle:
     load_module: Callable[[], torch.nn.Module] | None
     fingerprint: Callable[[], str]
     onnx_file: Path | None = None
+    artifact_files: tuple[Path, ...] = ()

@@ -216,6 +216,7 @@ def build_onnx_file(cfg: OnnxFileModelConfig) -> ModelBundle:
         load_module=None,
         fingerprint=fingerprint,
         onnx_file=path,
+        artifact_files=(path, *(path.parent / name for name in external)),
     )
 
 
@@ -288,6 +289,7 @@ def build_torch_file(cfg: TorchFileModelConfig) -> ModelBundle:
         # A fresh module per call: an optimization that edits it never reaches the reference.
         load_module=lambda: load(path, cfg)[0],
         fingerprint=cache(lambda: _digest(kind.encode(), path)),
+        artifact_files=(path,),
     )
 
 
@@ -524,6 +526,7 @@ def _torch_bundle(
     samples: Callable[[int, int], list],
     load_module: Callable[[], Any],
     fingerprint: Callable[[], str],
+    artifact_files: tuple[Path, ...] = (),
 ) -> ModelBundle:
     """A user's torch model as a bundle: per-sample dicts of named arrays, stacked per batch."""
     return ModelBundle(
@@ -536,4 +539,5 @@ def _torch_bundle(
         preprocess=_stacker(names),
         load_module=load_module,
         fingerprint=fingerprint,
+        artifact_files=artifact_files,
     )
