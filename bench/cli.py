@@ -138,7 +138,7 @@ def main() -> None:
     """`bench` and `python -m bench`: Hydra reads `sys.argv`. `--help` (`-h`) prints the
     options generated from the config classes; Hydra's own help is `--hydra-help`."""
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
-        print(help_text(options(), BenchConfig, default_options()))
+        print(help_text(options(), BenchConfig, default_options(), experiments=experiments()))
         return
     register_configs()
     try:
@@ -161,6 +161,7 @@ _EXAMPLES = (
     ),
     ("bench scenario=slo_search scenario.slo_ms=50", "the highest rate whose p99 meets 50 ms"),
     ("bench -m backend=torch,onnxruntime", "a sweep: one run per backend, one report over both"),
+    ("bench +experiment=tiers", "one model at three tiers of this host, predicted from each other"),
     ("bench model=mlp hydra.run.dir=out/mlp", "choose the run folder"),
     ("bench-plan out/mlp plan.peak_qps=800", "plan again from stored results, measuring nothing"),
     ("bench-report out/mlp", "render the report again"),
@@ -176,6 +177,23 @@ def default_options(tree: Path | None = None) -> dict[str, str]:
             for group, option in entry.items():
                 chosen[str(group)] = str(option)
     return chosen
+
+
+def experiments(tree: Path | None = None) -> dict[str, str]:
+    """The packaged experiment presets (`conf/experiment/NAME.yaml`, run as `+experiment=NAME`),
+    each with the first sentence of the comment that opens it."""
+    found = {}
+    for path in sorted(((tree or config_dir()) / "experiment").glob("*.yaml")):
+        comment = []
+        for line in path.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            if not line.startswith("# @package"):
+                comment.append(line.lstrip("# ").strip())
+        text = " ".join(comment)
+        end = text.find(". ")
+        found[path.stem] = text if end < 0 else text[: end + 1]
+    return found
 
 
 def summary(cls: type, limit: int = 150) -> str:
@@ -253,11 +271,13 @@ def help_text(
     top: type | None = None,
     defaults: Mapping[str, str] | None = None,
     prog: str = "bench",
+    experiments: Mapping[str, str] | None = None,
 ) -> str:
     """`bench --help`, generated: each group of `schemas` (group -> {option: config class})
     with its options and the first sentence of each class's docstring; then, from `top` (the
     root config class), its settings sections (`plan`) and top-level settings with their
-    defaults; examples; where to read more. `defaults` marks each group's default option."""
+    defaults; the experiment presets (`experiments`: name -> what it runs); examples; where to
+    read more. `defaults` marks each group's default option."""
     defaults = defaults or {}
     lines = [
         f"usage: {prog} [GROUP=OPTION ...] [GROUP.FIELD=VALUE ...] [KEY=VALUE ...]",
@@ -301,6 +321,10 @@ def help_text(
                 subsequent_indent="    ",
                 break_long_words=False,
             )
+    if experiments:
+        lines += ["", "Experiment presets, +experiment=NAME (times on 2 cores)"]
+        for name, what in experiments.items():
+            lines += _described(name, what, 4, column)
     lines += ["", "Examples:"]
     for command, what in _EXAMPLES:
         lines += [f"  # {what}", f"  {command}"]

@@ -40,7 +40,8 @@ class MeasuredConfig:
     model_artifact: str = ""
 
 
-def _deployable(config_json: str) -> dict:
+def deployable(config_json: str) -> dict:
+    """The deployable part of a row's stored config (`DEPLOYABLE`)."""
     config = json.loads(config_json)
     return {group: config[group] for group in DEPLOYABLE}
 
@@ -55,7 +56,7 @@ def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredCon
     rows = results[results["status"] == "measured"].copy()
     if rows.empty:
         return []
-    rows["_deployable"] = rows["config"].map(lambda c: json.dumps(_deployable(c), sort_keys=True))
+    rows["_deployable"] = rows["config"].map(lambda c: json.dumps(deployable(c), sort_keys=True))
     found = []
     for key, group in rows.groupby("_deployable", sort=True):
         usable = sound(group)
@@ -69,7 +70,7 @@ def unsized_configs(results: pd.DataFrame) -> list[str]:
     rows = results[results["status"] == "measured"] if "status" in results else results
     if rows.empty or "config" not in rows:
         return []
-    labels = rows["config"].map(lambda c: _label(_deployable(c)))
+    labels = rows["config"].map(lambda c: _label(deployable(c)))
     usable = set(labels[sound(rows)])
     return sorted(set(labels) - usable)
 
@@ -114,14 +115,24 @@ def _service_times(rows: pd.DataFrame) -> np.ndarray:
     return service[np.isfinite(service)]
 
 
+# Open-loop points whose achieved rate is at least this share of the highest one supply the
+# service times: load like the load at capacity, the load the planner predicts.
+NEAR_CAPACITY = 0.5
+
+
 def _service_rows(group: pd.DataFrame) -> pd.DataFrame:
-    """Where the service times come from: every open-loop point when there are any, since
-    requests arriving at random find the worker idle, its caches cold, and the generator busy
-    beside it (MiniLM here: 4.5 ms per request under Poisson arrivals against 3.8 ms back to
-    back, which moved the predicted capacity by 20%); else the closed-loop point with the
-    least queueing."""
+    """Where the service times come from: the open-loop points nearest capacity (achieved rate
+    within NEAR_CAPACITY of the highest valid one), when there are any. A request's service
+    time depends on the load around it: under Poisson arrivals the worker's caches go cold
+    between requests and the generator and the other workers take CPU beside it, the more so
+    the higher the rate. Back-to-back samples made the planner 13-20% optimistic for MiniLM
+    here; samples of every open-loop point pooled, light ones included, still leaned that way.
+    Else (closed-loop scenarios only) the point with the least queueing."""
     open_loop = group[group["target_qps"].notna()]
-    return open_loop if not open_loop.empty else group.iloc[[_lightest_index(group)]]
+    if open_loop.empty:
+        return group.iloc[[_lightest_index(group)]]
+    rate = open_loop["achieved_qps"].fillna(0.0)
+    return open_loop[rate >= NEAR_CAPACITY * rate.max()]
 
 
 def _measured(

@@ -5,7 +5,8 @@ Run: pytest tests/benchmarks/test_planner_accuracy.py --benchmark-only -s
 MiniLM on ONNX Runtime, one intra-op thread per replica, served `direct` by 1 or 2 workers
 sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the highest Poisson
 rate whose p99 met the SLO. Predicted: the planner's simulation driven by the service times of
-the one-replica search (the planner's own choice of samples), on the host itself (scale 1).
+the one-replica search (the planner's own choice of samples: its valid open-loop points nearest
+capacity), on the host itself: factor 1, with the band of a `measured` server (MEASURED_BAND).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 from bench import results
 from bench.capacity.measured import measured_configs
 from bench.capacity.queueing import capacity_qps
+from bench.capacity.scaling import MEASURED_BAND
 from bench.load.slo_search import Trial, highest_passing_rate, passed
 from bench.run import run_benchmark
 from tests.conftest import compose
@@ -56,9 +58,7 @@ def _searched_capacity(rows: pd.DataFrame) -> float | None:
 
 def test_predicted_capacity_against_measured(benchmark, tmp_path):
     def measure():
-        light = _run(tmp_path, ["scenario=single_stream", "strategy.workers=1"], "service")
-        config = measured_configs(light, host_cores=2)[0]
-        rows = []
+        searches = {}
         for workers in (1, 2):
             search = _run(
                 tmp_path,
@@ -71,24 +71,40 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
                 ],
                 f"search{workers}",
             )
-            measured = _searched_capacity(search)
-            predicted = capacity_qps(config.service_s, workers, SLO_MS, "p99")
-            rows.append((workers, predicted, measured))
+            searches[workers] = search
+        config = measured_configs(searches[1], host_cores=2)[0]
+        rows = []
+        for workers, search in searches.items():
+            band = [
+                capacity_qps(config.service_s / f, workers, SLO_MS, "p99")
+                for f in (MEASURED_BAND.value, MEASURED_BAND.low, MEASURED_BAND.high)
+            ]
+            rows.append((workers, *band, _searched_capacity(search)))
         return config, rows
 
     config, rows = benchmark.pedantic(measure, rounds=1, iterations=1)
     service_ms = config.service_s.mean() * 1e3
     print(
         f"\nMiniLM / onnxruntime, 1 thread per replica, p99 SLO {SLO_MS:g} ms; "
-        f"service time mean {service_ms:.2f} ms over {len(config.service_s)} requests"
+        f"service time mean {service_ms:.2f} ms over {len(config.service_s)} requests "
+        f"(from {config.service_points})"
     )
-    print(f"  {'replicas':>8s} {'predicted qps':>14s} {'measured qps':>13s} {'error':>7s}")
-    for workers, predicted, measured in rows:
+    print(
+        f"  {'replicas':>8s} {'predicted qps':>14s} {'band':>15s} {'measured qps':>13s} "
+        f"{'error':>7s} {'in band':>7s}"
+    )
+    for workers, predicted, low, high, measured in rows:
         error = (predicted - measured) / measured if measured else float("nan")
-        print(f"  {workers:8d} {predicted:14.1f} {measured or float('nan'):13.1f} {error:+7.1%}")
+        inside = bool(measured) and low <= measured <= high
+        print(
+            f"  {workers:8d} {predicted:14.1f} {f'{low:.1f}-{high:.1f}':>15s} "
+            f"{measured or float('nan'):13.1f} {error:+7.1%} {'yes' if inside else 'no':>7s}"
+        )
         benchmark.extra_info[f"replicas_{workers}"] = {
             "predicted_qps": predicted,
+            "predicted_low_qps": low,
+            "predicted_high_qps": high,
             "measured_qps": measured,
             "error": error,
         }
-    assert all(m for _, _, m in rows), "a search found no rate meeting the SLO"
+    assert all(row[-1] for row in rows), "a search found no rate meeting the SLO"

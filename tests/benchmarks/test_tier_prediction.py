@@ -1,0 +1,46 @@
+"""Cross-tier prediction, the planner's real test, and the time `+experiment=tiers` takes.
+
+Run: pytest tests/benchmarks/test_tier_prediction.py --benchmark-only -s
+`bench +experiment=tiers` as a user types it (MiniLM, PyTorch eager, `slo_search` at a p99 SLO of
+100 ms on three tiers of this host: no limit, a container limited to one CPU, the `small` edge
+device), timed from start to report; then the sweep plan's `plan/cross_tier.csv`: each tier's
+capacity at the SLO predicted from each other tier's measurement, beside the capacity measured.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from bench.capacity.store import Plan
+from tests.conftest import checkout_env
+
+
+def test_cross_tier_prediction_and_the_tiers_experiment(benchmark, tmp_path):
+    sweep = tmp_path / "tiers"
+
+    def run():
+        began = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "bench", "+experiment=tiers", "progress=false"]
+            + [f"hydra.sweep.dir={sweep}"],
+            cwd=tmp_path,
+            env=checkout_env(),
+            check=True,
+            timeout=900,
+        )
+        return time.perf_counter() - began
+
+    wall = benchmark.pedantic(run, rounds=1, iterations=1)
+    table = Plan.read(sweep).cross_tier
+    print(f"\n+experiment=tiers took {wall:.0f} s on this host")
+    print(table.to_string(
+        columns=["from_tier", "to_tier", "predicted_qps", "predicted_low_qps",
+                 "predicted_high_qps", "measured_qps", "error_pct", "cpu_factor"],
+        index=False, float_format=lambda v: f"{v:.1f}",
+    ))  # fmt: skip
+    benchmark.extra_info["wall_s"] = wall
+    benchmark.extra_info["cross_tier"] = table.to_dict("records")
+    assert (sweep / "report.html").exists()
+    assert len(set(table["to_tier"])) == 3, "each of the three tiers predicted from the others"
