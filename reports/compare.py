@@ -133,6 +133,22 @@ def tier_table(df: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def best_points(df: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:
+    """Each tier's fastest valid point (rows of `df`, with `tier`), the most capacity first."""
+    return best_per_tier(prepare(df, plan))
+
+
+def capacity_table(df: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:
+    """The capacity figure's bars: per tier, measured and predicted from each other tier."""
+    return tier_capacity(best_points(df, plan), _cross_tier(plan))
+
+
+def cost_table(df: pd.DataFrame, plan: Plan | None = None) -> pd.DataFrame:
+    """Per tier, dedicated and serverless cost per million requests where prices are known."""
+    prepared = prepare(df, plan)
+    return tier_costs(tier_sizing(plan, prepared), prepared)
+
+
 def cross_tier_table(plan: Plan | None) -> pd.DataFrame:
     """The plan's cross-tier predictions (empty where it holds none)."""
     return _cross_tier(plan)

@@ -55,13 +55,13 @@ _WIDTH, _HEIGHT = 8.0, 4.6
 _MAX_ANNOTATED = 12  # beyond this many points, per-point labels turn into clutter
 
 
-def _styled(plot: Callable[[pd.DataFrame], Figure]) -> Callable[[pd.DataFrame], Figure]:
+def _styled(plot: Callable[..., Figure]) -> Callable[..., Figure]:
     """Apply the house style while a figure's artists are made (they read rcParams then)."""
 
     @wraps(plot)
-    def styled(df: pd.DataFrame) -> Figure:
+    def styled(df: pd.DataFrame, *args, **kwargs) -> Figure:
         with matplotlib.rc_context(_STYLE):
-            return plot(df)
+            return plot(df, *args, **kwargs)
 
     return styled
 
@@ -644,6 +644,8 @@ def cross_tier(table: pd.DataFrame) -> Figure:
     predicted_low_qps, predicted_high_qps, measured_qps), with the diagonal of a perfect
     prediction and a 25% corridor around it."""
     fig, ax = _new_figure()
+    if not {"measured_qps", "predicted_qps", "from_tier", "to_tier"} <= set(table.columns):
+        return _empty(fig, ax, "No tier was predicted from another")
     rows = table.dropna(subset=["measured_qps", "predicted_qps"])
     if rows.empty:
         return _empty(fig, ax, "No tier was predicted from another")
