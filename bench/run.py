@@ -27,7 +27,7 @@ from bench.load.sut import Fault, Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
 from bench.models import ModelBundle, build_model
 from bench.registry import implementation, typed
-from bench.results import SCHEMA_VERSION, ResultsStore
+from bench.results import SCHEMA_VERSION, ResultsStore, tier_of
 
 # Distinct request payloads cycled through by a load point (cheap to make, enough to vary).
 _PAYLOADS = 64
@@ -138,6 +138,7 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibra
             row[f"{group}.{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     row.update(host_fingerprint())
     row.update(calibration)
+    row["tier"] = tier_of(row, cfg.tier)
     return row
 
 

@@ -36,7 +36,8 @@ class MeasuredConfig:
     left_out: str = ""
 
 
-def _deployable(config_json: str) -> dict:
+def deployable(config_json: str) -> dict:
+    """The deployable part of a row's stored config (`DEPLOYABLE`)."""
     config = json.loads(config_json)
     return {group: config[group] for group in DEPLOYABLE}
 
@@ -51,7 +52,7 @@ def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredCon
     rows = results[results["status"] == "measured"].copy()
     if rows.empty:
         return []
-    rows["_deployable"] = rows["config"].map(lambda c: json.dumps(_deployable(c), sort_keys=True))
+    rows["_deployable"] = rows["config"].map(lambda c: json.dumps(deployable(c), sort_keys=True))
     found = []
     for key, group in rows.groupby("_deployable", sort=True):
         usable = sound(group)
@@ -65,7 +66,7 @@ def unsized_configs(results: pd.DataFrame) -> list[str]:
     rows = results[results["status"] == "measured"] if "status" in results else results
     if rows.empty or "config" not in rows:
         return []
-    labels = rows["config"].map(lambda c: _label(_deployable(c)))
+    labels = rows["config"].map(lambda c: _label(deployable(c)))
     usable = set(labels[sound(rows)])
     return sorted(set(labels) - usable)
 

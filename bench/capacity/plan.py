@@ -41,6 +41,7 @@ from bench.capacity.scaling import FORMULA
 from bench.capacity.serverless import break_even_qps, serverless_costs
 from bench.capacity.store import PLAN_DIR, Plan
 from bench.capacity.tables import document_tables
+from bench.capacity.tiers import cross_tier_table
 
 __all__ = [
     "PLAN_DIR",
@@ -117,6 +118,7 @@ def make_plan(
         tables=document_tables(frame, sizing, best, deployment, catalog, target),
         serverless=costs,
         break_even=serverless_break_even(costs, best, eur_per_usd) or "",
+        cross_tier=cross_tier_table(frame, target),
         manifests=files,
         image=build_image,
     )

@@ -449,3 +449,43 @@ def gpu_status(server: Server, results_have_gpu: bool) -> str:
     if not server.gpus:
         return NO_GPU
     return GPU_RUN_AVAILABLE if results_have_gpu else GPU_NOT_MEASURED
+
+
+def host_scale(
+    source: Mapping[str, Any], target: Mapping[str, Any], precision: str, backend: str | None
+) -> Scale:
+    """How one worker thread's throughput on host `target` compares with one on host `source`,
+    both measured: the ratio of their calibrations (`calib_*` in their rows), with the model's
+    library's figure where both have it. The same host (one calibration key, or one CPU model
+    and core count): factor 1 in MEASURED_BAND. Either side uncalibrated: its figure assumed
+    from its ISA flags (spec-only)."""
+    inputs = {
+        "from_cpu_model": source.get("host_cpu_model"),
+        "to_cpu_model": target.get("host_cpu_model"),
+        "precision": precision,
+    }
+    same_key = source.get("calib_host_key") and (
+        source.get("calib_host_key") == target.get("calib_host_key")
+    )
+    same_cpu = (source.get("host_cpu_model"), source.get("host_cores")) == (
+        target.get("host_cpu_model"),
+        target.get("host_cores"),
+    )
+    if same_key or same_cpu:
+        band = MEASURED_BAND
+        return Scale(band.value, band.low, band.high, "measured", "the same host: 1", inputs)
+    sides, texts, tags = [], [], []
+    for host in (target, source):
+        key = _calibration_key(host, precision, "compute", backend)
+        if key:
+            band, text = _measured(host, key)
+        else:
+            band, text = _assumed_host(isa_flags(host.get("host_isa", "")), precision, "compute")
+            text = f"assumed: {text}"
+        sides.append(band)
+        texts.append(text)
+        tags.append("calibrated" if key else "spec-only")
+    ratio = sides[0] / sides[1]
+    tag = "calibrated" if tags == ["calibrated", "calibrated"] else "spec-only"
+    formula = f"{tag}: ({texts[0]}) / ({texts[1]}) = {ratio.value:.3g}"
+    return Scale(ratio.value, ratio.low, ratio.high, tag, formula, inputs)

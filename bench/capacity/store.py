@@ -11,6 +11,10 @@ shows a plan without knowing its file names. Layout:
     plan/serverless.csv        per serverless point: its usage, cost per million, and the prices'
                                currency, date and source
     plan/serverless.txt        the serverless-versus-dedicated break-even sentence, if any
+    plan/cross_tier.csv        per configuration and pair of measured tiers: the capacity at
+                               the SLO predicted for one tier from the other's measurement,
+                               beside the capacity measured there (bench.capacity.tiers), if
+                               the results hold two tiers or more
     plan/kubernetes/*.yaml     Deployment, Service, Ingress, HorizontalPodAutoscaler
     plan/image/                the serving image's build context (written, not read back)
     plan/plan.json             the index: the tables' titles
@@ -38,6 +42,7 @@ TABLES = "tables.md"
 TABLE = "table{number}.csv"
 SERVERLESS = "serverless.csv"
 BREAK_EVEN = "serverless.txt"
+CROSS_TIER = "cross_tier.csv"
 KUBERNETES = "kubernetes"
 IMAGE = "image"
 INDEX = "plan.json"
@@ -55,6 +60,9 @@ class Plan:
     # Per serverless point: its usage and its cost at the configured prices.
     serverless: pd.DataFrame = field(default_factory=pd.DataFrame)
     break_even: str = ""
+    # Per configuration and (from, to) pair of measured tiers: predicted_qps (with
+    # predicted_low_qps, predicted_high_qps) against measured_qps, error_pct; capacity at the SLO.
+    cross_tier: pd.DataFrame = field(default_factory=pd.DataFrame)
     # File name -> Kubernetes manifest.
     manifests: dict[str, dict] = field(default_factory=dict)
     # Writes the serving image's build context into the folder it is given; None: no image.
@@ -81,6 +89,8 @@ class Plan:
         (out / TABLES).write_text("\n".join(markdown))
         if not self.serverless.empty:
             self.serverless.to_csv(out / SERVERLESS, index=False)
+        if not self.cross_tier.empty:
+            self.cross_tier.to_csv(out / CROSS_TIER, index=False)
         if self.manifests:
             (out / KUBERNETES).mkdir()
             for name, manifest in self.manifests.items():
@@ -115,6 +125,7 @@ class Plan:
             tables=tables,
             serverless=_csv(where / SERVERLESS),
             break_even=_text(where / BREAK_EVEN),
+            cross_tier=_csv(where / CROSS_TIER),
             manifests=manifests,
             folder=where,
         )
@@ -131,7 +142,16 @@ def to_markdown(table: pd.DataFrame) -> str:
 def _clear(where: Path) -> None:
     """Remove what an earlier plan wrote, so that nothing of it outlives the new one (a
     break-even or manifests the new plan has none of)."""
-    for name in (SIZING, RECOMMENDATION, FORMULA, TABLES, SERVERLESS, BREAK_EVEN, INDEX):
+    for name in (
+        SIZING,
+        RECOMMENDATION,
+        FORMULA,
+        TABLES,
+        SERVERLESS,
+        BREAK_EVEN,
+        CROSS_TIER,
+        INDEX,
+    ):
         (where / name).unlink(missing_ok=True)
     for path in where.glob(TABLE.format(number="*")):
         path.unlink()

@@ -53,6 +53,10 @@ class BenchConfig:
     report: bool = True
     # Free text carried into every row, e.g. the name of the machine or the experiment.
     tag: str = ""
+    # Where the points ran, as a label every row carries (`tier`) and tier comparisons group
+    # by. Empty: derived from the host and the limits (bench.results.tier), e.g. `epyc-2c`,
+    # `epyc-2c/cpus=1`, `epyc-2c/edge=small`.
+    tier: str = ""
 
 
 def register_configs() -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench.results.schema import CONTRACT_COLUMNS, SCHEMA_VERSION, missing_columns
 from bench.results.store import RESULTS_FILE, ResultsStore
+from bench.results.tier import derived_tier, tier_of
 
 
 def result_files(path: str | os.PathLike) -> list[Path]:
@@ -22,11 +23,15 @@ def result_files(path: str | os.PathLike) -> list[Path]:
     return sorted(path.rglob(RESULTS_FILE))
 
 
-def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One DataFrame from any number of run or sweep folders, from any number of hosts."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    files = [f for p in paths for f in result_files(p)]
+def load(*paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """One DataFrame from any number of run or sweep folders (`load(a, b, c)` or `load([a, b])`),
+    from any number of hosts; a folder named twice (or inside another named) is read once. Each
+    row keeps its own host fingerprint, calibration (`calib_*`) and `tier`; a row stored before
+    rows carried a tier gets the one its columns derive (`bench.results.tier`)."""
+    paths = [
+        p for given in paths for p in ([given] if isinstance(given, (str, os.PathLike)) else given)
+    ]
+    files = list(dict.fromkeys(f.resolve() for p in paths for f in result_files(p)))
     if not files:
         raise FileNotFoundError(f"no {RESULTS_FILE} under {', '.join(map(str, paths))}")
     frames = []
@@ -39,15 +44,29 @@ def load(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame
                 f"knows version {SCHEMA_VERSION}; upgrade bench to read it"
             )
         frame["run_dir"] = str(file.parent)
-        frames.append(frame)
+        frames.append(_with_tier(frame))
     return pd.concat(frames, ignore_index=True)
+
+
+def _with_tier(frame: pd.DataFrame) -> pd.DataFrame:
+    """`tier` on every row: as stored, or derived where the row has none."""
+    stored = frame["tier"] if "tier" in frame else pd.Series(None, index=frame.index)
+    missing = stored.isna() | stored.astype(str).str.strip().eq("")
+    if missing.any():
+        derived = [derived_tier(row) for row in frame[missing].to_dict("records")]
+        stored = stored.astype(object)
+        stored[missing] = derived
+    frame["tier"] = stored.astype(str)
+    return frame
 
 
 __all__ = [
     "CONTRACT_COLUMNS",
     "SCHEMA_VERSION",
     "ResultsStore",
+    "derived_tier",
     "load",
     "missing_columns",
     "result_files",
+    "tier_of",
 ]
