@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bench.capacity.store import Plan
+from bench.results import derived_tier
 from reports import figures
 from reports.build import (
     _environment,
@@ -58,16 +59,16 @@ FINGERPRINT = (
 
 
 def tiers(df: pd.DataFrame) -> pd.Series:
-    """Each row's tier: its stored `tier` label; rows stored before rows carried one are named
-    by their host (and CPU limit, where one narrowed it)."""
-    host = df["host_name"].astype(str) if "host_name" in df else pd.Series("host", index=df.index)
-    if "cpu_limit" in df.columns:
-        limit = pd.to_numeric(df["cpu_limit"], errors="coerce")
-        host = host.where(limit.isna(), host + "/cpus=" + limit.map(lambda v: f"{v:g}"))
-    if TIER not in df.columns:
-        return host
-    stored = df[TIER].astype(object)
-    return stored.where(stored.notna() & (stored.astype(str) != ""), host).astype(str)
+    """Each row's tier: the `tier` it carries (`bench.results.load` gives every row one), or
+    for a row without, the label its own columns derive (`bench.results.derived_tier`)."""
+    stored = df[TIER] if TIER in df.columns else pd.Series(None, index=df.index, dtype=object)
+    missing = stored.isna() | stored.astype(str).str.strip().eq("")
+    if not missing.any():
+        return stored.astype(str)
+    derived = pd.Series(
+        [derived_tier(row) for row in df[missing].to_dict("records")], index=df.index[missing]
+    )
+    return stored.astype(object).where(~missing, derived).astype(str)
 
 
 DEPLOYABLE = ("model", "backend", "optimization", "strategy")
@@ -214,7 +215,9 @@ def tier_sizing(plan: Plan | None, df: pd.DataFrame) -> pd.DataFrame:
         return sizing
     if TIER in sizing.columns:
         return sizing
-    by_host = df.drop_duplicates("host_name").set_index("host_name")[TIER]
+    # The planner sizes per measuring host: where one host ran several tiers, its sizing
+    # pools them, and is labelled with them all.
+    by_host = df.groupby("host_name")[TIER].agg(lambda t: " + ".join(sorted(set(t))))
     return sizing.assign(tier=sizing["host"].map(by_host).fillna(sizing["host"]).astype(str))
 
 
