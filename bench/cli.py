@@ -468,31 +468,101 @@ def plan_main(argv: Sequence[str] | None = None, prog: str = "bench-plan") -> in
     return 0
 
 
+_REPORT_EXAMPLES = """\
+examples:
+  bench-report runs/2026-11-25/11-12-40                 re-render that run's report.html
+  bench-report runs/big-host runs/small-host runs/edge   one comparison of the three tiers,
+                                                        in comparison/report.html
+  bench-report A B -o out/tiers plan.peak_qps=500       the comparison elsewhere, planned
+                                                        for another target
+"""
+DEFAULT_COMPARISON = "comparison"
+
+
 def report_main(argv: Sequence[str] | None = None, prog: str = "bench-report") -> int:
-    """`bench-report FOLDER...`: render each folder's report.html again; print each path."""
+    """`bench-report FOLDER [FOLDER ...] [-o OUT] [KEY=VALUE ...]`: one folder, its report.html
+    rendered again (and its tiers.html where it holds several tiers); several, one tier
+    comparison of all their results, planned over them all, in OUT."""
     parser = _Parser(
         prog=prog,
-        description=(
-            "Render report.html again from the results.parquet files in or below each FOLDER, "
-            "measuring nothing; print the path of each report written."
+        description=textwrap.fill(
+            "Render reports from stored results, measuring nothing. One FOLDER: render its "
+            "report.html again (and tiers.html, the tier comparison, where its results span "
+            "several tiers). Several: plan over all their results (the target, catalog and "
+            "prices the first one stored, with the KEY=VALUE overrides) and write one "
+            "self-contained comparison of their hardware tiers, OUT/report.html, with the plan "
+            "in OUT/plan/. Prints the path of each page written.",
+            79,
         ),
+        epilog=_REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "folders", nargs="+", metavar="FOLDER", help="a run folder, or a sweep folder"
+        "folders",
+        nargs="+",
+        metavar="FOLDER",
+        help="a run or sweep folder; KEY=VALUE: a plan override (plan.peak_qps=500)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help=f"the comparison's folder (default: ./{DEFAULT_COMPARISON}); gives a comparison "
+        "even of one folder",
     )
     args = parser.parse_args(argv)
-    from reports.build import load_results, report_folder, write_report
+    folders = [f for f in args.folders if Path(f).exists() or "=" not in f]
+    overrides = [f for f in args.folders if f not in folders]
+    if not folders:
+        parser.error("no FOLDER given")
+    if len(folders) == 1 and args.output is None:
+        if overrides:
+            parser.error("overrides plan a comparison of several folders (or give -o OUT)")
+        return _rerender(folders[0], prog)
+    return _compare(folders, Path(args.output or DEFAULT_COMPARISON), overrides, prog)
 
-    status = 0
-    for folder in args.folders:
-        try:
-            frame = load_results(folder)
-        except (FileNotFoundError, ValueError) as exc:
-            # Both name the path (or the file with an unknown schema); a traceback would bury it.
-            status = _fail(prog, exc)
-            continue
-        print(write_report(frame, report_folder(folder)))
-    return status
+
+def _rerender(folder: str, prog: str) -> int:
+    from reports.build import load_results, report_folder, write_report
+    from reports.compare import TIERS_FILE, build_comparison, tiers
+
+    try:
+        frame = load_results(folder)
+    except (FileNotFoundError, ValueError) as exc:
+        # Both name the path (or the file with an unknown schema); a traceback would bury it.
+        return _fail(prog, exc)
+    where = report_folder(folder)
+    print(write_report(frame, where))
+    if tiers(frame).nunique() > 1:
+        print(build_comparison(frame, where, TIERS_FILE))
+    return 0
+
+
+def _compare(folders: list[str], out: Path, overrides: list[str], prog: str) -> int:
+    """Plan over every folder's results together, then render the comparison beside it."""
+    from bench import results
+    from bench.capacity.plan import plan_results
+    from reports.compare import build_comparison
+
+    missing = [f for f in folders if not Path(f).exists()]
+    if missing:
+        return _fail(prog, FileNotFoundError(f"{', '.join(missing)}: no such results folder"))
+    try:
+        frame = results.load(folders)
+        cfg, _ = replan_config(Path(folders[0]), overrides)
+        validate(cfg)
+        if (frame.get("status") == "measured").any():
+            plan_results(frame, cfg).write(out)
+    except (
+        ConfigError,
+        FileNotFoundError,
+        ValueError,
+        HydraException,
+        OmegaConfBaseException,
+    ) as exc:
+        return _fail(prog, exc)
+    print(build_comparison(frame, out))
+    return 0
 
 
 # --- bench-compare -------------------------------------------------------------------------------

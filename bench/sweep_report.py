@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 
 
 class SweepReport(Callback):
-    """The plan and the report over every run of the sweep: the comparison across configs."""
+    """The plan and the report over every run of the sweep: the comparison across configs;
+    where its runs span several hardware tiers, the tier comparison too (`tiers.html`)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = config.hydra.sweep.dir
@@ -22,5 +23,10 @@ class SweepReport(Callback):
                 return  # no job measured anything: each job already said why
         if config.get("report", True):
             from reports import build_report
+            from reports.build import load_results
+            from reports.compare import TIERS_FILE, build_comparison, tiers
 
             print(f"sweep report: {build_report(sweep_dir)}")
+            frame = load_results(sweep_dir)
+            if tiers(frame).nunique() > 1:
+                print(f"tier report:  {build_comparison(frame, sweep_dir, TIERS_FILE)}")

@@ -461,6 +461,12 @@ FIGURES = (
         "Each point's throughput in successive windows of its measured period, relative to "
         "its own median: flat lines are steady measurements.",
     ),
+    (
+        "Resource use",
+        figures.resource_use,
+        "CPU of the serving processes (100% is one core), their peak resident memory and, "
+        "where a GPU was read, its utilisation and memory, per load point.",
+    ),
 )
 
 
@@ -493,6 +499,27 @@ def verdicts(df: pd.DataFrame) -> list[dict]:
         }
         for _, row in _measured(df).iterrows()
     ]
+
+
+def verdict_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each load point's verdict as a table: configuration, point, VALID / INVALID / FAILED,
+    why (the failed rules' reasons, or the error) and what to do."""
+    df = _prepare(df)
+    return pd.DataFrame(
+        [
+            {
+                "configuration": row["config_label"],
+                "point": _cell(row, "label"),
+                "verdict": _badge(row),
+                "why": "; ".join(reason for _, reason in failed_rules(row))
+                if _badge(row) != "FAILED"
+                else _cell(row, "error"),
+                "what to do": _cell(row, "recommendation"),
+            }
+            for _, row in df.iterrows()
+        ],
+        columns=["configuration", "point", "verdict", "why", "what to do"],
+    )
 
 
 def failures(df: pd.DataFrame) -> list[dict]:
@@ -602,7 +629,10 @@ SIZING_COLUMNS = (
 
 
 def plan_section(plan: Plan | None) -> dict | None:
-    """The plan stored beside the results (`bench.capacity.store`), if there is one."""
+    """The plan stored beside the results (`bench.capacity.store`), if there is one: first the
+    best configuration per catalog server (the planner sizes from valid points only), the
+    other configurations one click away, and each configuration that could not be sized,
+    named, with why."""
     if plan is None:
         return None
     sizing = plan.sizing
@@ -610,21 +640,24 @@ def plan_section(plan: Plan | None) -> dict | None:
     shown = [
         c for c in SIZING_COLUMNS if c[0] in sizing.columns and (c[0] != "host" or several_hosts)
     ]
-    sized = sizing[sizing["servers"].notna()] if "servers" in sizing else sizing
-    order = [c for c in ("servers", "capacity_qps") if c in sized.columns]
-    if order:
-        sized = sized.sort_values(order, ascending=[c == "servers" for c in order])
-    unsized = sizing.drop(sized.index)
+    sized = ranked_sizing(sizing)
+    best = sized.drop_duplicates("server_id") if "server_id" in sized else sized
+    others = sized.drop(best.index)
+    unsized = sizing.drop(sized.index) if not sizing.empty else sizing
+
+    def rows(table: pd.DataFrame) -> list[list[str]]:
+        return [[fmt(row[key]) for key, _, fmt in shown] for _, row in table.iterrows()]
+
     return {
         "recommendation": plan.recommendation,
         # The planner sized something (it sizes only from valid points); else a warning.
-        "recommended": not sized.empty and "servers" in sized,
+        "recommended": not sized.empty,
         "serverless": plan.break_even,
         "headers": [header for _, header, _ in shown],
-        "rows": [[fmt(row[key]) for key, _, fmt in shown] for _, row in sized.iterrows()],
-        "unsized": [
-            f"{row['server']}: {row.get('unsized_reason', '')}" for _, row in unsized.iterrows()
-        ],
+        "rows": rows(best),
+        "other_rows": rows(others),
+        "unsized": unsized_lines(unsized, several_hosts, _count(sizing, "server_id")),
+        "chart": png_data_uri(figures.sizing_chart(best)) if not best.empty else None,
         "formula": plan.formula,
         "tables": [
             {
@@ -636,3 +669,48 @@ def plan_section(plan: Plan | None) -> dict | None:
         ],
         "folder": str(plan.folder),
     }
+
+
+def ranked_sizing(sizing: pd.DataFrame) -> pd.DataFrame:
+    """The sized rows, best first: the cheapest a month where priced, then the fewest servers,
+    then the most capacity."""
+    if sizing.empty or "servers" not in sizing.columns:
+        return sizing[:0]
+    sized = sizing[sizing["servers"].notna()]
+    order = [c for c in ("monthly_cost_eur", "servers", "capacity_qps") if c in sized.columns]
+    ascending = [c != "capacity_qps" for c in order]
+    return sized.sort_values(order, ascending=ascending, na_position="last", kind="stable")
+
+
+def _count(table: pd.DataFrame, column: str) -> int:
+    return int(table[column].nunique()) if column in table.columns else 0
+
+
+def unsized_lines(
+    unsized: pd.DataFrame, several_hosts: bool = False, catalog_servers: int = 0
+) -> list[str]:
+    """One line per configuration (and measuring host, where several) and reason: which
+    configuration could not be sized, on which servers (`catalog_servers`: how many the
+    catalog holds), and why."""
+    if unsized.empty:
+        return []
+    keys = [k for k in ("configuration", "host") if k in unsized.columns]
+    keys = keys if several_hosts else keys[:1]
+    table = unsized.assign(
+        unsized_reason=unsized.get("unsized_reason", pd.Series("", index=unsized.index))
+        .fillna("no reason recorded")
+        .astype(str)
+    )
+    lines = []
+    for key, group in table.groupby([*keys, "unsized_reason"], sort=True, dropna=False):
+        *names, reason = key if isinstance(key, tuple) else (key,)
+        who = " on ".join(str(n) for n in names) or "a configuration"
+        servers = sorted(group["server"].astype(str).unique()) if "server" in group else []
+        if servers and len(servers) == catalog_servers:
+            where = f"every catalog server ({len(servers)})"
+        elif len(servers) > 3:
+            where = f"{len(servers)} servers ({', '.join(servers[:3])}, ...)"
+        else:
+            where = ", ".join(servers) or "every server"
+        lines.append(f"{who}, on {where}: {reason}")
+    return lines

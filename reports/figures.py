@@ -55,13 +55,13 @@ _WIDTH, _HEIGHT = 8.0, 4.6
 _MAX_ANNOTATED = 12  # beyond this many points, per-point labels turn into clutter
 
 
-def _styled(plot: Callable[[pd.DataFrame], Figure]) -> Callable[[pd.DataFrame], Figure]:
+def _styled(plot: Callable[..., Figure]) -> Callable[..., Figure]:
     """Apply the house style while a figure's artists are made (they read rcParams then)."""
 
     @wraps(plot)
-    def styled(df: pd.DataFrame) -> Figure:
+    def styled(df: pd.DataFrame, *args, **kwargs) -> Figure:
         with matplotlib.rc_context(_STYLE):
-            return plot(df)
+            return plot(df, *args, **kwargs)
 
     return styled
 
@@ -421,3 +421,439 @@ def _legend_below(ax: Axes, handles: list) -> None:
         fontsize=8.5 if len(handles) <= 12 else 7,
         frameon=False,
     )
+
+
+# --- sizing and resources ----------------------------------------------------------------------
+
+
+def _error_span(values: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Matplotlib's xerr/yerr (distances below and above) for a band [low, high] around
+    values; a missing end draws no whisker on that side."""
+    below = (values - low).clip(lower=0).fillna(0)
+    above = (high - values).clip(lower=0).fillna(0)
+    return np.vstack([below.to_numpy(dtype=float), above.to_numpy(dtype=float)])
+
+
+def _column_or_nan(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[column], errors="coerce")
+
+
+@_styled
+def sizing_chart(sizing: pd.DataFrame) -> Figure:
+    """Per catalog server (one row each of `sizing`, a plan's sizing rows): the capacity one
+    server sustains within the SLO, the servers the target needs and their monthly cost, as
+    bars with the scale factor's band as whiskers; colour names the configuration."""
+    rows = sizing[_column_or_nan(sizing, "servers").notna()] if len(sizing) else sizing
+    priced = _column_or_nan(rows, "monthly_cost_eur").notna().any()
+    panels = 3 if priced else 2
+    height = max(2.6, 0.32 * len(rows) + 1.6)
+    fig = Figure(figsize=(_WIDTH * 1.3, height), layout="constrained")
+    axes = fig.subplots(1, panels, sharey=True)
+    if rows.empty:
+        return _empty(fig, axes[0], "No server was sized")
+    rows = rows.iloc[::-1]  # the best at the top
+    names = rows["server"].astype(str).to_numpy()
+    y = np.arange(len(rows))
+    configs = rows["configuration"].astype(str) if "configuration" in rows else pd.Series("")
+    colours = _colours(configs)
+    bar_colours = [colours.get(c, _PALETTE[0]) for c in configs]
+    capacity = _column_or_nan(rows, "capacity_qps")
+    servers = _column_or_nan(rows, "servers")
+    servers_high = _column_or_nan(rows, "servers_high").fillna(servers)
+    price = _column_or_nan(rows, "price_eur_month")
+    bars = [
+        (
+            "capacity of one server (requests/s)",
+            capacity,
+            _column_or_nan(rows, "capacity_qps_low"),
+            _column_or_nan(rows, "capacity_qps_high"),
+        ),
+        ("servers for the target", servers, servers, servers_high),
+    ]
+    if priced:
+        cost = _column_or_nan(rows, "monthly_cost_eur")
+        bars.append(("EUR a month", cost, cost, servers_high * price))
+    for ax, (title, values, low, high) in zip(axes, bars, strict=True):
+        ax.barh(
+            y,
+            values.fillna(0),
+            xerr=_error_span(values, low, high),
+            color=bar_colours,
+            alpha=0.85,
+            error_kw={"ecolor": "#333333", "capsize": 3, "lw": 1},
+        )
+        ax.set_title(title, fontsize=9.5)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, names, fontsize=8)
+    if priced and (price.isna()).any():
+        axes[-1].annotate(
+            "no bar: no price in the catalog",
+            (1, 0),
+            xycoords="axes fraction",
+            ha="right",
+            va="bottom",
+            fontsize=7.5,
+            color="#777777",
+        )
+    fig.suptitle("Sizing per catalog server", fontweight="bold", fontsize=11)
+    handles = [Line2D([], [], color=c, lw=6, label=k) for k, c in colours.items() if k]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)))
+    return fig
+
+
+_RESOURCES = (
+    ("cpu_util_pct", "CPU of the serving processes (%)"),
+    ("rss_peak_mb", "peak resident memory (MB)"),
+    ("gpu_util_pct", "GPU utilisation (%)"),
+    ("gpu_mem_peak_mb", "peak GPU memory (MB)"),
+)
+
+
+@_styled
+def resource_use(df: pd.DataFrame) -> Figure:
+    """CPU, memory and (where a GPU was read) GPU use per measured load point, one colour per
+    configuration: what a point cost the machine to serve its throughput."""
+    rows = measured(df)
+    shown = [
+        (c, title)
+        for c, title in _RESOURCES
+        if c in rows.columns and pd.to_numeric(rows[c], errors="coerce").notna().any()
+    ]
+    fig = Figure(figsize=(_WIDTH, 1.0 + 2.0 * max(1, len(shown))), layout="constrained")
+    if not shown or rows.empty:
+        return _empty(fig, fig.add_subplot(), "No resource readings to plot")
+    axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
+    names = [
+        f"{legend} · {_text(label)}" if legend else _text(label)
+        for legend, label in zip(rows["legend"], rows.get("label", rows.index), strict=True)
+    ]
+    colours = _colours(rows["legend"])
+    x = np.arange(len(rows))
+    for ax, (column, title) in zip(axes, shown, strict=True):
+        values = pd.to_numeric(rows[column], errors="coerce").fillna(0)
+        ax.bar(x, values, color=[colours[c] for c in rows["legend"]], alpha=0.85)
+        ax.set_ylabel(title, fontsize=8)
+        ax.grid(axis="x", visible=False)
+    axes[-1].set_xticks(x, names, rotation=30, ha="right", fontsize=7.5)
+    fig.suptitle("Resource use per load point", fontweight="bold", fontsize=11)
+    axes[0].set_title(common_label(rows), fontsize=8.5, fontweight="normal", color="#555555")
+    return fig
+
+
+# --- tiers side by side ------------------------------------------------------------------------
+
+
+def _grouped_bars(
+    ax: Axes, table: pd.DataFrame, group: str, series: str, value: str, low: str, high: str
+) -> dict[str, str]:
+    """Bars of `value` per `group` (x), one bar per `series` side by side, whiskers from `low`
+    to `high`; returns the colour of each series."""
+    groups = list(dict.fromkeys(table[group].astype(str)))
+    names = list(dict.fromkeys(table[series].astype(str)))
+    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        rows = table[table[series].astype(str) == name]
+        x = (
+            np.array([groups.index(g) for g in rows[group].astype(str)])
+            + (i - (len(names) - 1) / 2) * width
+        )
+        values = pd.to_numeric(rows[value], errors="coerce")
+        ax.bar(
+            x,
+            values.fillna(0),
+            width * 0.92,
+            yerr=_error_span(
+                values,
+                pd.to_numeric(rows[low], errors="coerce"),
+                pd.to_numeric(rows[high], errors="coerce"),
+            ),
+            color=colours[name],
+            alpha=0.85,
+            label=name,
+            error_kw={"ecolor": "#333333", "capsize": 3, "lw": 1},
+        )
+    ax.set_xticks(np.arange(len(groups)), groups, rotation=15 if len(groups) > 4 else 0)
+    ax.grid(axis="x", visible=False)
+    return colours
+
+
+@_styled
+def tier_capacity(table: pd.DataFrame) -> Figure:
+    """Capacity at the SLO per tier (columns tier, source, qps, low, high): the measured bar
+    and each prediction of it from another tier, whiskers spanning their bands."""
+    fig, ax = _new_figure()
+    if table.empty:
+        return _empty(fig, ax, "No tier has a valid point")
+    _grouped_bars(ax, table, "tier", "source", "qps", "low", "high")
+    ax.set_ylabel("requests/s at the SLO")
+    fig.suptitle("Capacity at the SLO per tier", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def tier_cost(table: pd.DataFrame) -> Figure:
+    """Cost per million requests per tier (columns tier, kind, cost_per_million, cost_low,
+    cost_high, currency): dedicated and serverless side by side, with their bands."""
+    fig, ax = _new_figure(height=3.8)
+    if table.empty:
+        return _empty(fig, ax, "No price known for any tier")
+    _grouped_bars(ax, table, "tier", "kind", "cost_per_million", "cost_low", "cost_high")
+    currencies = sorted(table["currency"].astype(str).unique())
+    ax.set_ylabel(f"{' / '.join(currencies)} per million requests")
+    fig.suptitle("Cost per million requests per tier", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def tier_latency_cdfs(best: pd.DataFrame) -> Figure:
+    """The latency distribution of one point per tier (rows with `tier`, `latency_hist`), one
+    colour per tier."""
+    fig, ax = _new_figure()
+    drawn = 0
+    for i, (_, row) in enumerate(best.iterrows()):
+        curve = cdf(row.get("latency_hist"))
+        if curve is None:
+            continue
+        label = f"{row['tier']} · {_text(row.get('label'))}"
+        ax.step(*curve, where="post", color=_PALETTE[i % len(_PALETTE)], lw=1.6, label=label)
+        drawn += 1
+    if not drawn:
+        return _empty(fig, ax, "No latency histograms to plot")
+    ax.axhline(0.99, color="#999999", lw=0.8, ls=":", zorder=1)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("latency from intended send (ms)")
+    ax.set_ylabel("fraction of requests at or below")
+    _plain_log_ticks(ax.xaxis)
+    fig.suptitle(
+        "Latency distribution of each tier's best valid point", fontweight="bold", fontsize=11
+    )
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def cross_tier(table: pd.DataFrame) -> Figure:
+    """Predicted against measured capacity (columns from_tier, to_tier, predicted_qps,
+    predicted_low_qps, predicted_high_qps, measured_qps), with the diagonal of a perfect
+    prediction and a 25% corridor around it."""
+    fig, ax = _new_figure()
+    if not {"measured_qps", "predicted_qps", "from_tier", "to_tier"} <= set(table.columns):
+        return _empty(fig, ax, "No tier was predicted from another")
+    rows = table.dropna(subset=["measured_qps", "predicted_qps"])
+    if rows.empty:
+        return _empty(fig, ax, "No tier was predicted from another")
+    measured_qps = pd.to_numeric(rows["measured_qps"], errors="coerce")
+    predicted = pd.to_numeric(rows["predicted_qps"], errors="coerce")
+    low = _column_or_nan(rows, "predicted_low_qps")
+    high = _column_or_nan(rows, "predicted_high_qps")
+    top = float(np.nanmax([measured_qps.max(), high.max(), predicted.max()])) * 1.1
+    line = np.array([0, top])
+    ax.fill_between(line, line * 0.75, line * 1.25, color="#2ca02c", alpha=0.08, lw=0)
+    ax.plot(line, line, color="#777777", lw=1, ls="--")
+    pairs = (rows["from_tier"].astype(str) + " → " + rows["to_tier"].astype(str)).to_numpy()
+    colours = _colours(pd.Series(pairs))
+    for i, pair in enumerate(pairs):
+        ax.errorbar(
+            measured_qps.iloc[i],
+            predicted.iloc[i],
+            yerr=_error_span(predicted.iloc[[i]], low.iloc[[i]], high.iloc[[i]]),
+            fmt="o",
+            color=colours[pair],
+            capsize=3,
+            label=pair,
+        )
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("measured capacity (requests/s)")
+    ax.set_ylabel("predicted capacity (requests/s)")
+    ax.annotate(
+        "±25%", (0.02, 0.96), xycoords="axes fraction", fontsize=8, color="#2a7a2a", va="top"
+    )
+    fig.suptitle("Cross-tier predictions against measurements", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+# Accuracy against fp32, best first in this order; cosine and top-1: higher is better.
+ACCURACY_COLUMNS = ("accuracy_cosine_min", "accuracy_top1_agreement")
+
+
+@_styled
+def pareto_front(df: pd.DataFrame) -> Figure:
+    """Accuracy against speed: each configuration's best throughput (valid rows of `df`) and
+    its accuracy relative to fp32, with the Pareto front joined (no configuration both faster
+    and more accurate)."""
+    fig, ax = _new_figure()
+    column = next((c for c in ACCURACY_COLUMNS if c in df.columns and df[c].notna().any()), None)
+    if column is None or df.empty:
+        return _empty(fig, ax, "No accuracy measured")
+    rows = df.assign(legend=config_labels(df, differing_only=True)).dropna(
+        subset=["achieved_qps", column]
+    )
+    best = rows.loc[rows.groupby("legend")["achieved_qps"].idxmax()].sort_values(
+        "achieved_qps", ascending=False
+    )
+    front, most = [], -np.inf
+    for _, row in best.iterrows():
+        if row[column] > most:
+            front.append(row)
+            most = row[column]
+    colours = _colours(best["legend"])
+    for _, row in best.iterrows():
+        ax.scatter(
+            row["achieved_qps"],
+            row[column],
+            color=colours[row["legend"]],
+            s=50,
+            zorder=3,
+            label=row["legend"] or "configuration",
+        )
+    front_rows = pd.DataFrame(front).sort_values("achieved_qps")
+    ax.plot(
+        front_rows["achieved_qps"],
+        front_rows[column],
+        color="#444444",
+        lw=1,
+        ls="--",
+        zorder=2,
+        label="Pareto front",
+    )
+    ax.set_xlabel("best valid throughput (requests/s)")
+    ax.set_ylabel(
+        {
+            "accuracy_cosine_min": "lowest cosine to fp32 outputs",
+            "accuracy_top1_agreement": "top-1 agreement with fp32",
+        }[column]
+    )
+    _titles(fig, ax, "Accuracy against speed", rows)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def strategy_comparison(df: pd.DataFrame) -> Figure:
+    """The best valid throughput per deployment strategy, per tier (`tier` column, else one
+    group), for the model of `df` measured under the most strategies."""
+    fig, ax = _new_figure(height=3.8)
+    rows = df.dropna(subset=["achieved_qps"])
+    if rows.empty:
+        return _empty(fig, ax, "No valid points")
+    model = rows.groupby("model")["strategy"].nunique().idxmax()
+    rows = rows[rows["model"] == model]
+    if "tier" not in rows.columns:
+        rows = rows.assign(tier="")
+    best = rows.groupby(["strategy", "tier"], as_index=False)["achieved_qps"].max()
+    best = best.assign(low=np.nan, high=np.nan)
+    _grouped_bars(ax, best, "strategy", "tier", "achieved_qps", "low", "high")
+    ax.set_ylabel("best valid throughput (requests/s)")
+    fig.suptitle(f"Deployment strategies for {model}", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+# A cold start's parts, as the serverless runner stores them (seconds), in the order they run.
+COLD_START_PARTS = (
+    ("cold_start_process_s", "process start"),
+    ("cold_start_imports_s", "imports"),
+    ("cold_start_model_load_s", "model load"),
+    ("cold_start_first_inference_s", "first inference"),
+    ("cold_start_serving_s", "serving set-up"),
+)
+
+
+@_styled
+def cold_start_breakdown(df: pd.DataFrame) -> Figure:
+    """Where a serverless cold start's time goes, one stacked bar per tier and configuration
+    (the median over their points)."""
+    parts = [(c, name) for c, name in COLD_START_PARTS if c in df.columns]
+    rows = df[df["strategy"] == "serverless"] if "strategy" in df.columns else df[:0]
+    rows = rows.dropna(subset=[c for c, _ in parts], how="all") if parts else rows[:0]
+    fig, ax = _new_figure(height=3.4)
+    if rows.empty:
+        return _empty(fig, ax, "No cold start measured")
+    tier = rows["tier"].astype(str) if "tier" in rows.columns else pd.Series("", index=rows.index)
+    names = (tier + " · " + config_labels(rows, differing_only=True)).str.strip(" ·")
+    medians = rows[[c for c, _ in parts]].groupby(names.to_numpy()).median()
+    y = np.arange(len(medians))
+    left = np.zeros(len(medians))
+    for i, (column, name) in enumerate(parts):
+        values = medians[column].fillna(0).to_numpy(dtype=float)
+        ax.barh(y, values, left=left, color=_PALETTE[i % len(_PALETTE)], label=name)
+        left += values
+    ax.set_yticks(y, [n or "serverless" for n in medians.index], fontsize=8)
+    ax.set_xlabel("seconds from spawn to first answer")
+    ax.grid(axis="y", visible=False)
+    fig.suptitle("Cold start breakdown", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+# Where a request's time goes, median request: in the server's queue, computing, and the rest
+# (client, transport, serialisation), each from the columns the runner and driver store.
+TIME_PARTS = (
+    ("server_queue_p50_ms", "server queue"),
+    ("server_compute_p50_ms", "compute"),
+)
+
+
+@_styled
+def time_breakdown(df: pd.DataFrame) -> Figure:
+    """Per measured load point, the median request's latency split into time queued in the
+    server, computing, and the rest (client and transport: p50 latency less the two)."""
+    rows = measured(df).dropna(subset=["latency_p50_ms"])
+    parts = [(c, name) for c, name in TIME_PARTS if c in rows.columns]
+    fig, ax = _new_figure(height=max(2.8, 0.35 * len(rows) + 1.4))
+    if rows.empty or not parts or rows[[c for c, _ in parts]].isna().all().all():
+        return _empty(fig, ax, "No server-side times stored")
+    names = [
+        f"{legend} · {_text(label)}" if legend else _text(label)
+        for legend, label in zip(rows["legend"], rows["label"], strict=True)
+    ]
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    server = np.zeros(len(rows))
+    for i, (column, name) in enumerate(parts):
+        values = pd.to_numeric(rows[column], errors="coerce").fillna(0).to_numpy(dtype=float)
+        ax.barh(y, values, left=left, color=_PALETTE[i], label=name)
+        left += values
+        server += values
+    rest = (rows["latency_p50_ms"].to_numpy(dtype=float) - server).clip(min=0)
+    ax.barh(y, rest, left=left, color="#bbbbbb", label="client and transport")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("median request (ms)")
+    ax.grid(axis="y", visible=False)
+    _titles(fig, ax, "Where time goes", rows)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def break_even(curve: pd.DataFrame, currency: str = "") -> Figure:
+    """Monthly cost against steady arrival rate, dedicated (a step per server added) and
+    serverless (a line through zero), from `bench.capacity.serverless.break_even_curve`; the
+    shading marks where serverless is cheaper."""
+    fig, ax = _new_figure()
+    if curve.empty:
+        return _empty(fig, ax, "No rates to compare")
+    rate = curve["rate_qps"].to_numpy(dtype=float)
+    ax.step(rate, curve["dedicated"], where="post", color=_PALETTE[0], lw=2, label="dedicated")
+    ax.plot(rate, curve["serverless"], color=_PALETTE[1], lw=2, label="serverless")
+    cheaper = (curve["cheaper"] == "serverless").to_numpy()
+    top = float(np.nanmax(curve[["dedicated", "serverless"]].to_numpy(dtype=float))) * 1.05
+    ax.fill_between(
+        rate, 0, top, where=cheaper, color=_PALETTE[1], alpha=0.08, lw=0, label="serverless cheaper"
+    )
+    ax.set_ylim(0, top)
+    ax.set_xlabel("steady arrival rate (requests/s)")
+    ax.set_ylabel(f"cost a month{f' ({currency})' if currency else ''}")
+    fig.suptitle("Serverless or dedicated", fontweight="bold", fontsize=11)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig

@@ -43,7 +43,15 @@ from bench.capacity.store import PLAN_DIR, Plan
 from bench.capacity.tables import document_tables
 from bench.capacity.tiers import cross_tier_table
 
-__all__ = ["PLAN_DIR", "Plan", "make_plan", "serverless_break_even", "target_of", "write_plan"]
+__all__ = [
+    "PLAN_DIR",
+    "Plan",
+    "make_plan",
+    "plan_results",
+    "serverless_break_even",
+    "target_of",
+    "write_plan",
+]
 
 
 def target_of(cfg: DictConfig) -> Target:
@@ -53,7 +61,12 @@ def target_of(cfg: DictConfig) -> Target:
 
 def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     """Plan from every result under `path` (a run or sweep folder); return the plan folder."""
-    frame = results.load(path)
+    return plan_results(results.load(path), cfg).write(path)
+
+
+def plan_results(frame: pd.DataFrame, cfg: DictConfig) -> Plan:
+    """The plan for results `frame` (from any number of folders and hosts), with the target,
+    catalog and prices of `cfg`."""
     has_catalog = "catalog" in cfg
     prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if has_catalog else {}
     catalog = load_catalog(cfg.catalog.path if has_catalog else None, prices)
@@ -62,8 +75,7 @@ def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
         if has_catalog
         else {}
     )
-    plan = make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
-    return plan.write(path)
+    return make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
 
 
 def make_plan(

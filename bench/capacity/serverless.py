@@ -7,7 +7,7 @@ a price change is a re-plan, not a re-measure."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -100,3 +100,57 @@ def _price(value: Any) -> float | None:
     return (
         None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
     )
+
+
+def usage_cost_per_million(results: pd.DataFrame, pricing: Mapping[str, Any]) -> float:
+    """What a million requests of the model in `results` cost serverless at `pricing`: the
+    median over its VALID serverless points of their measured usage (cold starts included);
+    with none, an estimate from its valid dedicated points: each request billed for its median
+    compute time at the point's peak memory, with no cold start (a floor: cold starts only add).
+    NaN with no valid point or an unknown price."""
+    valid = results[results.get("valid", pd.Series(False, index=results.index)).eq(True)]
+    measured = serverless_costs(valid, pricing)
+    if not measured.empty and measured["cost_per_million"].notna().any():
+        return float(measured["cost_per_million"].median())
+    rows = valid.dropna(subset=["rss_peak_mb"])
+    busy_ms = rows.get("server_compute_p50_ms", rows.get("latency_p50_ms"))
+    if rows.empty or busy_ms is None or busy_ms.isna().all():
+        return math.nan
+    gb_seconds = float((rows["rss_peak_mb"] / 1024 * busy_ms / 1000).median())
+    return cost_per_million(
+        gb_seconds,
+        1,
+        _price(pricing.get("per_gb_second")),
+        _price(pricing.get("per_million_requests")),
+    )
+
+
+def break_even_curve(
+    rates_qps: Iterable[float],
+    capacity_qps: float,
+    monthly_cost_per_server: float,
+    serverless_cost_per_million: float,
+    seconds_per_month: float,
+    headroom: float = 0.3,
+    min_servers: int = 1,
+) -> pd.DataFrame:
+    """Monthly cost of serving each steady arrival rate in `rates_qps`, dedicated and
+    serverless, in one currency: dedicated, the servers `ceil(rate * (1 + headroom) /
+    capacity_qps)` (at least `min_servers`) at `monthly_cost_per_server` each; serverless, the
+    requests at `serverless_cost_per_million`. Columns rate_qps, servers, dedicated, serverless,
+    cheaper ("dedicated" or "serverless")."""
+    rows = []
+    for rate in rates_qps:
+        servers = max(min_servers, math.ceil(rate * (1 + headroom) / capacity_qps))
+        dedicated = servers * monthly_cost_per_server
+        serverless = serverless_cost_per_million * rate * seconds_per_month / 1e6
+        rows.append(
+            {
+                "rate_qps": float(rate),
+                "servers": servers,
+                "dedicated": dedicated,
+                "serverless": serverless,
+                "cheaper": "serverless" if serverless < dedicated else "dedicated",
+            }
+        )
+    return pd.DataFrame(rows, columns=["rate_qps", "servers", "dedicated", "serverless", "cheaper"])

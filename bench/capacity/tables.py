@@ -9,8 +9,11 @@ import pandas as pd
 
 from bench.capacity.catalog import Catalog
 from bench.capacity.manifests import MEMORY_LIMIT_MARGIN, MEMORY_REQUEST_MARGIN, Deployment
-from bench.capacity.measured import DEPLOYABLE, host_ids
+from bench.capacity.measured import DEPLOYABLE, host_ids, sound
 from bench.capacity.planner import Target
+
+# What a performance-table cell says where no valid point measured that side.
+NO_VALID_POINT = "no valid point"
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -49,18 +52,24 @@ def tiers_table(
 
 def performance_table(frame: pd.DataFrame, best: pd.Series | None) -> pd.DataFrame:
     """Baseline (torch eager fp32, no optimization) against the recommended configuration,
-    on the document's four metrics, each from measured points (of the host that measured the
-    recommendation, where it names one)."""
-    measured = frame[frame["status"] == "measured"]
-    if best is not None and "host_id" in best and not measured.empty:
-        measured = measured[host_ids(measured) == best["host_id"]]
-    baseline = measured[(measured["backend"] == "torch") & (measured["optimization"] == "none")]
+    on the document's four metrics, each from VALID measured points only (of the host that
+    measured the recommendation, where it names one): an invalid point's throughput is not a
+    figure to quote. A side with no valid point says so instead of a number."""
+    valid = frame[sound(frame)] if not frame.empty else frame
+    if best is not None and "host_id" in best and not valid.empty:
+        valid = valid[host_ids(valid) == best["host_id"]]
+    baseline = valid[(valid["backend"] == "torch") & (valid["optimization"] == "none")]
     if best is not None:
-        same = np.logical_and.reduce([measured[g] == best[g] for g in DEPLOYABLE])
-        optimized = measured[same]
+        same = np.logical_and.reduce([valid[g] == best[g] for g in DEPLOYABLE])
+        optimized = valid[same]
     else:
-        optimized = measured[measured["valid"].astype(bool)]
-    technique = best["configuration"] if best is not None else "best valid point"
+        optimized = valid
+    if best is not None:
+        technique = best["configuration"]
+    elif optimized.empty:
+        technique = "no valid point: nothing to quote"
+    else:
+        technique = "fastest valid point"
 
     def facts(rows: pd.DataFrame) -> dict[str, float]:
         if rows.empty:
@@ -73,7 +82,9 @@ def performance_table(frame: pd.DataFrame, best: pd.Series | None) -> pd.DataFra
             "memory": float(rows["rss_peak_mb"].max()) / 1024,
         }
 
-    base, opt = facts(baseline), facts(optimized)
+    def shown(rows: pd.DataFrame, key: str, digits: int) -> str:
+        return _fmt(facts(rows)[key], digits) if not rows.empty else NO_VALID_POINT
+
     metrics = [
         ("Latency p50 (ms), lightest load", "latency", 1),
         ("Throughput (requests/s), highest measured", "throughput", 1),
@@ -84,8 +95,8 @@ def performance_table(frame: pd.DataFrame, best: pd.Series | None) -> pd.DataFra
         [
             {
                 "Metric": name,
-                "Baseline (torch eager fp32)": _fmt(base[key], digits),
-                "Optimized": _fmt(opt[key], digits),
+                "Baseline (torch eager fp32)": shown(baseline, key, digits),
+                "Optimized": shown(optimized, key, digits),
                 "Technique": technique,
             }
             for name, key, digits in metrics
