@@ -11,6 +11,12 @@ shows a plan without knowing its file names. Layout:
     plan/serverless.csv        per serverless point: its usage, cost per million, and the prices'
                                currency, date and source
     plan/serverless.txt        the serverless-versus-dedicated break-even sentence, if any
+    plan/autoscaling.csv       the HPA simulated per sync period: replicas, utilisation, the
+                               latency percentile, SLO met, per case (hpa, fixed at peak) and
+                               trace (the run's or a diurnal cycle, and a flash crowd)
+    plan/autoscaling_settings.csv  every HPA setting tried and each case, in sum: SLO share,
+                               replica-hours, cost
+    plan/autoscaling.txt       the HPA settings chosen, and what a flash crowd does, in words
     plan/kubernetes/*.yaml     Deployment, Service, Ingress, HorizontalPodAutoscaler
     plan/image/                the serving image's build context (written, not read back)
     plan/plan.json             the index: the tables' titles
@@ -38,6 +44,9 @@ TABLES = "tables.md"
 TABLE = "table{number}.csv"
 SERVERLESS = "serverless.csv"
 BREAK_EVEN = "serverless.txt"
+AUTOSCALING = "autoscaling.csv"
+AUTOSCALING_SETTINGS = "autoscaling_settings.csv"
+AUTOSCALING_SENTENCE = "autoscaling.txt"
 KUBERNETES = "kubernetes"
 IMAGE = "image"
 INDEX = "plan.json"
@@ -55,6 +64,10 @@ class Plan:
     # Per serverless point: its usage and its cost at the configured prices.
     serverless: pd.DataFrame = field(default_factory=pd.DataFrame)
     break_even: str = ""
+    # The HPA simulated over a trace: per case, trace and sync period; every setting tried.
+    autoscaling: pd.DataFrame = field(default_factory=pd.DataFrame)
+    autoscaling_settings: pd.DataFrame = field(default_factory=pd.DataFrame)
+    autoscaling_sentence: str = ""
     # File name -> Kubernetes manifest.
     manifests: dict[str, dict] = field(default_factory=dict)
     # Writes the serving image's build context into the folder it is given; None: no image.
@@ -81,6 +94,10 @@ class Plan:
         (out / TABLES).write_text("\n".join(markdown))
         if not self.serverless.empty:
             self.serverless.to_csv(out / SERVERLESS, index=False)
+        if not self.autoscaling.empty:
+            self.autoscaling.to_csv(out / AUTOSCALING, index=False)
+            self.autoscaling_settings.to_csv(out / AUTOSCALING_SETTINGS, index=False)
+            (out / AUTOSCALING_SENTENCE).write_text(self.autoscaling_sentence + "\n")
         if self.manifests:
             (out / KUBERNETES).mkdir()
             for name, manifest in self.manifests.items():
@@ -115,6 +132,9 @@ class Plan:
             tables=tables,
             serverless=_csv(where / SERVERLESS),
             break_even=_text(where / BREAK_EVEN),
+            autoscaling=_csv(where / AUTOSCALING),
+            autoscaling_settings=_csv(where / AUTOSCALING_SETTINGS),
+            autoscaling_sentence=_text(where / AUTOSCALING_SENTENCE),
             manifests=manifests,
             folder=where,
         )
@@ -131,7 +151,18 @@ def to_markdown(table: pd.DataFrame) -> str:
 def _clear(where: Path) -> None:
     """Remove what an earlier plan wrote, so that nothing of it outlives the new one (a
     break-even or manifests the new plan has none of)."""
-    for name in (SIZING, RECOMMENDATION, FORMULA, TABLES, SERVERLESS, BREAK_EVEN, INDEX):
+    for name in (
+        SIZING,
+        RECOMMENDATION,
+        FORMULA,
+        TABLES,
+        SERVERLESS,
+        BREAK_EVEN,
+        AUTOSCALING,
+        AUTOSCALING_SETTINGS,
+        AUTOSCALING_SENTENCE,
+        INDEX,
+    ):
         (where / name).unlink(missing_ok=True)
     for path in where.glob(TABLE.format(number="*")):
         path.unlink()
