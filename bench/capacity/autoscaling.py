@@ -190,7 +190,7 @@ def simulate_hpa(
                 "t_s": t0,
                 "offered_qps": (hi - lo) / sync,
                 "replicas": current,
-                "ready_replicas": ready,
+                "ready_replicas": sum(r <= t0 for r in ready_at),
                 "utilization": utilization,
                 f"latency_{percentile}_ms": value,
                 "slo_met": not (value > slo_ms),
