@@ -322,7 +322,12 @@ async def _measure_point(
         gpu.stop()
         bar.close()
     stats = summarize(
-        measurement, sc.stability_windows, sc.late_send_ms / 1e3, point.batch_size, sc.confidence
+        measurement,
+        sc.stability_windows,
+        sc.late_send_ms / 1e3,
+        point.batch_size,
+        sc.confidence,
+        sc.window_length_s(),
     )
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)

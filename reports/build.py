@@ -456,6 +456,13 @@ FIGURES = (
         "the dotted line marks p99. Lighter shades are lighter loads.",
     ),
     (
+        "Latency over time",
+        figures.timeline,
+        "Each trace point's p99 (solid) and p50 (dashed) latency per window of its time series, "
+        "counted from the intended send time, with the rate offered in each window behind it "
+        "(grey).",
+    ),
+    (
         "Stability across windows",
         figures.window_throughput,
         "Each point's throughput in successive windows of its measured period, relative to "
@@ -471,12 +478,15 @@ FIGURES = (
 
 
 def figure_panels(df: pd.DataFrame) -> list[dict]:
-    """Each figure as an embedded PNG, with a title and caption; none without measured points."""
+    """Each figure as an embedded PNG, with a title and caption; none without measured points
+    (the time series only where a trace point was measured)."""
     if _measured(df).empty:
         return []
+    traced = "scenario" in df.columns and (df["scenario"].astype(str) == "trace").any()
     return [
         {"title": title, "caption": caption, "src": png_data_uri(plot(df))}
         for title, plot, caption in FIGURES
+        if plot is not figures.timeline or traced
     ]
 
 
@@ -668,6 +678,33 @@ def plan_section(plan: Plan | None) -> dict | None:
             for title, table in plan.tables.items()
         ],
         "folder": str(plan.folder),
+        "autoscaling": _autoscaling(plan),
+    }
+
+
+def _autoscaling(plan: Plan) -> dict | None:
+    """The HPA simulation the plan stored: its sentence, the cases in sum, the figure."""
+    if plan.autoscaling.empty:
+        return None
+    settings = plan.autoscaling_settings
+    shown = settings[settings["case"] != "tried"] if "case" in settings else settings
+    columns = (
+        ("case", "case", str),
+        ("trace", "trace", str),
+        ("min_replicas", "min", _format_int),
+        ("max_replicas", "max", _format_int),
+        ("target_utilization", "target CPU", _format_share),
+        ("slo_share", "SLO met", _format_share),
+        ("peak_replicas", "peak replicas", _format_int),
+        ("replica_hours", "replica-hours", _formatter(lambda v: f"{v:.3g}")),
+        ("cost_eur_per_month", "EUR / month", _format_int),
+    )
+    present = [c for c in columns if c[0] in shown.columns]
+    return {
+        "sentence": plan.autoscaling_sentence,
+        "headers": [header for _, header, _ in present],
+        "rows": [[fmt(row[key]) for key, _, fmt in present] for _, row in shown.iterrows()],
+        "src": png_data_uri(figures.autoscaling(plan.autoscaling)),
     }
 
 

@@ -738,6 +738,40 @@ def pareto_front(df: pd.DataFrame) -> Figure:
 
 
 @_styled
+def timeline(df: pd.DataFrame) -> Figure:
+    """Each trace point's p50 and p99 latency over time, the rate offered behind them."""
+    fig, ax = _new_figure()
+    rows = measured(df)
+    if "timeline_p99_ms" not in rows.columns or "scenario" not in rows.columns:
+        return _empty(fig, ax, "No time series to plot")
+    rows = rows[rows["scenario"].astype(str) == "trace"]
+    if rows.empty:
+        return _empty(fig, ax, "No trace point to plot")
+    behind = ax.twinx()
+    behind.set_zorder(ax.get_zorder() - 1)
+    ax.patch.set_visible(False)
+    colours = _colours(rows["label"].astype(str))
+    for _, row in rows.iterrows():
+        start = np.asarray(row["timeline_start_s"], dtype=float)
+        colour = colours[str(row["label"])]
+        ax.plot(start, row["timeline_p99_ms"], "-", color=colour, lw=1.6, label=row["label"])
+        ax.plot(start, row["timeline_p50_ms"], "--", color=colour, lw=1.2)
+        behind.step(start, row["timeline_offered_qps"], where="post", color="#bbbbbb", lw=1.2)
+        behind.fill_between(
+            start, row["timeline_offered_qps"], step="post", color="#dddddd", alpha=0.5
+        )
+    _slo_line(ax, rows)
+    ax.set_xlabel("seconds into the point")
+    ax.set_ylabel("latency from intended send (ms)")
+    behind.set_ylabel("offered rate (requests/s, grey)", color="#777777")
+    behind.grid(False)
+    _titles(fig, ax, "Latency over time, the offered rate behind it", rows)
+    handles = [Line2D([], [], color=c, lw=2, label=k) for k, c in colours.items()]
+    _legend_below(ax, handles + _style_key()[:2])
+    return fig
+
+
+@_styled
 def strategy_comparison(df: pd.DataFrame) -> Figure:
     """The best valid throughput per deployment strategy, per tier (`tier` column, else one
     group), for the model of `df` measured under the most strategies."""
@@ -856,4 +890,61 @@ def break_even(curve: pd.DataFrame, currency: str = "") -> Figure:
     ax.set_ylabel(f"cost a month{f' ({currency})' if currency else ''}")
     fig.suptitle("Serverless or dedicated", fontweight="bold", fontsize=11)
     _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def autoscaling(table: pd.DataFrame) -> Figure:
+    """The plan's HPA simulation (`plan/autoscaling.csv`): per trace, the replicas set and
+    ready over time with the offered rate behind, and the latency percentile over time."""
+    traces = list(dict.fromkeys(table["trace"])) if "trace" in table.columns else []
+    if not traces:
+        fig, ax = _new_figure()
+        return _empty(fig, ax, "No autoscaling simulation to plot")
+    fig = Figure(figsize=(_WIDTH, 3.2 * len(traces)), layout="constrained")
+    axes = fig.subplots(len(traces), 2, squeeze=False)
+    latency = next(c for c in table.columns if c.startswith("latency_"))
+    for (left, right), name in zip(axes, traces, strict=True):
+        shown = table[table["trace"] == name]
+        behind = left.twinx()
+        for case, colour in (("hpa", _PALETTE[0]), ("fixed at peak", _PALETTE[8])):
+            part = shown[shown["case"] == case]
+            if part.empty:
+                continue
+            left.step(
+                part["t_s"],
+                part["replicas"],
+                where="post",
+                color=colour,
+                lw=1.6,
+                label=f"{case}: replicas set",
+            )
+            if case == "hpa":
+                left.step(
+                    part["t_s"],
+                    part["ready_replicas"],
+                    where="post",
+                    color=colour,
+                    lw=1.0,
+                    ls=":",
+                    label="hpa: ready",
+                )
+                behind.fill_between(
+                    part["t_s"], part["offered_qps"], step="post", color="#dddddd", alpha=0.6
+                )
+            right.plot(part["t_s"], part[latency], color=colour, lw=1.2, label=case)
+        behind.set_ylabel("offered requests/s", color="#777777")
+        behind.grid(False)
+        left.set_zorder(behind.get_zorder() + 1)
+        left.patch.set_visible(False)
+        left.set_title(name, fontsize=9)
+        left.set_ylabel("replicas")
+        left.set_xlabel("seconds")
+        right.set_yscale("log")
+        _plain_log_ticks(right.yaxis)
+        right.set_ylabel(f"{latency.removeprefix('latency_').removesuffix('_ms')} ms")
+        right.set_xlabel("seconds")
+        left.legend(fontsize=7.5, loc="upper left")
+        right.legend(fontsize=7.5, loc="upper left")
+    fig.suptitle("Autoscaling, simulated on the measured service times", fontweight="bold")
     return fig

@@ -81,6 +81,7 @@ def test_the_image_wheel_is_the_imported_code_and_installs(tmp_path):
         timeout=120,
     )
     assert (target / "bench" / "conf" / "catalog" / "data" / "servers.yaml").is_file()
+    assert (target / "bench" / "conf" / "scenario" / "data" / "example_day.csv").is_file()
     assert (target / "runners" / "grpc_v2" / "inference.proto").is_file()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bench.capacity.autoscaling import SCALE_DOWN, SCALE_UP
+
 MEMORY_REQUEST_MARGIN = 1.25
 MEMORY_LIMIT_MARGIN = 1.5
 # The image is pinned by digest, which only the user's registry knows once they have pushed the
@@ -65,7 +67,7 @@ class Deployment:
     name: str
     image: str
     replicas: int  # replicas needed for the peak, headroom included
-    min_replicas: int  # replicas for the peak without headroom
+    min_replicas: int  # chosen by simulating the HPA, else replicas for the peak
     max_replicas: int  # replicas the planned servers can hold
     cpu_per_replica: int  # cores (= the worker's intra-op threads)
     rss_mb_per_replica: float
@@ -171,6 +173,11 @@ def manifests(d: Deployment) -> dict[str, dict]:
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": d.name},
                 "minReplicas": d.min_replicas,
                 "maxReplicas": d.max_replicas,
+                # Kubernetes' defaults, written out: what the planner's simulation assumes.
+                "behavior": {
+                    "scaleUp": SCALE_UP.as_manifest(),
+                    "scaleDown": SCALE_DOWN.as_manifest(),
+                },
                 "metrics": [
                     {
                         "type": "Resource",

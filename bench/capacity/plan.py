@@ -17,7 +17,14 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from bench import results
+from bench import results, traces
+from bench.capacity.autoscaling import (
+    HOURS_PER_MONTH,
+    AutoscalingPlan,
+    measured_cold_start,
+    plan_autoscaling,
+    run_trace,
+)
 from bench.capacity.catalog import Catalog, load_catalog
 from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, manifests, readme
@@ -42,6 +49,7 @@ from bench.capacity.serverless import break_even_qps, serverless_costs
 from bench.capacity.store import PLAN_DIR, Plan
 from bench.capacity.tables import document_tables
 from bench.capacity.tiers import cross_tier_table
+from bench.config.plan import AutoscalingConfig
 
 __all__ = [
     "PLAN_DIR",
@@ -75,7 +83,15 @@ def plan_results(frame: pd.DataFrame, cfg: DictConfig) -> Plan:
         if has_catalog
         else {}
     )
-    return make_plan(frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd)
+    stored = cfg.plan.get("autoscaling")
+    autoscaling = (
+        OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AutoscalingConfig), stored))
+        if stored is not None
+        else AutoscalingConfig()
+    )
+    return make_plan(
+        frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd, autoscaling
+    )
 
 
 def make_plan(
@@ -85,10 +101,12 @@ def make_plan(
     pricing: Mapping[str, Any],
     image: str,
     eur_per_usd: float | None = None,
+    autoscaling: AutoscalingConfig | None = None,
 ) -> Plan:
     """The plan for stored results `frame`: each host's configurations scaled from that host's
     calibration (`calib_*` in its rows), against every server of `catalog`; `pricing` is
-    `catalog.serverless_pricing`, `image` the image name the manifests give."""
+    `catalog.serverless_pricing`, `image` the image name the manifests give; `autoscaling`
+    (`plan.autoscaling`) how the HPA's settings are chosen by simulation (None: defaults)."""
     hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
     sizing = hosts_sizing(hosts, catalog, target)
     best = recommend(sizing) if not sizing.empty else None
@@ -102,11 +120,14 @@ def make_plan(
             sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
     else:
         sentence = no_valid_point_sentence(target, left_out(frame))
-    deployment, files, build_image = None, {}, None
+    deployment, files, build_image, scaling = None, {}, None, None
     if best is not None:
         measured = _chosen(hosts, best)
         sentence += _artifact_sentence(measured)
-        deployment = _deployment(best, measured, target, image)
+        settings = autoscaling if autoscaling is not None else AutoscalingConfig()
+        if settings.enabled:
+            scaling = _autoscaling(frame, best, measured, target, settings)
+        deployment = _deployment(best, measured, target, image, scaling)
         files = manifests(deployment)
         build_image = partial(
             write_image, config=measured.config, threads=deployment.cpu_per_replica
@@ -123,6 +144,54 @@ def make_plan(
         manifests=files,
         manifests_readme=readme(image) if files else "",
         image=build_image,
+        autoscaling=scaling.timeline if scaling is not None else pd.DataFrame(),
+        autoscaling_settings=scaling.settings if scaling is not None else pd.DataFrame(),
+        autoscaling_sentence=scaling.sentence if scaling is not None else "",
+    )
+
+
+def _autoscaling(
+    frame: pd.DataFrame,
+    best: pd.Series,
+    measured: MeasuredConfig,
+    target: Target,
+    settings: AutoscalingConfig,
+) -> AutoscalingPlan:
+    """The HPA simulated for the recommended configuration on its server: over the run's trace
+    (scaled to the target's peak) or a diurnal cycle, with the measured cold start."""
+    found = run_trace(frame)
+    if found is not None:
+        trace, name = traces.scaled_to_peak(found[0], target.peak_qps), f"run's {found[1]}"
+    else:
+        trace = traces.diurnal(
+            settings.trough_share * target.peak_qps,
+            target.peak_qps,
+            settings.period_s,
+            settings.period_s,
+        )
+        name = f"diurnal cycle of {settings.period_s:g} s"
+    names = {group: measured.config[group]["name"] for group in ("model", "backend", "strategy")}
+    rows = frame
+    for group, value in names.items():
+        rows = rows[rows[group] == value]
+    cold = measured_cold_start(rows, names["strategy"])
+    price = best.get("price_eur_month")
+    per_replica_hour = (
+        float(price) / float(best["workers_per_server"]) / HOURS_PER_MONTH
+        if price is not None and pd.notna(price)
+        else None
+    )
+    return plan_autoscaling(
+        trace,
+        name,
+        measured.service_s / float(best["scale_factor"]),
+        int(best["replicas"]),
+        cold if cold is not None else settings.assumed_cold_start_s,
+        cold is not None,
+        target.slo_ms,
+        target.percentile,
+        settings,
+        per_replica_hour,
     )
 
 
@@ -181,21 +250,30 @@ def serverless_break_even(
 
 
 def _deployment(
-    best: pd.Series, measured: MeasuredConfig, target: Target, image: str
+    best: pd.Series,
+    measured: MeasuredConfig,
+    target: Target,
+    image: str,
+    scaling: AutoscalingPlan | None,
 ) -> Deployment:
     per_replica = best["capacity_qps"] / best["workers_per_server"]
+    hpa = scaling.hpa if scaling is not None else None
     return Deployment(
         name=f"{measured.config['model']['name']}-{measured.config['backend']['name']}".replace(
             "_", "-"
         ),
         image=image,
         replicas=int(best["replicas"]),
-        min_replicas=max(1, math.ceil(target.peak_qps / per_replica)),
+        # Chosen by simulating the HPA over a trace where it was; else enough for the peak
+        # without headroom, scaling out before a replica's CPU passes the share the headroom
+        # leaves it.
+        min_replicas=hpa.min_replicas if hpa else max(1, math.ceil(target.peak_qps / per_replica)),
         max_replicas=int(best["replicas"]),
         cpu_per_replica=int(best["threads_per_worker"]),
         rss_mb_per_replica=measured.rss_mb_per_worker,
-        # Scale out before a replica's CPU passes the share the headroom leaves it.
-        target_cpu_pct=max(10, min(90, round(100 / (1 + target.headroom)))),
+        target_cpu_pct=round(hpa.target_utilization * 100)
+        if hpa
+        else max(10, min(90, round(100 / (1 + target.headroom)))),
         node_selector={"node.kubernetes.io/instance-type": str(best["server_id"])},
         model_sha256=measured.model_sha256,
         model_artifact=measured.model_artifact,

@@ -18,6 +18,49 @@ from bench.results.histogram import percentile as nearest_rank
 _QUANTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 
+class Pool:
+    """FCFS workers sharing one queue, whose number may change while requests flow: the
+    simulation the planner's sizing and its autoscaling share. A worker added at `at` takes
+    requests from then on (a replica ready after its cold start); a removed one finishes the
+    request it holds and takes no more (a pod's graceful termination)."""
+
+    def __init__(self, workers: int, at: float = 0.0) -> None:
+        self._free_at = [at] * workers  # a heap of the times each worker next becomes free
+        self.busy_s = 0.0  # service seconds begun since the last `take_busy`
+
+    def __len__(self) -> int:
+        return len(self._free_at)
+
+    def add(self, count: int, at: float) -> None:
+        for _ in range(count):
+            heapq.heappush(self._free_at, at)
+
+    def remove(self, count: int) -> None:
+        """Take out the `count` workers free last: those not yet started, then the busiest."""
+        kept = sorted(self._free_at)[: max(len(self._free_at) - count, 0)]
+        heapq.heapify(kept)
+        self._free_at = kept
+
+    def serve(self, arrivals: np.ndarray, services: np.ndarray) -> np.ndarray:
+        """Latencies (seconds, wait + service) of requests arriving at `arrivals` (sorted) and
+        needing `services`, each taken by the first worker free."""
+        free_at, replace = self._free_at, heapq.heapreplace
+        latencies = np.empty(len(arrivals))
+        for i, (arrival, service) in enumerate(
+            zip(arrivals.tolist(), services.tolist(), strict=True)
+        ):
+            start = max(arrival, free_at[0])
+            replace(free_at, start + service)
+            latencies[i] = start + service - arrival
+        self.busy_s += float(np.sum(services))
+        return latencies
+
+    def take_busy(self) -> float:
+        """Service seconds begun since the last call."""
+        busy, self.busy_s = self.busy_s, 0.0
+        return busy
+
+
 def simulate(
     service_s: np.ndarray,
     rate_qps: float,
@@ -30,14 +73,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / rate_qps, size=requests))
     services = rng.choice(np.asarray(service_s, dtype=float), size=requests, replace=True)
-    free_at = [0.0] * workers  # a heap of the times each worker next becomes free
-    latencies = np.empty(requests)
-    for i in range(requests):
-        start = max(arrivals[i], heapq.heappop(free_at))
-        done = start + services[i]
-        heapq.heappush(free_at, done)
-        latencies[i] = done - arrivals[i]
-    return latencies[requests // 10 :]
+    return Pool(workers).serve(arrivals, services)[requests // 10 :]
 
 
 def percentile_ms(latencies_s: np.ndarray, name: str) -> float:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 # Fields added after results were first stored: left out of a point's identity while unset, so
 # points stored before them keep their ids and a re-run still skips them.
-_LATER_FIELDS = ("gap_s", "jitter", "burst_size", "burst_qps", "idle_s")
+_LATER_FIELDS = ("gap_s", "jitter", "burst_size", "burst_qps", "idle_s", "trace")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class LoadPoint:
     burst_size: int | None = None  # bursty: requests per burst
     burst_qps: float | None = None  # bursty: Poisson rate within a burst
     idle_s: float | None = None  # bursty: silence between bursts
+    trace: str | None = None  # trace: its settings as JSON (a file's content hash included)
 
     @property
     def label(self) -> str:

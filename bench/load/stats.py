@@ -22,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 from bench.load.lateness import lateness
 from bench.load.log import Measurement
 from bench.load.sampling import CONFIDENCE, binomial_cdf, early_stopping, quantile_interval
+from bench.load.scenarios.base import TIMELINE_WINDOW_S
 from bench.results.histogram import PERCENTILE_METHOD as PERCENTILE_METHOD
 from bench.results.histogram import decode, encode, percentile
 
@@ -70,9 +71,10 @@ def summarize(
     late_send_s: float,
     batch_size: int,
     confidence: float = CONFIDENCE,
+    timeline_s: float = TIMELINE_WINDOW_S,
 ) -> dict:
     """Every metric of one load point, as a flat dict of result columns; bounds at
-    `confidence` (the scenario's)."""
+    `confidence` (the scenario's), its time series in windows of `timeline_s`."""
     cols = m.log.columns()
     intended, sent, done, ok = cols["intended"], cols["sent"], cols["done"], cols["ok"]
     # Requests meant for the measured window, whenever they finished: excluding the slow
@@ -107,7 +109,32 @@ def summarize(
         "server_compute_p99_ms": _pct_ms(cols["compute_s"][good], 99),
     }
     row.update(_windows(m, done, intended, good, n_windows))
+    row.update(timeline(m, timeline_s))
     return row
+
+
+def timeline(m: Measurement, window_s: float) -> dict:
+    """The point over time, in windows of `window_s` from the measured window's start (the last
+    one shorter where the window ends inside it): per window, its start (seconds), the rate
+    offered (requests meant to go in it), the throughput (completions in it), p50 and p99 latency
+    from the intended send of the requests meant to go in it, and their errors."""
+    cols = m.log.columns()
+    intended, done, ok = cols["intended"], cols["done"], cols["ok"]
+    starts = np.arange(m.window_start, m.window_end, window_s)
+    series: dict[str, list[float]] = {
+        name: [] for name in ("start_s", "offered_qps", "qps", "p50_ms", "p99_ms", "errors")
+    }
+    for lo in starts:
+        hi = min(lo + window_s, m.window_end)
+        meant = (intended >= lo) & (intended < hi)
+        latency = done[meant & ok] - intended[meant & ok]
+        series["start_s"].append(float(lo - m.window_start))
+        series["offered_qps"].append(float(meant.sum() / (hi - lo)))
+        series["qps"].append(float((ok & (done >= lo) & (done < hi)).sum() / (hi - lo)))
+        series["p50_ms"].append(percentile(latency, 50) * 1e3)
+        series["p99_ms"].append(percentile(latency, 99) * 1e3)
+        series["errors"].append(float((meant & ~ok).sum()))
+    return {"timeline_window_s": window_s, **{f"timeline_{k}": v for k, v in series.items()}}
 
 
 def _pct_ms(values: np.ndarray, q: float) -> float:

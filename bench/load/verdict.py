@@ -151,8 +151,9 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
     if sparse:
         return Check(
             "stability",
-            "Stability across windows is not judged: a sparse schedule's windows hold a few "
-            "requests each, cold and warm by design.",
+            "Stability across windows is not judged: the windows are not meant to agree (a "
+            "sparse schedule's hold a few requests each, cold and warm; a trace's rate changes "
+            "by design).",
             None,
         )
     confidence = stats.get("window_confidence", np.nan)

@@ -21,6 +21,10 @@ from bench.load.sampling import CONFIDENCE
 from bench.load.shapes import Shape
 from bench.validation import Percentile, at_least, positive, require
 
+# Each point's time series (throughput, latency, errors, offered rate over time) in windows of
+# this many seconds, unless its scenario says otherwise (`trace`: `window_s`).
+TIMELINE_WINDOW_S = 5.0
+
 
 @dataclass
 class ScenarioConfig:
@@ -102,6 +106,10 @@ class ScenarioConfig:
             payload_seed=self.payload_seed,
         )
         return LoadPoint(**{**common, **fields})
+
+    def window_length_s(self) -> float:
+        """How long each window of a point's time series is (`timeline_*` columns)."""
+        return TIMELINE_WINDOW_S
 
     @classmethod
     def shape(cls, point: LoadPoint) -> Shape:
