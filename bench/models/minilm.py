@@ -76,6 +76,12 @@ def build(cfg: MiniLMConfig) -> ModelBundle:
         rng = np.random.default_rng(seed)
         return [SENTENCES[i] for i in rng.integers(0, len(SENTENCES), size=count)]
 
+    def varied_samples(count: int, seed: int) -> list[str]:
+        # One to three corpus sentences joined: 127,550 texts, as varied in length and topic.
+        rng = np.random.default_rng(seed)
+        picks = (rng.integers(0, len(SENTENCES), size=rng.integers(1, 4)) for _ in range(count))
+        return [" ".join(SENTENCES[i] for i in pick) for pick in picks]
+
     def preprocess(items: Sequence[str]) -> dict[str, np.ndarray]:
         encodings = _tokenizer(cfg.max_length).encode_batch(list(items))
         return {
@@ -94,6 +100,7 @@ def build(cfg: MiniLMConfig) -> ModelBundle:
         },
         output_kind="embedding",
         samples=samples,
+        varied_samples=varied_samples,
         preprocess=preprocess,
         load_module=_module,
         fingerprint=_weights_digest,
