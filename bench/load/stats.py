@@ -105,8 +105,22 @@ def summarize(
         "server_queue_p99_ms": _pct_ms(cols["queue_s"][good], 99),
         "server_compute_p50_ms": _pct_ms(cols["compute_s"][good], 50),
         "server_compute_p99_ms": _pct_ms(cols["compute_s"][good], 99),
+        **_cache(cols["cache_hit"][good], latency, cols["compute_s"][good]),
     }
     row.update(_windows(m, done, intended, good, n_windows))
+    return row
+
+
+def _cache(hit: np.ndarray, latency_s: np.ndarray, compute_s: np.ndarray) -> dict:
+    """With a response cache: the share of requests it answered, and the latency (from the
+    intended send) and server compute of its hits and of its misses apart; NaN without one."""
+    marked = np.isfinite(hit)
+    hits, misses = marked & (hit == 1), marked & (hit == 0)
+    row: dict = {"cache_hit_ratio": hits.sum() / marked.sum() if marked.any() else np.nan}
+    for name, which in (("hit", hits), ("miss", misses)):
+        for q in (50, 99):
+            row[f"cache_{name}_latency_p{q}_ms"] = _pct_ms(latency_s[which], q)
+        row[f"cache_{name}_compute_p50_ms"] = _pct_ms(compute_s[which], 50)
     return row
 
 
