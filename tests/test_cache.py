@@ -209,11 +209,14 @@ def test_a_run_over_http_records_the_hit_ratio_and_hit_and_miss_latency(tmp_path
             "scenario.duration_s=2",
             f"cache_dir={cache_dir}",
             "progress=false",
-            "report=false",
             *LENIENT,
         ]
     )
     row = run_benchmark(cfg, tmp_path).iloc[0]
+    from reports import build_report
+
+    html = build_report(tmp_path).read_text()
+    assert "Response cache: hits and misses" in html and ">cache hits<" in html
     assert row["status"] == "measured"
     assert 0.3 < row["cache_hit_ratio"] <= row["workload_repeat_share"] + 1e-9
     assert 0.45 < row["workload_repeat_share"] < 0.75

@@ -120,6 +120,9 @@ class PayloadIds:
             self._ids = np.concatenate([self._ids, self._block()])
         return self._ids[:count]
 
+    def at(self, index: int) -> int:
+        return int(self(index + 1)[index])
+
     def _block(self) -> np.ndarray:
         if self.repeats.distinct is not None:
             return self._rng.choice(self.repeats.distinct, size=_BLOCK, p=self._popularity)
@@ -145,11 +148,24 @@ def repeated(ids: np.ndarray) -> np.ndarray:
     return seen
 
 
+class _Cycle:
+    """Request i -> payload i % n: the ids of a list of payloads used in turn."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, count: int) -> np.ndarray:
+        return np.arange(count) % self.n
+
+    def at(self, index: int) -> int:
+        return index % self.n
+
+
 class Payloads:
     """The payload of each request of one load point, made once per payload id and shared by
     every request that repeats it; safe to index from any thread."""
 
-    def __init__(self, ids: Callable[[int], np.ndarray], make: Callable[[int], Sequence[Any]]):
+    def __init__(self, ids: PayloadIds | _Cycle, make: Callable[[int], Sequence[Any]]) -> None:
         self._ids = ids
         self._make = make
         self._made: dict[int, Sequence[Any]] = {}
@@ -161,11 +177,11 @@ class Payloads:
         if not batches:
             raise ValueError("batches: need at least one batch of samples to send")
         made = list(batches)
-        return cls(lambda count: np.arange(count) % len(made), made.__getitem__)
+        return cls(_Cycle(len(made)), made.__getitem__)
 
     def __getitem__(self, index: int) -> Sequence[Any]:
         with self._lock:
-            return self._payload(int(self._ids(index + 1)[index]))
+            return self._payload(self._ids.at(index))
 
     def prepare(self, count: int) -> None:
         """Make the payloads of requests 0 .. count - 1 now, before they are timed."""
