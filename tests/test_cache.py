@@ -18,7 +18,14 @@ from bench.capacity.measured import MeasuredConfig, measured_configs
 from bench.capacity.planner import Target, recommend, recommendation_sentence, sizing_table
 from bench.config import validate
 from bench.load import Driver, LoadPoint, summarize
-from bench.load.payloads import PayloadIds, Payloads, Repeats, payload_key, repeated
+from bench.load.payloads import (
+    PayloadIds,
+    Payloads,
+    Repeats,
+    distinct_supply,
+    payload_key,
+    repeated,
+)
 from bench.models import build_model
 from bench.results import ResultsStore
 from bench.run import run_benchmark
@@ -127,6 +134,20 @@ def test_repeat_and_zipf_workloads_give_the_hit_ratio_they_set():
     assert abs(drawn - expected) < 0.02
     uniform = repeated(PayloadIds(Repeats(distinct=50), seed=0)(n)).mean()
     assert uniform == 1 - 50 / n  # every one of 50 payloads is drawn within 4000 requests
+
+
+def test_each_points_distinct_payloads_are_its_own():
+    """Payloads are drawn per point (a salt of the point): a cache kept from one point must not
+    answer the next point's fresh payloads, MiniLM's text included."""
+    from bench.config.model import MiniLMConfig
+
+    for bundle in (build_model(MiniLMConfig()), SleepPredictor(0).bundle):
+        keys = []
+        for salt in (1, 2):
+            make = distinct_supply(bundle.distinct_source(), 1, seed=0, salt=salt)
+            keys.append({payload_key(make(k)) for k in range(1500)})
+        assert len(keys[0]) == len(keys[1]) == 1500
+        assert not keys[0] & keys[1]
 
 
 def test_a_direct_cache_answers_exactly_the_workloads_repeats():
