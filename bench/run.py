@@ -23,6 +23,7 @@ from bench.config import validate
 from bench.host_support import check_host
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
 from bench.load.log import Measurement
+from bench.load.payloads import PayloadIds, Payloads, distinct_supply, repeated
 from bench.load.scenarios import ScenarioConfig, scenario_of
 from bench.load.sut import Fault, Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
@@ -303,9 +304,7 @@ async def _measure_point(
 ) -> tuple[Measurement, float] | None:
     """Fill `row` for one point; return its measurement and when the point began (driver's
     clock), or None if the point failed (then `row` says why, and the sweep goes on)."""
-    payloads = [
-        bundle.samples(point.batch_size, point.payload_seed * 1000 + i) for i in range(_PAYLOADS)
-    ]
+    payloads = _payloads(sc, bundle, point)
     bar = _ProgressBar(point, enabled=cfg.progress)
     driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
     resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)
@@ -329,6 +328,7 @@ async def _measure_point(
         sc.confidence,
         sc.window_length_s(),
     )
+    stats.update(_workload_repeats(payloads, measurement))
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
     # The measured window on the driver's clock (the request log's): a comparison of two runs
@@ -339,6 +339,33 @@ async def _measure_point(
     row.update(resources.summary(measurement.window_start, measurement.window_end))
     row.update(gpu.summary(measurement.window_start, measurement.window_end))
     return measurement, began
+
+
+def _payloads(sc: ScenarioConfig, bundle: ModelBundle, point: LoadPoint) -> Payloads:
+    """What the point's requests carry: `_PAYLOADS` payloads in turn, or the workload with
+    repeats the scenario sets, its distinct payloads the point's own (seeded by the payload
+    seed and the point), so that a cache never answers one point with another's."""
+    if not sc.repeats.any:
+        return Payloads.cycle(
+            [
+                bundle.samples(point.batch_size, point.payload_seed * 1000 + i)
+                for i in range(_PAYLOADS)
+            ]
+        )
+    salt = int(point_id({}, point), 16) % 2**32
+    make = distinct_supply(bundle.distinct_source(), point.batch_size, point.payload_seed, salt)
+    return Payloads(PayloadIds(sc.repeats, point.payload_seed), make)
+
+
+def _workload_repeats(payloads: Payloads, m: Measurement) -> dict:
+    """The share of the measured requests whose payload an earlier request of the point carried:
+    the hit ratio of a cache that never evicts and has every answer back in time."""
+    cols = m.log.columns()
+    ids = payloads.ids(m.first_payload + len(cols["intended"]))
+    repeats = repeated(ids)[m.first_payload :]
+    measured = (cols["intended"] >= m.window_start) & (cols["intended"] <= m.window_end)
+    share = repeats[measured].mean() if measured.any() else np.nan
+    return {"workload_repeat_share": float(share)}
 
 
 async def _accuracy(runner: Runner, bundle: ModelBundle, cfg: DictConfig) -> dict:

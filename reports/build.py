@@ -379,6 +379,13 @@ TABLE_COLUMNS = (
         _format_seconds,
         "serverless cost per million requests: the measured usage at the plan's dated prices",
     ),
+    Column("cache_hit_ratio", "cache hits", _format_share, "requests the response cache answered"),
+    Column("workload_repeat_share", "repeats", _format_share, "requests repeating an earlier one"),
+    Column("cache_hit_latency_p50_ms", "hit p50 ms", _format_ms, "cache hits, from intended send"),
+    Column("cache_hit_latency_p99_ms", "hit p99 ms", _format_ms, "cache hits, from intended send"),
+    Column("cache_miss_latency_p50_ms", "miss p50 ms", _format_ms, "misses: the model answered"),
+    Column("cache_miss_latency_p99_ms", "miss p99 ms", _format_ms, "misses: the model answered"),
+    Column("cache_mb", "cache MB", _format_seconds, "what the cache held at the point's end"),
     Column("throttled_fraction", "throttled", _format_share, "CFS periods in which the limit bit"),
     Column("accuracy_max_abs_diff", "max |Δ|", _format_sci, "largest difference from fp32"),
     Column("accuracy_cosine_min", "min cos", _format_cosine, "lowest cosine to fp32 outputs"),
@@ -477,16 +484,28 @@ FIGURES = (
 )
 
 
+# Shown where a response cache ran.
+CACHE_FIGURE = (
+    "Response cache: hits and misses",
+    figures.cache_latency,
+    "Per load point behind a response cache: p50 (light) and p99 (dark) latency of the requests "
+    "the cache answered and of those the model did, with the share it answered.",
+)
+
+
 def figure_panels(df: pd.DataFrame) -> list[dict]:
     """Each figure as an embedded PNG, with a title and caption; none without measured points
-    (the time series only where a trace point was measured)."""
-    if _measured(df).empty:
+    (the time series only where a trace point was measured, the cache's where a cache ran)."""
+    measured = _measured(df)
+    if measured.empty:
         return []
     traced = "scenario" in df.columns and (df["scenario"].astype(str) == "trace").any()
+    shown = [figure for figure in FIGURES if figure[1] is not figures.timeline or traced]
+    if "cache_hit_ratio" in measured and measured["cache_hit_ratio"].notna().any():
+        shown.append(CACHE_FIGURE)
     return [
         {"title": title, "caption": caption, "src": png_data_uri(plot(df))}
-        for title, plot, caption in FIGURES
-        if plot is not figures.timeline or traced
+        for title, plot, caption in shown
     ]
 
 
@@ -633,6 +652,8 @@ SIZING_COLUMNS = (
     ("capacity_qps_low", "low", _format_qps),
     ("capacity_qps_high", "high", _format_qps),
     ("servers", "servers", _format_int),
+    ("cache_hit_ratio", "cache hits", _format_share),
+    ("servers_without_cache", "without cache", _format_int),
     ("monthly_cost_eur", "EUR / month", _format_int),
     ("tag", "estimate", str),
 )

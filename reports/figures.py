@@ -339,6 +339,38 @@ def window_throughput(df: pd.DataFrame) -> Figure:
     return fig
 
 
+@_styled
+def cache_latency(df: pd.DataFrame) -> Figure:
+    """Per point behind a response cache: hit and miss latency, p50 and p99, and its hit ratio."""
+    rows = measured(df)
+    if "cache_hit_ratio" in rows.columns:
+        rows = rows[rows["cache_hit_ratio"].notna()]
+    fig, ax = _new_figure(height=max(2.4, 0.55 * len(rows) + 1.4))
+    if "cache_hit_ratio" not in rows.columns or rows.empty:
+        return _empty(fig, ax, "No point ran behind a response cache")
+    names = [
+        f"{config} · {_text(row.get('label'))}" if config else _text(row.get("label"))
+        for config, (_, row) in zip(rows["legend"], rows.iterrows(), strict=True)
+    ]
+    y = np.arange(len(rows))
+    for offset, kind, colour in ((-0.18, "hit", _PALETTE[2]), (0.18, "miss", _PALETTE[0])):
+        p99 = rows[f"cache_{kind}_latency_p99_ms"].to_numpy(dtype=float)
+        p50 = rows[f"cache_{kind}_latency_p50_ms"].to_numpy(dtype=float)
+        ax.barh(y + offset, p99, height=0.34, color=colour, label=f"{kind}es p99")
+        ax.barh(y + offset, p50, height=0.34, color="white", alpha=0.45, label=f"{kind}es p50")
+    longest = rows[["cache_hit_latency_p99_ms", "cache_miss_latency_p99_ms"]].max(axis=1)
+    for i, (ratio, end) in enumerate(zip(rows["cache_hit_ratio"], longest, strict=True)):
+        end = end if np.isfinite(end) else 0.0
+        ax.annotate(f"{ratio:.0%} hits", (end, y[i]), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency ms (from the intended send)")
+    _titles(fig, ax, "Response cache: latency of hits and misses", rows)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
 def _relative(windows: object) -> np.ndarray | None:
     if windows is None or isinstance(windows, (str, float, int)):
         return None

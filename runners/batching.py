@@ -41,6 +41,13 @@ class Served:
     compute_s: float  # the predictor call: preprocessing and model, for the whole batch
     batch_size: int  # items in that predictor call
     batch_requests: int  # requests in it
+    # With a response cache: whether it answered (then no predictor call: queue_s is 0 and
+    # compute_s the lookup), and how long hashing and looking up took; None/NaN: no cache.
+    cache_hit: bool | None = None
+    cache_lookup_s: float = float("nan")
+    # The cache as the response left it: entries, and the bytes they hold.
+    cache_entries: int = 0
+    cache_bytes: int = 0
 
 
 Execute = Callable[[list[Any]], Awaitable[Executed]]

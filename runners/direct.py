@@ -37,8 +37,7 @@ class DirectRunner(Runner):
         self._facts.predictor = self._core.predictor.info.as_row()
 
     async def infer(self, request: Request) -> Response:
-        served = await self._core.infer(request.samples)
-        return Response(output=served.output, queue_s=served.queue_s, compute_s=served.compute_s)
+        return _response(await self._core.infer(request.samples))
 
     @property
     def issues_directly(self) -> bool:
@@ -50,7 +49,7 @@ class DirectRunner(Runner):
             if isinstance(result, BaseException):
                 complete(result)
             else:
-                complete(Response(result.output, result.queue_s, result.compute_s))
+                complete(_response(result))
 
         self._core.submit(request.samples, served)
 
@@ -60,4 +59,12 @@ class DirectRunner(Runner):
     @property
     def facts(self) -> RunnerFacts:
         self._facts.batch_sizes_formed = dict(self._core.batch_sizes)
+        if (cache := self._core.cache) is not None:
+            self._facts.strategy_facts.update(
+                cache_entries=cache.entries, cache_mb=cache.bytes / 1e6
+            )
         return self._facts
+
+
+def _response(served: Served) -> Response:
+    return Response(served.output, served.queue_s, served.compute_s, served.cache_hit)

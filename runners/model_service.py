@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.backends import Predictor, import_backend
+from runners.batching import Served
 from runners.model_config import triton_config
 from runners.model_stats import ModelStats
 from runners.protocol import (
@@ -157,8 +158,17 @@ class ModelService:
                 "compute_s": served.compute_s,
                 "batch_size": served.batch_size,
                 "batch_requests": served.batch_requests,
+                **self._cache_parameters(served),
             },
         )
+
+    def _cache_parameters(self, served: Served) -> dict[str, Any]:
+        """With a response cache: whether it answered, and what it holds now."""
+        cache = self.core.cache
+        if cache is None:
+            return {}
+        return {"cache_hit": bool(served.cache_hit), "cache_entries": cache.entries,
+                "cache_bytes": cache.bytes}  # fmt: skip
 
     def worker_facts(self) -> dict[str, Any]:
         """What this worker measured about itself (the `bench_worker` extension's document):

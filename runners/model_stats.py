@@ -40,6 +40,10 @@ class ModelStats:
     compute_input: Duration = field(default_factory=Duration)
     compute_infer: Duration = field(default_factory=Duration)
     compute_output: Duration = field(default_factory=Duration)
+    # With a response cache (Triton's cache_hit, cache_miss): lookups that answered, and
+    # lookups that did not (then the model ran; queue and compute_infer count those only).
+    cache_hit: Duration = field(default_factory=Duration)
+    cache_miss: Duration = field(default_factory=Duration)
     inference_count: int = 0  # items served, as Triton counts a batch of 8 as 8 inferences
     last_inference_ms: int = 0  # since the epoch
 
@@ -55,9 +59,15 @@ class ModelStats:
         """One request served: times on the serving core's clock."""
         self.success.add(done - arrived)
         self.compute_input.add(decoded - arrived)
+        self.compute_output.add(done - returned)
+        if served.cache_hit:  # as Triton counts hits: no queue, no inference
+            self.cache_hit.add(served.cache_lookup_s)
+            self.last_inference_ms = int(time.time() * 1e3)
+            return
+        if served.cache_hit is False:
+            self.cache_miss.add(served.cache_lookup_s)
         self.queue.add(served.queue_s)
         self.compute_infer.add(served.compute_s)
-        self.compute_output.add(done - returned)
         self.inference_count += items
         self.last_inference_ms = int(time.time() * 1e3)
 
@@ -67,10 +77,11 @@ class ModelStats:
 
     def document(self, name: str, version: str, core: ServingCore) -> dict[str, Any]:
         """One entry of `model_stats`; executions and batch sizes come from the core."""
-        phases = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+        phases = (
+            "success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
+            "cache_hit", "cache_miss",
+        )  # fmt: skip
         inference = {phase: getattr(self, phase).document() for phase in phases}
-        # The worker has no response cache.
-        inference["cache_hit"] = inference["cache_miss"] = Duration().document()
         batches = []
         for size, calls in sorted(core.batch_sizes.items()):
             ns = round(core.batch_compute_s[size] * 1e9)

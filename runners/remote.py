@@ -122,6 +122,9 @@ def served_from(response: InferResponse) -> Served:
         compute_s=float(parameters.get("compute_s", math.nan)),
         batch_size=int(parameters.get("batch_size", len(output))),
         batch_requests=max(1, int(parameters.get("batch_requests", 1))),
+        cache_hit=parameters.get("cache_hit"),
+        cache_entries=int(parameters.get("cache_entries", 0)),
+        cache_bytes=int(parameters.get("cache_bytes", 0)),
     )
 
 
@@ -148,6 +151,9 @@ class RemoteRunner(Runner):
         self._replicas: list[str] = []
         self._targets: list[str] = []  # where requests go: the replicas, or the load balancer
         self._turn = 0
+        # Per target, its cache as its last response left it: entries, bytes (with nginx in
+        # front, the one target stands for whichever replica answered last).
+        self._caches: dict[str, tuple[int, int]] = {}
 
     # --- what a protocol brings ----------------------------------------------------------------
 
@@ -284,10 +290,15 @@ class RemoteRunner(Runner):
         target = self._targets[self._turn % len(self._targets)]
         self._turn += 1
         served = await self._call(target, request.samples)
-        # Each of a batch's requests adds its share, so the counts are of batches.
-        counts = self._facts.batch_sizes_formed
-        counts[served.batch_size] = counts.get(served.batch_size, 0.0) + 1 / served.batch_requests
-        return Response(output=served.output, queue_s=served.queue_s, compute_s=served.compute_s)
+        if served.cache_hit is not None:
+            self._caches[target] = (served.cache_entries, served.cache_bytes)
+        if not served.cache_hit:  # a cache hit ran no batch
+            # Each of a batch's requests adds its share, so the counts are of batches.
+            counts = self._facts.batch_sizes_formed
+            counts[served.batch_size] = (
+                counts.get(served.batch_size, 0.0) + 1 / served.batch_requests
+            )
+        return Response(served.output, served.queue_s, served.compute_s, served.cache_hit)
 
     async def stop(self) -> None:
         """Close the client, stop every process started, remove the temporary folder; safe to
@@ -303,6 +314,12 @@ class RemoteRunner(Runner):
 
     @property
     def facts(self) -> RunnerFacts:
+        if self._caches:
+            held = list(self._caches.values())
+            self._facts.strategy_facts.update(
+                cache_entries=sum(entries for entries, _ in held),
+                cache_mb=sum(size for _, size in held) / 1e6,
+            )
         return self._facts
 
     @property

@@ -1,6 +1,6 @@
 """The serving core that `direct` and every worker process share: a predictor called from a
-pool of threads (the model instances), optionally behind a dynamic batcher, timing each
-request's wait and compute and counting the batch sizes it formed.
+pool of threads (the model instances), optionally behind a dynamic batcher and a response cache
+in front of both, timing each request's wait and compute and counting the batch sizes it formed.
 
 It never touches sockets: `direct` calls it in-process, the workers from their HTTP and gRPC
 handlers, so the strategies differ only by what sits in front of it.
@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from bench.backends import Predictor, build_predictor
 from bench.models import build_model
 from runners.batching import DynamicBatcher, Executed, Served
+from runners.cache import ResponseCache
 
 clock = time.perf_counter
 
@@ -34,8 +36,15 @@ class ServingCore:
     """`start()` with a predictor (or a function building one), then `infer(items)` from one
     event loop, concurrently; `stop()` lets calls in progress finish."""
 
-    def __init__(self, workers: int, max_batch_size: int = 1, max_queue_delay_ms: float = 0.0):
+    def __init__(
+        self,
+        workers: int,
+        max_batch_size: int = 1,
+        max_queue_delay_ms: float = 0.0,
+        cache: ResponseCache | None = None,
+    ):
         self.workers = workers
+        self.cache = cache
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1e3
         self.predictor: Predictor | None = None
@@ -52,16 +61,14 @@ class ServingCore:
 
     @classmethod
     def from_strategy(cls, strategy: Any) -> ServingCore:
-        """A core as the strategy config says: `workers` threads and its `batching` (a
-        strategy without those fields gets one thread, no batching)."""
+        """A core as the strategy config says: `workers` threads, its `batching` and its
+        `cache` (a strategy without those fields gets one thread, no batching, no cache)."""
+        workers = getattr(strategy, "workers", 1)
+        cache = ResponseCache.from_config(getattr(strategy, "cache", None))
         batching = getattr(strategy, "batching", None)
         if batching is None:
-            return cls(getattr(strategy, "workers", 1))
-        return cls(
-            getattr(strategy, "workers", 1),
-            batching.max_batch_size,
-            batching.max_queue_delay_ms,
-        )
+            return cls(workers, cache=cache)
+        return cls(workers, batching.max_batch_size, batching.max_queue_delay_ms, cache)
 
     async def start(self, source: Predictor | Callable[[], Predictor]) -> None:
         """Build the predictor (timed, in the pool: the event loop stays free) and run it once
@@ -86,6 +93,16 @@ class ServingCore:
             self._batcher.start()
 
     async def infer(self, items: Sequence[Any]) -> Served:
+        if self.cache is None:
+            return await self._infer(items)
+        key, hit = self._look_up(items)
+        if isinstance(hit, Served):
+            return hit
+        served = await self._infer(items)
+        self.cache.put(key, served.output)
+        return replace(served, cache_hit=False, cache_lookup_s=hit)
+
+    async def _infer(self, items: Sequence[Any]) -> Served:
         if self._batcher is not None:
             return await self._batcher.submit(items)
         arrived = clock()
@@ -98,21 +115,41 @@ class ServingCore:
             batch_requests=1,
         )
 
+    def _look_up(self, items: Sequence[Any]) -> tuple[bytes, Served | float]:
+        """The request's cache key, and what the cache answered: the response, or on a miss
+        the seconds the lookup took."""
+        began = clock()
+        key = self.cache.key(items)
+        output = self.cache.get(key)
+        took = clock() - began
+        if output is None:
+            return key, took
+        served = Served(output, 0.0, took, len(items), 1, cache_hit=True, cache_lookup_s=took)
+        return key, served
+
     def submit(self, items: Sequence[Any], complete: Callable[[Served | BaseException], None]):
         """Run `items` on a predictor thread from any thread, without an event loop, and call
         `complete` there with what it served (or the exception). Not with a batcher."""
         if self._pool is None or self._batcher is not None:
             raise RuntimeError("the serving core is not started, or batches requests")
         arrived = clock()
-        self._pool.submit(self._serve, list(items), arrived, complete)
+        key, hit = self._look_up(items) if self.cache is not None else (b"", None)
+        if isinstance(hit, Served):  # answered here, in the calling thread
+            complete(hit)
+            return
+        self._pool.submit(self._serve, list(items), arrived, complete, key, hit)
 
-    def _serve(self, items: list[Any], arrived: float, complete) -> None:
+    def _serve(
+        self, items: list[Any], arrived: float, complete, key: bytes, lookup_s: float | None
+    ) -> None:
         try:
             executed = self._predict(items)
         except Exception as exc:  # the request fails, the core goes on
             complete(exc)
             return
         self._count(len(items), executed)
+        if lookup_s is not None:
+            self.cache.put(key, executed.outputs)
         complete(
             Served(
                 output=executed.outputs,
@@ -120,6 +157,8 @@ class ServingCore:
                 compute_s=executed.compute_s,
                 batch_size=len(items),
                 batch_requests=1,
+                cache_hit=None if lookup_s is None else False,
+                cache_lookup_s=float("nan") if lookup_s is None else lookup_s,
             )
         )
 

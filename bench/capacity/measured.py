@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.capacity.queueing import cache_mix
 from bench.results.store import REQUESTS_DIR
 
 # Config groups that make a configuration deployable as is; the scenario only says how it was
@@ -38,6 +39,12 @@ class MeasuredConfig:
     # the rows do not say, or say several.
     model_sha256: str = ""
     model_artifact: str = ""
+    # Behind a response cache (`strategy.cache`): the share of requests it answered in the
+    # points the service times came from, and the hits' and misses' service times apart
+    # (`service_s` then mixes them in that proportion); NaN and empty without a cache.
+    cache_hit_ratio: float = float("nan")
+    hit_service_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    miss_service_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def deployable(config_json: str) -> dict:
@@ -47,7 +54,13 @@ def deployable(config_json: str) -> dict:
 
 
 def _label(config: dict) -> str:
-    return " / ".join(config[g]["name"] for g in DEPLOYABLE)
+    label = " / ".join(config[g]["name"] for g in DEPLOYABLE)
+    cache = config["strategy"].get("cache") or {}
+    if cache.get("max_entries") is not None:
+        label += f" + cache {cache['max_entries']} entries"
+    elif cache.get("max_mb") is not None:
+        label += f" + cache {cache['max_mb']:g} MB"
+    return label
 
 
 def measured_configs(results: pd.DataFrame, host_cores: int) -> list[MeasuredConfig]:
@@ -105,14 +118,37 @@ def _lightest_index(group: pd.DataFrame) -> int:
     return int(np.lexsort((rate.to_numpy(), load.to_numpy()))[0])
 
 
-def _service_times(rows: pd.DataFrame) -> np.ndarray:
-    samples = []
+def _service_times(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The answered requests' service times, and per request whether a response cache
+    answered it (1), the model behind one (0), or there was no cache (NaN; logs written
+    before caches existed have no such column)."""
+    samples, hits = [], []
     for _, row in rows.iterrows():
         path = Path(row["run_dir"]) / REQUESTS_DIR / f"{row['point_id']}.parquet"
-        log = pd.read_parquet(path, columns=["compute_s", "ok"])
-        samples.append(log.loc[log["ok"], "compute_s"].to_numpy())
+        log = pd.read_parquet(path)
+        answered = log[log["ok"]]
+        samples.append(answered["compute_s"].to_numpy())
+        marks = answered["cache_hit"] if "cache_hit" in answered else np.nan
+        hits.append(np.broadcast_to(np.asarray(marks, dtype=float), len(answered)))
     service = np.concatenate(samples) if samples else np.zeros(0)
-    return service[np.isfinite(service)]
+    hit = np.concatenate(hits) if hits else np.zeros(0)
+    known = np.isfinite(service)
+    return service[known], hit[known]
+
+
+def _with_cache(service: np.ndarray, hit: np.ndarray) -> dict:
+    """The MeasuredConfig fields of a configuration behind a cache (none without one)."""
+    marked = np.isfinite(hit)
+    if not marked.any():
+        return {"service_s": service}
+    hits, misses = service[marked & (hit == 1)], service[marked & (hit == 0)]
+    ratio = float(len(hits) / marked.sum())
+    return {
+        "service_s": cache_mix(hits, misses, ratio) if len(misses) else hits,
+        "cache_hit_ratio": ratio,
+        "hit_service_s": hits,
+        "miss_service_s": misses,
+    }
 
 
 # Open-loop points whose achieved rate is at least this share of the highest one supply the
@@ -149,7 +185,7 @@ def _measured(
     return MeasuredConfig(
         label=_label(config),
         config=config,
-        service_s=_service_times(service_rows),
+        **_with_cache(*_service_times(service_rows)),
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),

@@ -6,6 +6,10 @@ c = workers that fit on the server and the service times are the ones measured o
 divided by the server's scale factor from that host (bench.capacity.scaling, with the
 calibration stored in that host's rows). servers = ceil(peak * (1 + headroom) / capacity). The
 band comes from the scale factor's band.
+
+Behind a response cache, the simulation replays hits and misses in the measured hit ratio
+(`queueing.cache_mix`); the same configuration without the cache is sized from the misses alone
+(hit ratio 0), and the difference in servers is what the cache saved.
 """
 
 from __future__ import annotations
@@ -111,6 +115,8 @@ def size_server(
         else np.nan
     )
     row["replicas"] = servers * workers
+    if math.isfinite(measured.cache_hit_ratio):
+        row.update(_cache_saving(measured, factor.factor, workers, target, servers))
     row[f"predicted_{target.percentile}_ms"] = predicted_percentile_ms(
         measured.service_s / factor.factor, target.peak_qps / servers, workers, target.percentile
     )
@@ -129,6 +135,28 @@ def size_server(
         # request per call, so it underrates what batching adds at high load.
         notes.insert(0, "dynamic batching is not simulated: capacity from per-call times")
     row["notes"] = "; ".join(notes)
+    return row
+
+
+def _cache_saving(
+    measured: MeasuredConfig, factor: float, workers: int, target: Target, servers: int
+) -> dict:
+    """The cache's hit ratio, the servers the same configuration needs without it (sized from
+    the misses' service times alone), and how many fewer the cache needs."""
+    row: dict = {"cache_hit_ratio": measured.cache_hit_ratio}
+    if not len(measured.miss_service_s):
+        return {**row, "servers_without_cache": np.nan, "cache_saved_servers": np.nan}
+    uncached = capacity_qps(
+        measured.miss_service_s / factor, workers, target.slo_ms, target.percentile
+    )
+    without = (
+        max(target.min_servers, math.ceil(target.provisioned_qps / uncached))
+        if uncached > 0
+        else np.nan
+    )
+    row["capacity_qps_without_cache"] = uncached
+    row["servers_without_cache"] = without
+    row["cache_saved_servers"] = without - servers if uncached > 0 else np.nan
     return row
 
 
@@ -214,7 +242,26 @@ def recommendation_sentence(
         f"({int(best['replicas'])} replicas of {int(best['threads_per_worker'])} "
         f"thread{'s' if best['threads_per_worker'] != 1 else ''}, {best['configuration']}"
         f"{f' as measured on {host}' if host else ''}), "
-        f"{cost}; estimate {best['tag']}{band}.{_provenance(best)}"
+        f"{cost}; estimate {best['tag']}{band}.{_cache_sentence(best)}{_provenance(best)}"
+    )
+
+
+def _cache_sentence(best: pd.Series) -> str:
+    """What the response cache saved, where the configuration ran behind one."""
+    ratio = best.get("cache_hit_ratio")
+    if ratio is None or pd.isna(ratio):
+        return ""
+    without = best.get("servers_without_cache")
+    if without is None or pd.isna(without):
+        return (
+            f" Its response cache answered {ratio:.0%} of requests; without it no number of "
+            "servers meets the SLO (from the misses' service times)."
+        )
+    saved = int(best["cache_saved_servers"])
+    return (
+        f" Its response cache answered {ratio:.0%} of requests: without it the same "
+        f"configuration needs {int(without)} server{'s' if without != 1 else ''}, so it saves "
+        f"{saved} server{'s' if saved != 1 else ''} (if the hit ratio holds in production)."
     )
 
 

@@ -76,6 +76,23 @@ def simulate(
     return Pool(workers).serve(arrivals, services)[requests // 10 :]
 
 
+def cache_mix(
+    hit_s: np.ndarray, miss_s: np.ndarray, hit_ratio: float, size: int = 20_000, seed: int = 0
+) -> np.ndarray:
+    """Service times of a server behind a response cache, for `simulate` to replay: `size`
+    draws, a share `hit_ratio` of them (rounded) from the measured hits' and the rest from the
+    measured misses' service times, shuffled."""
+    rng = np.random.default_rng(seed)
+    hits = round(hit_ratio * size) if len(hit_s) else 0
+    drawn = np.concatenate(
+        [
+            rng.choice(np.asarray(hit_s, dtype=float), size=hits),
+            rng.choice(np.asarray(miss_s, dtype=float), size=size - hits),
+        ]
+    )
+    return rng.permutation(drawn)
+
+
 def percentile_ms(latencies_s: np.ndarray, name: str) -> float:
     return nearest_rank(latencies_s, _QUANTILES[name]) * 1e3
 

@@ -68,6 +68,22 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+def _check_cache_workload(cfg: Any) -> None:
+    """A response cache measured on the default workload (64 payloads cycled) would answer
+    nearly every request: the hit ratio has to come from a workload the user set."""
+    if "strategy" not in cfg or "scenario" not in cfg:
+        return
+    cache = getattr(typed("strategy", cfg.strategy), "cache", None)
+    if cache is not None and cache.enabled:
+        require(
+            typed("scenario", cfg.scenario).repeats.any,
+            "strategy.cache",
+            "a response cache needs a workload whose repeats you set, or its hit ratio is the "
+            "default workload's 64 payloads cycled: set scenario.repeat_ratio (e.g. 0.5) or "
+            "scenario.distinct (with scenario.zipf_s)",
+        )
+
+
 def validate(cfg: Any) -> None:
     """Check what types alone cannot, option by option; a ConfigError names the field."""
     for group in options():
@@ -75,6 +91,7 @@ def validate(cfg: Any) -> None:
             typed(group, cfg[group]).validate(group)
     if cfg.get("plan") is not None:
         as_dataclass(PlanConfig, cfg.plan).validate("plan")
+    _check_cache_workload(cfg)
     require(
         cfg.accuracy_floor is None or -1.0 <= cfg.accuracy_floor <= 1.0,
         "accuracy_floor",

@@ -67,6 +67,30 @@ class BatchingConfig:
         at_least(self.max_queue_delay_ms, 0, f"{at}.max_queue_delay_ms")
 
 
+@dataclass
+class CacheConfig:
+    """A response cache in front of the model (`runners.cache`): a request whose inputs (its
+    decoded items, hashed canonically) were answered before gets that answer without running
+    the model. Least recently used entries go first once the cache holds `max_entries`
+    responses or `max_mb` megabytes of them; both null: no cache."""
+
+    max_entries: int | None = None
+    max_mb: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries is not None or self.max_mb is not None
+
+    def validate(self, at: str) -> None:
+        at_least(self.max_entries, 1, f"{at}.max_entries", nullable=True)
+        positive(self.max_mb, f"{at}.max_mb", nullable=True)
+        require(
+            self.max_entries is None or self.max_mb is None,
+            f"{at}.max_mb",
+            "bound the cache in entries (max_entries) or in MB (max_mb), not both",
+        )
+
+
 @option("strategy")
 @dataclass
 class DirectStrategyConfig(StrategyConfig):
@@ -76,11 +100,13 @@ class DirectStrategyConfig(StrategyConfig):
     # Threads calling the predictor; requests beyond them wait in the pool's queue.
     workers: int = 1
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     runner: ClassVar[str] = "runners.direct:DirectRunner"
 
     def validate(self, at: str = "strategy") -> None:
         at_least(self.workers, 1, f"{at}.workers")
         self.batching.validate(f"{at}.batching")
+        self.cache.validate(f"{at}.cache")
 
 
 @dataclass
@@ -112,6 +138,8 @@ class ServedStrategyConfig(ProcessStrategyConfig):
     # Predictor threads per replica (Triton's instance count); more requests wait in its queue.
     workers: int = 1
     batching: BatchingConfig = field(default_factory=BatchingConfig)
+    # One cache per replica, in its worker process, in front of its batcher.
+    cache: CacheConfig = field(default_factory=CacheConfig)
     # First replica's port; the others take the next ones (and nginx, if any, the one after).
     # 0: the first free run of ports.
     port: int = 0
@@ -123,6 +151,7 @@ class ServedStrategyConfig(ProcessStrategyConfig):
         super().validate(at)
         at_least(self.workers, 1, f"{at}.workers")
         self.batching.validate(f"{at}.batching")
+        self.cache.validate(f"{at}.cache")
         at_least(self.replicas, 1, f"{at}.replicas")
         require(
             self.port == 0 or 1 <= self.port <= 65535 - self.replicas,

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.load.log import Measurement, RequestLog
+from bench.load.payloads import Payloads
 from bench.load.points import LoadPoint
 from bench.load.scenarios import shape_of
 from bench.load.sender import RECORD, header
@@ -135,8 +136,13 @@ class _Issue:
     """One load point's requests in flight: starts each (through `issue` or `infer`), records
     its outcome in the log, and says when every request started has come back."""
 
-    def __init__(self, driver: Driver, log: RequestLog, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, driver: Driver, log: RequestLog, loop: asyncio.AbstractEventLoop, first: int = 0
+    ) -> None:
+        """`first`: the payload of the log's request 0 (the requests before went in another
+        log: an offline point's warm-up)."""
         self.driver = driver
+        self.first = first
         self.runner = driver.runner
         self.log = log
         self.loop = loop
@@ -174,8 +180,7 @@ class _Issue:
     ) -> None:
         """Send request `index` to the runner, at `at` (None: now, after waiting for a
         connection)."""
-        batches = self.driver.batches
-        request = Request(index, batches[index % len(batches)])
+        request = Request(index, self.driver.payloads[self.first + index])
 
         def finished(result: Response | BaseException) -> None:
             self._record(index, now(), result)
@@ -219,6 +224,8 @@ class _Issue:
                 log.ok[index] = True
                 log.queue_s[index] = result.queue_s
                 log.compute_s[index] = result.compute_s
+                if result.cache_hit is not None:
+                    log.cache_hit[index] = float(result.cache_hit)
             self.driver._completed += 1
 
     def _settle(self) -> None:
@@ -260,16 +267,14 @@ class Driver:
     def __init__(
         self,
         runner: Runner,
-        batches: Sequence[Sequence[Any]],
+        batches: Sequence[Sequence[Any]] | Payloads,
         drain_timeout_s: float = 30.0,
         on_progress: Callable[[float, int], None] | None = None,
     ) -> None:
-        """`batches` are the requests' payloads, used in turn; `on_progress(elapsed_s, done)`
-        is called about twice a second while the point runs."""
-        if not batches:
-            raise ValueError("batches: need at least one batch of samples to send")
+        """`batches`: each request's payload (`Payloads`), or a list of them used in turn;
+        `on_progress(elapsed_s, done)` is called about twice a second while the point runs."""
         self.runner = runner
-        self.batches = batches
+        self.payloads = batches if isinstance(batches, Payloads) else Payloads.cycle(batches)
         self.drain_timeout_s = drain_timeout_s
         self.on_progress = on_progress
         self._completed = 0
@@ -327,6 +332,7 @@ class Driver:
         """Send a request at each of the shape's offsets (seconds from the start, warm-up
         included), when the sender process says."""
         offsets = shape.offsets
+        self.payloads.prepare(len(offsets))
         log = RequestLog(capacity=len(offsets) + 1)
         loop = asyncio.get_running_loop()
         issue = _Issue(self, log, loop)
@@ -389,15 +395,19 @@ class Driver:
             finished = warm.done[: warm.size]
             rate = warm.size / max(finished.max() - warm.intended[0], 1e-9) if warm.size else 1.0
             count = max(1, math.ceil(rate * point.duration_s))
+        self.payloads.prepare(warm.size + count)
         log = RequestLog(capacity=count)
-        issue = _Issue(self, log, asyncio.get_running_loop())
+        issue = _Issue(self, log, asyncio.get_running_loop(), first=warm.size)
         burst = now()
         for _ in range(count):
             issue.start(issue.new(burst), lambda _: None)
         issue.no_more()
         await issue.drain(self.drain_timeout_s)
         done = log.done[: log.size]
-        return Measurement(log, burst, float(max(done.max(), burst + 1e-9)), open_ended=True)
+        return Measurement(
+            log, burst, float(max(done.max(), burst + 1e-9)), open_ended=True,
+            first_payload=warm.size,
+        )  # fmt: skip
 
     async def _tick(self, began: float) -> None:
         if self.on_progress is None:

@@ -8,8 +8,9 @@ woke late, its process busy). `started`: when the driver began it (later than di
 event loop was busy; the same where the sender hands requests to the runner itself). `sent`:
 when it went to the runner (later than started only when it waited for a free client
 connection). `done`: when its response came (taken in the thread that finished it).
-`sender_cpu`: the CPU seconds the sender process had used when it dispatched the request (NaN
-where no sender process paces the load).
+`cache_hit`: 1 where a response cache answered, 0 where the model did behind one, NaN where
+there was no cache. `sender_cpu`: the CPU seconds the sender process had used when it
+dispatched the request (NaN where no sender process paces the load).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class RequestLog:
         "done",
         "queue_s",
         "compute_s",
+        "cache_hit",
         "sender_cpu",
     )
 
@@ -88,3 +90,5 @@ class Measurement:
     open_ended: bool = False
     # Client connections the load was offered through (None: no limit, nothing to exhaust).
     connections: int | None = None
+    # The payload index of the log's request 0 (offline: its warm-up's requests came before).
+    first_payload: int = 0

@@ -107,6 +107,7 @@ def summarize(
         "server_queue_p99_ms": _pct_ms(cols["queue_s"][good], 99),
         "server_compute_p50_ms": _pct_ms(cols["compute_s"][good], 50),
         "server_compute_p99_ms": _pct_ms(cols["compute_s"][good], 99),
+        **_cache(cols["cache_hit"][good], latency, cols["compute_s"][good]),
     }
     row.update(_windows(m, done, intended, good, n_windows))
     row.update(timeline(m, timeline_s))
@@ -135,6 +136,19 @@ def timeline(m: Measurement, window_s: float) -> dict:
         series["p99_ms"].append(percentile(latency, 99) * 1e3)
         series["errors"].append(float((meant & ~ok).sum()))
     return {"timeline_window_s": window_s, **{f"timeline_{k}": v for k, v in series.items()}}
+
+
+def _cache(hit: np.ndarray, latency_s: np.ndarray, compute_s: np.ndarray) -> dict:
+    """With a response cache: the share of requests it answered, and the latency (from the
+    intended send) and server compute of its hits and of its misses apart; NaN without one."""
+    marked = np.isfinite(hit)
+    hits, misses = marked & (hit == 1), marked & (hit == 0)
+    row: dict = {"cache_hit_ratio": hits.sum() / marked.sum() if marked.any() else np.nan}
+    for name, which in (("hit", hits), ("miss", misses)):
+        for q in (50, 99):
+            row[f"cache_{name}_latency_p{q}_ms"] = _pct_ms(latency_s[which], q)
+        row[f"cache_{name}_compute_p50_ms"] = _pct_ms(compute_s[which], 50)
+    return row
 
 
 def _pct_ms(values: np.ndarray, q: float) -> float:

@@ -35,6 +35,9 @@ class Response:
     # model for the whole batch. Seconds.
     queue_s: float
     compute_s: float
+    # Answered by a response cache in front of the model (True), by the model behind one
+    # (False), or no cache (None).
+    cache_hit: bool | None = None
 
 
 _NAN = float("nan")

@@ -44,3 +44,11 @@ class ModelBundle:
     fingerprint: Callable[[], str]
     onnx_file: Path | None = None
     artifact_files: tuple[Path, ...] = ()
+    # Samples from a space large enough for workloads of many distinct requests
+    # (`scenario.repeat_ratio`, `scenario.distinct`), for models whose `samples` repeat soon
+    # (MiniLM draws from 50 sentences); None: `samples` is.
+    varied_samples: Callable[[int, int], list[Any]] | None = None
+
+    def distinct_source(self) -> Callable[[int, int], list[Any]]:
+        """What payloads that must differ from each other are drawn from."""
+        return self.varied_samples or self.samples

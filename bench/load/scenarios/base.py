@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from omegaconf import MISSING
 
+from bench.load.payloads import Repeats
 from bench.load.points import LoadPoint
 from bench.load.sampling import CONFIDENCE
 from bench.load.shapes import Shape
@@ -55,6 +56,13 @@ class ScenarioConfig:
     # arrival schedule, the other the payloads sent, so either can change alone.
     schedule_seed: int = 0
     payload_seed: int = 0
+    # A workload with repeats (bench.load.payloads), what a response cache answers: the share
+    # of requests that repeat an earlier request's payload, or a pool of `distinct` payloads
+    # drawn by Zipf popularity `zipf_s` (null: uniformly). None of them: each point cycles
+    # through 64 payloads, as before.
+    repeat_ratio: float | None = None
+    distinct: int | None = None
+    zipf_s: float | None = None
 
     # How the verdict judges this scenario's points. Sparse: a window holds a few requests,
     # cold and warm by design, so windows are not compared. Open-ended: the point lasts until
@@ -77,11 +85,16 @@ class ScenarioConfig:
         at_least(self.max_late_fraction, 0, f"{at}.max_late_fraction")
         positive(self.slo_ms, f"{at}.slo_ms", nullable=True)
         positive(self.drain_timeout_s, f"{at}.drain_timeout_s")
+        self.repeats.validate(at)
         require(
             0.5 <= self.confidence < 1.0,
             f"{at}.confidence",
             f"must be at least 0.5 and below 1, got {self.confidence}",
         )
+
+    @property
+    def repeats(self) -> Repeats:
+        return Repeats(self.repeat_ratio, self.distinct, self.zipf_s)
 
     def points(self) -> list[LoadPoint]:
         """The load points, in the order they are measured (scenarios that choose each point
