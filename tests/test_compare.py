@@ -123,12 +123,12 @@ def test_a_slowdown_beyond_the_noise_is_slower_fails_the_gate_and_leads_the_tabl
     comparison = compare(base, slow, GateConfig())
     verdicts = _verdicts(comparison)
     assert verdicts["p50 latency"] == verdicts["throughput"] == "slower"
-    assert comparison.changed == {"config.model.service_ms": (5.0, 6.0)}
+    assert comparison.changed == {"model.service_ms": (5.0, 6.0)}
     assert not comparison.passed
     assert any("p50 latency worse by" in f and "10% allowed" in f for f in comparison.failures)
     rows = [line for line in markdown(comparison).splitlines() if line.startswith("| ")]
     assert "**FAIL**" in rows[1]  # the first row under the header: the worst regression
-    assert "`config.model.service_ms` 5.0 → 6.0" in markdown(comparison)
+    assert "`model.service_ms` 5.0 → 6.0" in markdown(comparison)
     # The same runs, the same verdicts: the bootstrap is seeded.
     assert markdown(compare(base, slow, GateConfig())) == markdown(comparison)
     # Faster the other way round.
@@ -287,7 +287,7 @@ def test_the_command_passes_a_rerun_and_fails_a_slower_model_on_real_runs(tmp_pa
     slower = bench_compare(str(base), str(slow), *gate)
     assert slower.returncode == 1, slower.stdout + slower.stderr
     assert "**Gate: FAILED**" in slower.stdout
-    assert "`config.model.service_ms` 3.0 → 9.0" in slower.stdout
+    assert "`model.service_ms` 3.0 → 9.0" in slower.stdout
     table = [line for line in slower.stdout.splitlines() if line.startswith("| concurrency 1")]
     assert "| p50 latency |" in table[0] and "| **slower** | **FAIL** (50%) |" in table[0]
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.compare.gate import GateConfig, OnInvalid
-from bench.compare.match import match
+from bench.compare.match import ABSENT, match
 from bench.compare.samples import point_samples, rss_samples, runs
 from bench.compare.verdict import (
     Change,
@@ -179,7 +179,7 @@ def compare(
     before, after = runs(baseline), runs(candidate)
     matching = match(before, after)
     if not matching.pairs:
-        changed = ", ".join(matching.changed) or "none"
+        changed = ", ".join(n.removeprefix("config.") for n in matching.changed) or "none"
         raise ConfigError(
             f"{candidate}: no point matches one of {baseline} by configuration and load "
             f"(the baseline measured {', '.join(map(str, before['label']))}; the candidate "
@@ -200,9 +200,10 @@ def compare(
         baseline=str(baseline),
         candidate=str(candidate),
         gate=gate,
+        # Named as typed on the command line (`model.hidden`; a point's `point.duration_s`).
         changed={
-            k: tuple(json.loads(v) if v != "<absent>" else v for v in pair)
-            for k, pair in matching.changed.items()
+            name.removeprefix("config."): tuple(json.loads(v) if v != ABSENT else v for v in pair)
+            for name, pair in matching.changed.items()
         },
         points=points,
         slo=slo,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-_ABSENT = "<absent>"
+ABSENT = "<absent>"
 # A point's fields that say how long it was measured, not what load it offered: they may differ.
 _LENGTH = {"point.duration_s", "point.warmup_s"}
 
@@ -52,8 +52,8 @@ def changed_fields(
     for name in sorted(fields):
         if name.startswith("point.") and name not in _LENGTH:
             continue
-        before = {ident.get(name, _ABSENT) for ident in baseline}
-        after = {ident.get(name, _ABSENT) for ident in candidate}
+        before = {ident.get(name, ABSENT) for ident in baseline}
+        after = {ident.get(name, ABSENT) for ident in candidate}
         if len(before) == 1 and len(after) == 1 and before != after:
             changed[name] = (before.pop(), after.pop())
     return changed

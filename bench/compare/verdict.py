@@ -11,7 +11,8 @@ regression [lo, hi] and the gate's `same_within` margin m:
     same    -m <= lo, hi <= m
     unsure  otherwise       the measurement cannot tell (run longer, or on a quieter host)
 
-A gated metric fails the gate when lo exceeds its threshold: worse beyond it, with confidence.
+A gated metric fails the gate when lo exceeds its threshold: worse beyond it, with confidence
+(and beyond m: a change the verdict calls same or unsure never fails it).
 """
 
 from __future__ import annotations
@@ -94,9 +95,11 @@ def judged(change: Change, gate: GateConfig, threshold: float | None) -> Change:
             **change.__dict__,
             "verdict": verdict_of(regression, gate.same_within),
             "threshold": threshold,
+            # Never on a change the verdict calls same or unsure: a threshold below the margin
+            # acts as the margin.
             "fails": threshold is not None
             and math.isfinite(regression[0])
-            and regression[0] > threshold,
+            and regression[0] > max(threshold, gate.same_within),
         }
     )
 

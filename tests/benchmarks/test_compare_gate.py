@@ -13,6 +13,8 @@ verdict was slower, faster, same or unsure, and how often the gate failed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import compare_main
 from bench.compare import compare
 from bench.compare.gate import gate_config
 from tests.conftest import checkout_env
@@ -63,7 +66,7 @@ def _run(folder: Path, service_ms: float, cache_dir: str) -> Path:
 
 def _tally(pairs: list[tuple[Path, Path]]) -> tuple[dict[str, Counter], int]:
     """Per metric, the verdicts over `pairs`; and how many failed the gate (the command's exit
-    status, checked against the library's answer)."""
+    status, checked against the comparison's answer)."""
     gate = gate_config(GATE)
     verdicts: dict[str, Counter] = {"INVALID point": Counter()}
     failed = 0
@@ -72,12 +75,10 @@ def _tally(pairs: list[tuple[Path, Path]]) -> tuple[dict[str, Counter], int]:
         verdicts["INVALID point"][str(not comparison.points[0].valid)] += 1
         for change in comparison.points[0].changes:
             verdicts.setdefault(change.metric, Counter())[str(change.verdict)] += 1
-        status = subprocess.run(
-            [sys.executable, "-c", "import sys; from bench.cli import compare_main; "
-             "sys.exit(compare_main())", str(before), str(after), *GATE, "--markdown",
-             str(after / "compare.md")],
-            env=checkout_env(), capture_output=True, text=True, timeout=120,
-        ).returncode  # fmt: skip
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = compare_main(
+                [str(before), str(after), *GATE, "--markdown", str(after / "c.md")]
+            )
         assert status == (0 if comparison.passed else 1)
         failed += status == 1
     return verdicts, failed
