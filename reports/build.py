@@ -719,6 +719,9 @@ def _autoscaling(plan: Plan) -> dict | None:
         ("peak_replicas", "peak replicas", _format_int),
         ("replica_hours", "replica-hours", _formatter(lambda v: f"{v:.3g}")),
         ("cost_eur_per_month", "EUR / month", _format_int),
+        ("cold_starts", "cold starts", _format_int),
+        ("cost_per_month", "serverless / month", _format_int),
+        ("currency", "currency", _format_text),
     )
     present = [c for c in columns if c[0] in shown.columns]
     return {

@@ -38,6 +38,7 @@ def test_every_scenario_preset_runs_on_a_tiny_budget(scenario, backend, tmp_path
         # Sparse schedules squeezed into the tiny window, so that it holds a few requests.
         "intermittent": ["scenario.gap_s=0.1"],
         "bursty": ["scenario.burst_size=3", "scenario.idle_s=0.1"],
+        "trace": ["scenario.trough_qps=50", "scenario.peak_qps=100"],
     }.get(scenario, [])
     cfg = compose(
         [*TINY, f"scenario={scenario}", f"backend={backend}", f"cache_dir={cache_dir}", *extra]

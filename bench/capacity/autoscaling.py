@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from bench import traces
-from bench.capacity.queueing import Pool, percentile_ms
+from bench.capacity.queueing import Pool, on_demand, percentile_ms
+from bench.capacity.serverless import cost_per_million
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,20 @@ HOURS_PER_MONTH = 30.44 * 24
 
 
 @dataclass(frozen=True)
+class Serverless:
+    """A measured `serverless` configuration, to replay on the same trace: its service times,
+    median cold start, keep-alive, instance limit and billed memory, and the prices
+    (`catalog.serverless_pricing`)."""
+
+    service_s: np.ndarray
+    cold_start_s: float
+    keep_alive_s: float
+    max_instances: int
+    memory_gb: float
+    pricing: dict
+
+
+@dataclass(frozen=True)
 class AutoscalingPlan:
     """The HPA settings chosen and what the simulations found: `timeline` per case and sync
     period, `settings` one row per setting tried and per case, `sentence` in words."""
@@ -337,6 +352,7 @@ def plan_autoscaling(
     percentile: str,
     settings,
     eur_per_replica_hour: float | None,
+    serverless: Serverless | None = None,
 ) -> AutoscalingPlan:
     """Choose the HPA's settings over `trace` (per interval, its peak the plan's) and say what
     they do there and under a flash crowd; `settings` is `plan.autoscaling`."""
@@ -423,6 +439,10 @@ def plan_autoscaling(
             f"(longest spell {longest:g} s) while replicas start, reaching "
             f"{crowd_outcome.peak_replicas} replicas."
         )
+    if serverless is not None:
+        row, said = _serverless(serverless, arrivals, trace, trace_name, slo_ms, percentile, seed)
+        summary.append(row)
+        sentence += " " + said
     return AutoscalingPlan(
         hpa=best.hpa if best is not None else None,
         timeline=pd.concat(frames, ignore_index=True),
@@ -450,3 +470,57 @@ def _summary(
         "cost_eur": found.replica_hours * price,
         "cost_eur_per_month": per_month * price,
     }
+
+
+def _serverless(
+    measured: Serverless,
+    arrivals: np.ndarray,
+    trace: traces.Trace,
+    trace_name: str,
+    slo_ms: float,
+    percentile: str,
+    seed: int,
+) -> tuple[dict, str]:
+    """The measured serverless configuration on the same trace: its SLO share (per sync
+    period, as the HPA's), cold starts and cost at the configured prices."""
+    rng = np.random.default_rng(seed)
+    services = rng.choice(measured.service_s, size=len(arrivals), replace=True)
+    found = on_demand(
+        arrivals, services, measured.cold_start_s, measured.keep_alive_s, measured.max_instances
+    )
+    periods = (arrivals // SYNC_PERIOD_S).astype(int)
+    count = max(int(math.ceil(trace.length_s / SYNC_PERIOD_S)), 1)
+    frame = pd.DataFrame({"period": periods, "latency": found.latencies_s})
+    met = frame.groupby("period")["latency"].apply(
+        lambda x: percentile_ms(x.to_numpy(), percentile) <= slo_ms
+    )
+    share = (count - int((~met).sum())) / count
+    pricing = measured.pricing
+    billed = found.instance_s if pricing.get("billed_time") == "lifetime" else found.busy_s
+    per_million = cost_per_million(
+        billed * measured.memory_gb,
+        len(arrivals),
+        pricing.get("per_gb_second"),
+        pricing.get("per_million_requests"),
+    )
+    months = trace.length_s / 3600.0 / HOURS_PER_MONTH
+    monthly = per_million * len(arrivals) / 1e6 / months if months > 0 else math.nan
+    currency = str(pricing.get("currency", "")).upper()
+    row = {
+        "case": "serverless",
+        "trace": trace_name,
+        "max_replicas": measured.max_instances,
+        "slo_share": share,
+        "cold_starts": found.cold_starts,
+        "instance_hours": found.instance_s / 3600.0,
+        "cost_per_month": monthly,
+        "currency": currency,
+    }
+    cost = f"{currency} {monthly:,.0f} a month" if math.isfinite(monthly) else "at no known price"
+    said = (
+        f"Serverless as measured (cold start {measured.cold_start_s:.2g} s, keep-alive "
+        f"{measured.keep_alive_s:g} s, at most {measured.max_instances} instances) on the same "
+        f"trace keeps the SLO {share:.1%} of the time with {found.cold_starts:,} cold starts, "
+        f"{cost}."
+    )
+    return row, said

@@ -21,6 +21,7 @@ from bench import results, traces
 from bench.capacity.autoscaling import (
     HOURS_PER_MONTH,
     AutoscalingPlan,
+    Serverless,
     measured_cold_start,
     plan_autoscaling,
     run_trace,
@@ -126,7 +127,8 @@ def make_plan(
         sentence += _artifact_sentence(measured)
         settings = autoscaling if autoscaling is not None else AutoscalingConfig()
         if settings.enabled:
-            scaling = _autoscaling(frame, best, measured, target, settings)
+            on_demand = _serverless(frame, configs, pricing)
+            scaling = _autoscaling(frame, best, measured, target, settings, on_demand)
         deployment = _deployment(best, measured, target, image, scaling)
         files = manifests(deployment)
         build_image = partial(
@@ -156,6 +158,7 @@ def _autoscaling(
     measured: MeasuredConfig,
     target: Target,
     settings: AutoscalingConfig,
+    serverless: Serverless | None,
 ) -> AutoscalingPlan:
     """The HPA simulated for the recommended configuration on its server: over the run's trace
     (scaled to the target's peak) or a diurnal cycle, with the measured cold start."""
@@ -192,6 +195,34 @@ def _autoscaling(
         target.percentile,
         settings,
         per_replica_hour,
+        serverless,
+    )
+
+
+def _serverless(
+    frame: pd.DataFrame, configs: list[MeasuredConfig], pricing: Mapping[str, Any]
+) -> Serverless | None:
+    """The first serverless configuration sized from valid points, as the HPA simulation
+    replays it: its own service times, cold start, keep-alive, instances and memory."""
+    measured = next((c for c in configs if c.config["strategy"]["name"] == "serverless"), None)
+    if measured is None or not len(measured.service_s):
+        return None
+    rows = frame[frame["strategy"] == "serverless"]
+    cold = measured_cold_start(rows, "serverless")
+    strategy = measured.config["strategy"]
+    memory_mb = (
+        strategy.get("memory_mb")
+        or pd.to_numeric(rows.get("instance_rss_peak_mb"), errors="coerce").median()
+    )
+    if cold is None or not memory_mb or pd.isna(memory_mb):
+        return None
+    return Serverless(
+        service_s=measured.service_s,
+        cold_start_s=cold,
+        keep_alive_s=float(strategy["keep_alive_s"]),
+        max_instances=int(strategy["max_instances"]),
+        memory_gb=float(memory_mb) / 1024.0,
+        pricing=dict(pricing),
     )
 
 

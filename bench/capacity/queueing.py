@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,6 +60,48 @@ class Pool:
         """Service seconds begun since the last call."""
         busy, self.busy_s = self.busy_s, 0.0
         return busy
+
+
+@dataclass(frozen=True)
+class OnDemand:
+    """What scale-to-zero instances did over a trace (`on_demand`)."""
+
+    latencies_s: np.ndarray
+    cold_starts: int
+    instance_s: float  # spawn to stop, keep-alive included (instance-based billing)
+    busy_s: float  # cold starts plus requests served (request-based billing)
+
+
+def on_demand(
+    arrivals: np.ndarray,
+    services: np.ndarray,
+    cold_start_s: float,
+    keep_alive_s: float,
+    max_instances: int,
+) -> OnDemand:
+    """Scale to zero, as the `serverless` strategy serves: a request that finds an instance
+    idle takes it; else a new one is started (up to `max_instances`) and the request waits for
+    its cold start; else it waits for the first instance free. An instance idle `keep_alive_s`
+    stops. One request per instance at a time."""
+    free_at: list[tuple[float, float]] = []  # a heap of (next free, spawned at) per instance
+    latencies = np.empty(len(arrivals))
+    cold, lived = 0, 0.0
+    for i, (arrival, service) in enumerate(zip(arrivals.tolist(), services.tolist(), strict=True)):
+        while free_at and free_at[0][0] + keep_alive_s < arrival:
+            free, spawned = heapq.heappop(free_at)
+            lived += free + keep_alive_s - spawned
+        if free_at and free_at[0][0] <= arrival:
+            start, spawned = arrival, heapq.heappop(free_at)[1]
+        elif len(free_at) < max_instances:
+            start, spawned = arrival + cold_start_s, arrival
+            cold += 1
+        else:
+            start, spawned = heapq.heappop(free_at)
+        heapq.heappush(free_at, (start + service, spawned))
+        latencies[i] = start + service - arrival
+    lived += sum(free + keep_alive_s - spawned for free, spawned in free_at)
+    busy = float(np.sum(services)) + cold * cold_start_s
+    return OnDemand(latencies, cold, lived, busy)
 
 
 def simulate(
