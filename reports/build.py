@@ -488,8 +488,8 @@ FIGURES = (
 CACHE_FIGURE = (
     "Response cache: hits and misses",
     figures.cache_latency,
-    "Per load point behind a response cache: p50 (light) and p99 (dark) latency of the requests "
-    "the cache answered and of those the model did, with the share it answered.",
+    "Per load point behind a response cache: p50 (lighter) and p99 (whole bar) latency of the "
+    "requests the cache answered and of those the model did, with the share it answered.",
 )
 
 

@@ -345,7 +345,7 @@ def cache_latency(df: pd.DataFrame) -> Figure:
     rows = measured(df)
     if "cache_hit_ratio" in rows.columns:
         rows = rows[rows["cache_hit_ratio"].notna()]
-    fig, ax = _new_figure(height=max(2.4, 0.55 * len(rows) + 1.4))
+    fig, ax = _new_figure(height=max(3.0, 0.55 * len(rows) + 2.0))
     if "cache_hit_ratio" not in rows.columns or rows.empty:
         return _empty(fig, ax, "No point ran behind a response cache")
     names = [
@@ -353,11 +353,12 @@ def cache_latency(df: pd.DataFrame) -> Figure:
         for config, (_, row) in zip(rows["legend"], rows.iterrows(), strict=True)
     ]
     y = np.arange(len(rows))
-    for offset, kind, colour in ((-0.18, "hit", _PALETTE[2]), (0.18, "miss", _PALETTE[0])):
+    bars = ((-0.18, "hit", "hits", _PALETTE[2]), (0.18, "miss", "misses", _PALETTE[0]))
+    for offset, kind, label, colour in bars:
         p99 = rows[f"cache_{kind}_latency_p99_ms"].to_numpy(dtype=float)
         p50 = rows[f"cache_{kind}_latency_p50_ms"].to_numpy(dtype=float)
-        ax.barh(y + offset, p99, height=0.34, color=colour, label=f"{kind}es p99")
-        ax.barh(y + offset, p50, height=0.34, color="white", alpha=0.45, label=f"{kind}es p50")
+        ax.barh(y + offset, p99, height=0.34, color=colour, label=label)
+        ax.barh(y + offset, p50, height=0.34, color="white", alpha=0.45)
     longest = rows[["cache_hit_latency_p99_ms", "cache_miss_latency_p99_ms"]].max(axis=1)
     for i, (ratio, end) in enumerate(zip(rows["cache_hit_ratio"], longest, strict=True)):
         end = end if np.isfinite(end) else 0.0
@@ -365,7 +366,7 @@ def cache_latency(df: pd.DataFrame) -> Figure:
                     va="center", fontsize=8)  # fmt: skip
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xlabel("latency ms (from the intended send)")
+    ax.set_xlabel("latency ms from the intended send: p50 (lighter part) and p99 (whole bar)")
     _titles(fig, ax, "Response cache: latency of hits and misses", rows)
     _legend_below(ax, ax.get_legend_handles_labels()[0])
     return fig
