@@ -331,6 +331,11 @@ def test_each_host_is_planned_from_its_own_calibration(tmp_path, monkeypatch):
     assert len(by_host) > 10
     assert np.allclose(by_host["slow"] / by_host["fast"], 2.0)
     assert "as measured on" in plan.recommendation  # results from several hosts: which one
+    # One tier label (the same CPU string), two hosts: each predicted from the other by their
+    # calibrations, the slow one at half the fast one's speed per thread.
+    cross = plan.cross_tier.set_index("from_host")
+    assert cross.loc["fast", "to_host"] == "slow" and cross.loc["fast", "host_factor"] == 0.5
+    assert cross.loc["slow", "tag"] == "calibrated" and cross.loc["slow", "host_factor"] == 2.0
 
 
 def test_rows_stored_without_a_calibration_are_planned_spec_only_and_say_why(tmp_path):
