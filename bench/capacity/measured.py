@@ -34,6 +34,9 @@ class MeasuredConfig:
     uses_gpu: bool
     # The configuration's measured points left out as invalid, each with its verdict's reasons.
     left_out: str = ""
+    # Where it was measured (`tier` of its rows): one configuration may run at several tiers
+    # of one host (a container with and without a CPU limit).
+    tier: str = ""
 
 
 def deployable(config_json: str) -> dict:
@@ -153,6 +156,7 @@ def _measured(
         precision=str(light.get("predictor_precision") or "fp32"),
         accuracy_ok=_accuracy_ok(group),
         host_name=str(light.get("host_name", "")),
+        tier=str(light.get("tier", "")),
         uses_gpu=str(light.get("predictor_provider", "")).lower().find("cuda") >= 0
         or config["backend"].get("device") == "cuda",
         left_out="; ".join(left_out(group)),

@@ -53,6 +53,7 @@ def size_server(
     """One sizing row: this configuration on this server."""
     row: dict = {
         "configuration": measured.label,
+        "tier": measured.tier,
         # The configuration's fields themselves, so that nothing downstream parses the label.
         **{group: measured.config[group]["name"] for group in DEPLOYABLE},
         "server_id": server.id,
