@@ -157,7 +157,8 @@ def hosts_sizing(
     hosts: list[tuple[MeasuredHost, list[MeasuredConfig]]], catalog: Catalog, target: Target
 ) -> pd.DataFrame:
     """`sizing_table` for each measuring host's configurations, scaled from that host's own
-    calibration; `host` and `host_id` say which host measured a row."""
+    calibration; `host` and `host_id` say which host measured a row. A server that a measuring
+    host is (its CPU) is sized from that host's rows alone."""
     frames = []
     for host, configs in hosts:
         table = sizing_table(configs, catalog, host.facts, target)
@@ -171,7 +172,24 @@ def hosts_sizing(
                 host.note + (f"; {n}" if isinstance(n, str) and n else "") for n in notes
             ]
         frames.append(table)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    return _measured_where_measured(pd.concat(frames, ignore_index=True))
+
+
+def _measured_where_measured(sizing: pd.DataFrame) -> pd.DataFrame:
+    """A catalog server whose CPU a measuring host has is sized from that host's own rows
+    (tagged `measured`) only: another host's estimate scaled to it is dropped."""
+    if "tag" not in sizing or "host_id" not in sizing:
+        return sizing
+    measured = sizing[sizing["tag"] == "measured"]
+    by = set(zip(measured["server_id"], measured["host_id"], strict=True))
+    servers = {server for server, _ in by}
+    keep = [
+        server not in servers or (server, host) in by
+        for server, host in zip(sizing["server_id"], sizing["host_id"], strict=True)
+    ]
+    return sizing[keep].reset_index(drop=True)
 
 
 def recommend(sizing: pd.DataFrame) -> pd.Series | None:
