@@ -17,8 +17,8 @@ configuration (model / backend / optimization) measured on both:
                  a worker runs at p of one core's speed, whatever f)
                  f, the share of a request's work that threads share: from the model's own
                  thread probe on `from` (its times at 1 and n threads) where it probed, else
-                 bounded by the GEMM calibration's (a big GEMM parallelises best of all); the
-                 band spans f from 0 to that bound
+                 half the GEMM calibration's, which bounds it (a big GEMM parallelises best of
+                 all); the band spans f from 0 to that bound
     measured  = the highest throughput of a valid point on `to` whose percentile met the SLO
     error     = (predicted - measured) / measured
 """
@@ -142,8 +142,8 @@ def speed(cores: float, share: float) -> float:
 
 def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
     """f for a configuration measured in `rows` (value, upper bound, where it came from): the
-    model's own thread probe where it ran, else the host calibration's GEMM (all threads
-    against one), which bounds it from above."""
+    model's own thread probe where it ran, else half the host calibration's GEMM share (all
+    threads against one), which bounds it from above."""
     gemm = amdahl_share(
         _ratio(host.get("calib_fp32_gflops_all_threads"), host.get("calib_fp32_gflops_per_thread")),
         float(host.get("calib_threads_all") or 1),
@@ -156,7 +156,9 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
             most = max(timed)
             share = amdahl_share(timed[1] / timed[most], most)
             return share, max(share, upper), f"thread probe {timed}"
-    return upper, upper, "GEMM calibration"
+    # No probe (threads pinned): f lies between 0 (threads do not help) and the GEMM's (a big
+    # GEMM is as parallel as work gets); MiniLM's requests here shared about half of theirs.
+    return upper / 2, upper, "half the GEMM calibration's"
 
 
 def _numbers(rows: pd.DataFrame, column: str) -> pd.Series:
