@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,10 @@ class MeasuredConfig:
     # Where it was measured (`tier` of its rows): one configuration may run at several tiers
     # of one host (a container with and without a CPU limit).
     tier: str = ""
+    # Per request, from the same points: the time between sending it and its answer that the
+    # worker did not spend on it (done - sent - queue - compute: the wire, the protocol, the
+    # client), seconds; added to each simulated latency.
+    overhead_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def deployable(config_json: str) -> dict:
@@ -104,14 +108,20 @@ def _lightest_index(group: pd.DataFrame) -> int:
     return int(np.lexsort((rate.to_numpy(), load.to_numpy()))[0])
 
 
-def _service_times(rows: pd.DataFrame) -> np.ndarray:
-    samples = []
+def _service_times(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The answered requests' service times (compute) and overheads (see MeasuredConfig)."""
+    services, overheads = [], []
     for _, row in rows.iterrows():
         path = Path(row["run_dir"]) / REQUESTS_DIR / f"{row['point_id']}.parquet"
-        log = pd.read_parquet(path, columns=["compute_s", "ok"])
-        samples.append(log.loc[log["ok"], "compute_s"].to_numpy())
-    service = np.concatenate(samples) if samples else np.zeros(0)
-    return service[np.isfinite(service)]
+        log = pd.read_parquet(path)
+        log = log[log["ok"]]
+        services.append(log["compute_s"].to_numpy(dtype=float))
+        if {"done", "sent", "queue_s"} <= set(log.columns):
+            outside = log["done"] - log["sent"] - log["queue_s"] - log["compute_s"]
+            overheads.append(outside.to_numpy(dtype=float))
+    service = np.concatenate(services) if services else np.zeros(0)
+    overhead = np.concatenate(overheads) if overheads else np.zeros(0)
+    return service[np.isfinite(service)], np.clip(overhead[np.isfinite(overhead)], 0, None)
 
 
 # Open-loop points whose achieved rate is at least this share of the highest one supply the
@@ -140,6 +150,7 @@ def _measured(
     valid = group[usable]
     light = valid.iloc[_lightest_index(valid)]
     service_rows = _service_rows(valid)
+    service, overhead = _service_times(service_rows)
     workers = int(light.get("workers") or 1)
     threads = config["backend"].get("threads") or int(light.get("predictor_threads") or 0)
     if not threads:
@@ -148,7 +159,8 @@ def _measured(
     return MeasuredConfig(
         label=_label(config),
         config=config,
-        service_s=_service_times(service_rows),
+        service_s=service,
+        overhead_s=overhead,
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),

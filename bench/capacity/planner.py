@@ -97,7 +97,13 @@ def size_server(
     if workers < 1:
         return _unsized(row, f"does not fit: limited by {limited_by}")
     capacities = {
-        name: capacity_qps(measured.service_s / f, workers, target.slo_ms, target.percentile)
+        name: capacity_qps(
+            measured.service_s / f,
+            workers,
+            target.slo_ms,
+            target.percentile,
+            extra_s=measured.overhead_s,
+        )
         for name, f in (("", factor.factor), ("_low", factor.low), ("_high", factor.high))
     }
     capacity = capacities[""]
@@ -113,7 +119,11 @@ def size_server(
     )
     row["replicas"] = servers * workers
     row[f"predicted_{target.percentile}_ms"] = predicted_percentile_ms(
-        measured.service_s / factor.factor, target.peak_qps / servers, workers, target.percentile
+        measured.service_s / factor.factor,
+        target.peak_qps / servers,
+        workers,
+        target.percentile,
+        extra_s=measured.overhead_s,
     )
     row["price_eur_month"] = server.price.eur_per_month if server.price else np.nan
     row["price_as_of"] = server.price.as_of if server.price else ""

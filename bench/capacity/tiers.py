@@ -223,7 +223,13 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
     workers = target_entry.measured.workers
     service = source.measured.service_s
     predicted = {
-        name: capacity_qps(service / factor, workers, target.slo_ms, target.percentile)
+        name: capacity_qps(
+            service / factor,
+            workers,
+            target.slo_ms,
+            target.percentile,
+            extra_s=source.measured.overhead_s,
+        )
         for name, factor in (
             ("", host.factor * cpu),
             ("_low", host.low * min(cpus.values())),

@@ -76,7 +76,9 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
         rows = []
         for workers, search in searches.items():
             band = [
-                capacity_qps(config.service_s / f, workers, SLO_MS, "p99")
+                capacity_qps(
+                    config.service_s / f, workers, SLO_MS, "p99", extra_s=config.overhead_s
+                )
                 for f in (MEASURED_BAND.value, MEASURED_BAND.low, MEASURED_BAND.high)
             ]
             rows.append((workers, *band, _searched_capacity(search)))
