@@ -4,10 +4,11 @@ replicas on this host.
 Run: pytest tests/benchmarks/test_planner_accuracy.py --benchmark-only -s
 MiniLM on ONNX Runtime, one intra-op thread per replica, served `direct` by 1 or 2 workers
 sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the highest Poisson
-rate whose p99 met the SLO, 15 s points (at MiniLM's ~35 requests/s on this host in December 2026,
-10 s held too few requests to judge a p99, so no point was valid). Predicted: the planner's simulation driven by the service times of
-the one-replica search (the planner's own choice of samples: its valid open-loop points nearest
-capacity), on the host itself: factor 1, with the band of a `measured` server (MEASURED_BAND).
+rate whose p99 met the SLO, 15 s points (at MiniLM's ~35 requests/s on this host in December
+2026, 10 s held too few requests to judge a p99, so no point was valid). Predicted: the
+planner's simulation driven by the service times of the one-replica search (the planner's own
+choice of samples: its valid open-loop points nearest capacity), on the host itself: factor 1,
+with the band of a `measured` server (MEASURED_BAND).
 """
 
 from __future__ import annotations
