@@ -360,6 +360,11 @@ def test_each_host_is_planned_from_its_own_calibration(tmp_path, monkeypatch):
     assert len(by_host) > 10
     assert np.allclose(by_host["slow"] / by_host["fast"], 2.0)
     assert "as measured on" in plan.recommendation  # results from several hosts: which one
+    # One tier label (the same CPU string), two hosts: each predicted from the other by their
+    # calibrations, the slow one at half the fast one's speed per thread.
+    cross = plan.cross_tier.set_index("from_host")
+    assert cross.loc["fast", "to_host"] == "slow" and cross.loc["fast", "host_factor"] == 0.5
+    assert cross.loc["slow", "tag"] == "calibrated" and cross.loc["slow", "host_factor"] == 2.0
 
 
 def test_rows_stored_without_a_calibration_are_planned_spec_only_and_say_why(tmp_path):
@@ -498,3 +503,18 @@ def test_a_configuration_with_no_valid_point_is_named_and_not_sized(tmp_path):
     assert plan.recommendation.endswith(
         "Not sized, for want of a valid point: mlp / torch / none / direct."
     )
+
+
+def test_a_server_a_host_measured_is_sized_from_that_host_alone(tmp_path, monkeypatch):
+    from bench.metrics import calibration
+
+    monkeypatch.setattr(calibration, "host_calibration", _never)
+    # One host is a Ryzen 5 3600; the other, calibrated, is not: the Ryzen server is sized from
+    # the first host's rows (measured), every other server from both.
+    ryzen = {"host_cpu_model": "AMD Ryzen 5 3600 6-Core Processor", "host_cores": 12}
+    rows = [{**_stored_row("ryzen", n, _calibrated("key-r", 80.0)), **ryzen} for n in (1, 2)]
+    rows += [_stored_row("other", n, _calibrated("key-o", 100.0)) for n in (1, 2)]
+    sizing = Plan.read(write_plan(_store(tmp_path / "sweep", rows), compose([])).parent).sizing
+    on_ryzen = sizing[sizing["server_id"] == "amd-ryzen-5-3600"]
+    assert list(on_ryzen["host"]) == ["ryzen"] and list(on_ryzen["tag"]) == ["measured"]
+    assert set(sizing.loc[sizing["server_id"] == "amd-ryzen-7-7700", "host"]) == {"ryzen", "other"}

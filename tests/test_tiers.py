@@ -1,22 +1,24 @@
 """Tiers: every row says where it ran (host, limits), results from several hosts and tiers merge
 into one frame without losing a host's facts, and the plan predicts each measured tier's
-capacity from another's, beside what that tier measured."""
+capacity from another's, beside what that tier measured. One real `+experiment=tiers` sweep on
+a tiny budget serves the tests that need measurements."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from bench import results
 from bench.capacity.measured import measured_hosts
-from bench.capacity.plan import target_of, write_plan
+from bench.capacity.plan import target_of
 from bench.capacity.store import Plan
-from bench.capacity.tiers import cross_tier_table
-from bench.results.tier import derived_tier
-from bench.run import run_benchmark
-from tests.conftest import LENIENT, compose
+from bench.capacity.tiers import COLUMNS, amdahl_share, cross_tier_table, speed
+from bench.results.tier import derived_tier, tier_of
+from tests.conftest import LENIENT, checkout_env, compose
 from tests.test_container import needs_quota
 
 EPYC = {"host_cpu_model": "AMD EPYC 7B13", "host_cores": 2}
@@ -46,66 +48,83 @@ EPYC = {"host_cpu_model": "AMD EPYC 7B13", "host_cores": 2}
 )
 def test_a_tier_is_the_host_narrowed_by_its_limits(row, tier):
     assert derived_tier(row) == tier
+    assert tier_of(row, "") == tier and tier_of(row, " staging-pod ") == "staging-pod"
 
 
-TINY = [
-    "model=mlp",
-    "scenario=rate_sweep",
-    "scenario.rates=[50,200]",
-    "scenario.warmup_s=0.2",
-    "scenario.duration_s=1",
-    "progress=false",
-    "accuracy_samples=4",
-    "report=false",
-    *LENIENT,
-]
+def test_a_worker_below_one_core_runs_at_its_share_and_threads_help_by_amdahl():
+    assert speed(0.5, 0.9) == pytest.approx(0.5)
+    assert speed(2, 0.0) == 1.0 and speed(2, 1.0) == pytest.approx(2.0)
+    assert amdahl_share(2.0, 2) == pytest.approx(1.0) and amdahl_share(1.0, 2) == 0.0
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cache_dir):
+    """`bench +experiment=tiers` as a user runs it, on the mlp and a tiny budget."""
+    folder = tmp_path_factory.mktemp("tiers") / "sweep"
+    tiny = ["model=mlp", "backend=torch", "scenario.duration_s=0.6", "scenario.warmup_s=0.2"]
+    tiny += ["scenario.max_points=1"]
+    tiny += ["accuracy_samples=4", "progress=false", "report=false", *LENIENT]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "+experiment=tiers", *tiny]
+        + [f"cache_dir={cache_dir}", f"hydra.sweep.dir={folder}"],
+        cwd=folder.parent,
+        env=checkout_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
 
 
 @needs_quota
-def test_tiers_merge_and_the_plan_predicts_each_from_the_other(tmp_path, cache_dir):
-    direct = tmp_path / "sweep" / "direct"
-    limited = tmp_path / "sweep" / "limited"
-    run_benchmark(compose([*TINY, f"cache_dir={cache_dir}"]), direct)
-    limits = ["strategy=container", "strategy.cpus=1", "tier=my-pod"]
-    run_benchmark(compose([*TINY, *limits, f"cache_dir={cache_dir}"]), limited)
-    frame = results.load(direct, limited, tmp_path / "sweep")  # read once each
-    assert len(frame) == 4
-    host = frame["tier"].iloc[0]
-    assert set(frame["tier"]) == {host, "my-pod"}  # the user's label replaces the derived one
-    assert frame.loc[frame["strategy"] == "direct", "tier"].eq(host).all()
+def test_the_tiers_sweep_measures_three_tiers_and_predicts_each_from_the_others(sweep):
+    frame = results.load(sweep, sweep / "0")  # a folder inside another is read once
+    assert len(frame) == len(results.load(sweep))
+    host = frame["host_name"].iloc[0]
+    tiers = set(frame["tier"])
+    base = min(tiers, key=len)
+    assert tiers == {base, f"{base}/cpus=1", f"{base}/edge=small"}
 
-    plan = Plan.read(write_plan(tmp_path / "sweep", compose(TINY)).parent)
-    table = plan.cross_tier
+    table = Plan.read(sweep).cross_tier
+    assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS)
     pairs = set(zip(table["from_tier"], table["to_tier"], strict=True))
-    assert pairs == {(host, "my-pod"), ("my-pod", host)}
+    assert pairs == {(a, b) for a in tiers for b in tiers if a != b}
     assert table["configuration"].eq("mlp / torch / none").all()
+    assert table["from_host"].eq(host).all() and table["tag"].eq("measured").all()
     for row in table.to_dict("records"):
         assert row["predicted_low_qps"] <= row["predicted_qps"] <= row["predicted_high_qps"]
-        assert row["measured_qps"] > 0 and row["tag"] == "measured"
-        assert row["error_pct"] == pytest.approx(
-            (row["predicted_qps"] - row["measured_qps"]) / row["measured_qps"] * 100
-        )
+        if row["measured_qps"] > 0:
+            error = (row["predicted_qps"] - row["measured_qps"]) / row["measured_qps"] * 100
+            assert row["error_pct"] == pytest.approx(error)
+    limited = table[table["to_tier"] == f"{base}/cpus=1"]
+    assert (limited["to_cpus_per_worker"] <= 1).all()
 
-    # The same rows as a shard measured on another host: merged, each host keeps its own facts.
-    other = tmp_path / "sweep" / "other-host"
-    shutil.copytree(direct, other)
+
+@needs_quota
+def test_a_shard_from_another_host_merges_keeping_its_own_facts(sweep, tmp_path):
+    # The no-limit run as a shard measured on another host, stored before rows carried a tier.
+    ours = sweep / "0"
+    other = tmp_path / "other-host"
+    shutil.copytree(ours, other)
     rows = pd.read_parquet(other / "results.parquet")
-    calib = rows["calib_fp32_gflops_per_thread"].iloc[0]
-    torch_calib = rows["calib_fp32_gflops_per_thread_torch"].iloc[0]
+    calib = rows["calib_fp32_gflops_per_thread_torch"].iloc[0]
+    fp32 = [c for c in rows.columns if c.startswith("calib_fp32_gflops_per_thread")]
     rows = rows.assign(
         host_name="big-box",
         host_cpu_model="Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz",
         host_cores=64,
         calib_host_key="big-box-key",
-        calib_fp32_gflops_per_thread=calib * 2,
-        calib_fp32_gflops_per_thread_torch=torch_calib * 2,
-        tier=None,  # as a row stored before rows carried a tier
+        tier=None,
+        **{column: rows[column] * 2 for column in fp32},  # twice as fast a thread
     )
     rows.to_parquet(other / "results.parquet")
-    merged = results.load(direct, other)
-    assert set(merged["tier"]) == {host, "xeon-gold-6338-64c"}
+    merged = results.load(ours, other)
+    ours_tier = merged["tier"].iloc[0]
+    assert set(merged["tier"]) == {ours_tier, "xeon-gold-6338-64c"}
     hosts = {h.name: h for h in measured_hosts(merged)}
-    assert len(hosts) == 2 and hosts["big-box"].facts["calib_fp32_gflops_per_thread"] == calib * 2
-    table = cross_tier_table(merged, target_of(compose(TINY))).set_index(["from_tier", "to_tier"])
-    across = table.loc[(host, "xeon-gold-6338-64c")]
+    assert len(hosts) == 2
+    assert hosts["big-box"].facts["calib_fp32_gflops_per_thread_torch"] == calib * 2
+    table = cross_tier_table(merged, target_of(compose(["model=mlp"])))
+    across = table.set_index(["from_tier", "to_tier"]).loc[(ours_tier, "xeon-gold-6338-64c")]
     assert across["tag"] == "calibrated" and across["host_factor"] == pytest.approx(2.0)

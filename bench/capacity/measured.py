@@ -45,6 +45,13 @@ class MeasuredConfig:
     cache_hit_ratio: float = float("nan")
     hit_service_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     miss_service_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Where it was measured (`tier` of its rows): one configuration may run at several tiers
+    # of one host (a container with and without a CPU limit).
+    tier: str = ""
+    # Per request, from the same points: the time between sending it and its answer that the
+    # worker did not spend on it (done - sent - queue - compute: the wire, the protocol, the
+    # client), seconds; added to each simulated latency.
+    overhead_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def deployable(config_json: str) -> dict:
@@ -118,22 +125,28 @@ def _lightest_index(group: pd.DataFrame) -> int:
     return int(np.lexsort((rate.to_numpy(), load.to_numpy()))[0])
 
 
-def _service_times(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The answered requests' service times, and per request whether a response cache
-    answered it (1), the model behind one (0), or there was no cache (NaN; logs written
-    before caches existed have no such column)."""
-    samples, hits = [], []
+def _service_times(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The answered requests' service times (compute); per request whether a response cache
+    answered it (1), the model behind one (0), or there was no cache (NaN; logs written before
+    caches existed have no such column); and the overheads (see MeasuredConfig)."""
+    samples, hits, overheads = [], [], []
     for _, row in rows.iterrows():
         path = Path(row["run_dir"]) / REQUESTS_DIR / f"{row['point_id']}.parquet"
         log = pd.read_parquet(path)
         answered = log[log["ok"]]
-        samples.append(answered["compute_s"].to_numpy())
+        samples.append(answered["compute_s"].to_numpy(dtype=float))
         marks = answered["cache_hit"] if "cache_hit" in answered else np.nan
         hits.append(np.broadcast_to(np.asarray(marks, dtype=float), len(answered)))
+        if {"done", "sent", "queue_s"} <= set(answered.columns):
+            outside = (
+                answered["done"] - answered["sent"] - answered["queue_s"] - answered["compute_s"]
+            )
+            overheads.append(outside.to_numpy(dtype=float))
     service = np.concatenate(samples) if samples else np.zeros(0)
     hit = np.concatenate(hits) if hits else np.zeros(0)
+    overhead = np.concatenate(overheads) if overheads else np.zeros(0)
     known = np.isfinite(service)
-    return service[known], hit[known]
+    return service[known], hit[known], np.clip(overhead[np.isfinite(overhead)], 0, None)
 
 
 def _with_cache(service: np.ndarray, hit: np.ndarray) -> dict:
@@ -177,6 +190,7 @@ def _measured(
     valid = group[usable]
     light = valid.iloc[_lightest_index(valid)]
     service_rows = _service_rows(valid)
+    service, hit, overhead = _service_times(service_rows)
     workers = int(light.get("workers") or 1)
     threads = config["backend"].get("threads") or int(light.get("predictor_threads") or 0)
     if not threads:
@@ -185,7 +199,8 @@ def _measured(
     return MeasuredConfig(
         label=_label(config),
         config=config,
-        **_with_cache(*_service_times(service_rows)),
+        **_with_cache(service, hit),
+        overhead_s=overhead,
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),
@@ -193,6 +208,7 @@ def _measured(
         precision=str(light.get("predictor_precision") or "fp32"),
         accuracy_ok=_accuracy_ok(group),
         host_name=str(light.get("host_name", "")),
+        tier=str(light.get("tier", "")),
         uses_gpu=str(light.get("predictor_provider", "")).lower().find("cuda") >= 0
         or config["backend"].get("device") == "cuda",
         left_out="; ".join(left_out(group)),

@@ -244,8 +244,13 @@ def _chosen(
         for host, found in hosts
         if host.id == best["host_id"]
         for config in found
-        if config.label == best["configuration"]
+        if config.label == best["configuration"] and config.tier == _text(best.get("tier"))
     )
+
+
+def _text(value: object) -> str:
+    """A sizing cell as text: "" for a missing one."""
+    return "" if value is None or value != value else str(value)  # value != value: NaN
 
 
 def serverless_break_even(

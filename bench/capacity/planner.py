@@ -57,6 +57,7 @@ def size_server(
     """One sizing row: this configuration on this server."""
     row: dict = {
         "configuration": measured.label,
+        "tier": measured.tier,
         # The configuration's fields themselves, so that nothing downstream parses the label.
         **{group: measured.config[group]["name"] for group in DEPLOYABLE},
         "server_id": server.id,
@@ -100,7 +101,13 @@ def size_server(
     if workers < 1:
         return _unsized(row, f"does not fit: limited by {limited_by}")
     capacities = {
-        name: capacity_qps(measured.service_s / f, workers, target.slo_ms, target.percentile)
+        name: capacity_qps(
+            measured.service_s / f,
+            workers,
+            target.slo_ms,
+            target.percentile,
+            extra_s=measured.overhead_s,
+        )
         for name, f in (("", factor.factor), ("_low", factor.low), ("_high", factor.high))
     }
     capacity = capacities[""]
@@ -118,7 +125,11 @@ def size_server(
     if math.isfinite(measured.cache_hit_ratio):
         row.update(_cache_saving(measured, factor.factor, workers, target, servers))
     row[f"predicted_{target.percentile}_ms"] = predicted_percentile_ms(
-        measured.service_s / factor.factor, target.peak_qps / servers, workers, target.percentile
+        measured.service_s / factor.factor,
+        target.peak_qps / servers,
+        workers,
+        target.percentile,
+        extra_s=measured.overhead_s,
     )
     row["price_eur_month"] = server.price.eur_per_month if server.price else np.nan
     row["price_as_of"] = server.price.as_of if server.price else ""
@@ -184,7 +195,8 @@ def hosts_sizing(
     hosts: list[tuple[MeasuredHost, list[MeasuredConfig]]], catalog: Catalog, target: Target
 ) -> pd.DataFrame:
     """`sizing_table` for each measuring host's configurations, scaled from that host's own
-    calibration; `host` and `host_id` say which host measured a row."""
+    calibration; `host` and `host_id` say which host measured a row. A server that a measuring
+    host is (its CPU) is sized from that host's rows alone."""
     frames = []
     for host, configs in hosts:
         table = sizing_table(configs, catalog, host.facts, target)
@@ -198,7 +210,24 @@ def hosts_sizing(
                 host.note + (f"; {n}" if isinstance(n, str) and n else "") for n in notes
             ]
         frames.append(table)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    return _measured_where_measured(pd.concat(frames, ignore_index=True))
+
+
+def _measured_where_measured(sizing: pd.DataFrame) -> pd.DataFrame:
+    """A catalog server whose CPU a measuring host has is sized from that host's own rows
+    (tagged `measured`) only: another host's estimate scaled to it is dropped."""
+    if "tag" not in sizing or "host_id" not in sizing:
+        return sizing
+    measured = sizing[sizing["tag"] == "measured"]
+    by = set(zip(measured["server_id"], measured["host_id"], strict=True))
+    servers = {server for server, _ in by}
+    keep = [
+        server not in servers or (server, host) in by
+        for server, host in zip(sizing["server_id"], sizing["host_id"], strict=True)
+    ]
+    return sizing[keep].reset_index(drop=True)
 
 
 def recommend(sizing: pd.DataFrame) -> pd.Series | None:

@@ -110,13 +110,20 @@ def simulate(
     workers: int,
     requests: int = 20_000,
     seed: int = 0,
+    extra_s: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Latencies (seconds, wait + service) of `requests` Poisson arrivals at `rate_qps` served
-    by `workers` FCFS workers; the first 10% are dropped as the queue's warm-up."""
+    """Latencies (seconds, wait + service, + a time drawn from `extra_s` where given: what a
+    request spends outside the workers, on the wire and in the client) of `requests` Poisson
+    arrivals at `rate_qps` served by `workers` FCFS workers; the first 10% are dropped as the
+    queue's warm-up."""
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / rate_qps, size=requests))
     services = rng.choice(np.asarray(service_s, dtype=float), size=requests, replace=True)
-    return Pool(workers).serve(arrivals, services)[requests // 10 :]
+    latencies = Pool(workers).serve(arrivals, services)
+    if extra_s is not None and len(extra_s):
+        extra = np.random.default_rng(seed + 1).choice(np.asarray(extra_s, dtype=float), requests)
+        latencies += extra
+    return latencies[requests // 10 :]
 
 
 def cache_mix(
@@ -141,12 +148,18 @@ def percentile_ms(latencies_s: np.ndarray, name: str) -> float:
 
 
 def predicted_percentile_ms(
-    service_s: np.ndarray, rate_qps: float, workers: int, percentile: str, seed: int = 0
+    service_s: np.ndarray,
+    rate_qps: float,
+    workers: int,
+    percentile: str,
+    seed: int = 0,
+    extra_s: np.ndarray | None = None,
 ) -> float:
     """The latency percentile the simulation predicts at `rate_qps` (inf when overloaded)."""
     if rate_qps >= workers / float(np.mean(service_s)):
         return math.inf
-    return percentile_ms(simulate(service_s, rate_qps, workers, seed=seed), percentile)
+    latencies = simulate(service_s, rate_qps, workers, seed=seed, extra_s=extra_s)
+    return percentile_ms(latencies, percentile)
 
 
 def capacity_qps(
@@ -156,16 +169,23 @@ def capacity_qps(
     percentile: str,
     tolerance: float = 0.01,
     seed: int = 0,
+    extra_s: np.ndarray | None = None,
 ) -> float:
     """The highest arrival rate whose simulated percentile meets the SLO (0 if none does),
     by bisection between 0 and the workers' saturation rate."""
     saturation = workers / float(np.mean(service_s))
     lo, hi = 0.0, saturation
-    if predicted_percentile_ms(service_s, saturation * 0.01, workers, percentile, seed) > slo_ms:
+
+    def met(rate: float) -> bool:
+        return (
+            predicted_percentile_ms(service_s, rate, workers, percentile, seed, extra_s) <= slo_ms
+        )
+
+    if not met(saturation * 0.01):
         return 0.0
     while hi - lo > tolerance * saturation:
         mid = (lo + hi) / 2.0
-        if predicted_percentile_ms(service_s, mid, workers, percentile, seed) <= slo_ms:
+        if met(mid):
             lo = mid
         else:
             hi = mid

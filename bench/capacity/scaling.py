@@ -456,27 +456,27 @@ def host_scale(
 ) -> Scale:
     """How one worker thread's throughput on host `target` compares with one on host `source`,
     both measured: the ratio of their calibrations (`calib_*` in their rows), with the model's
-    library's figure where both have it. The same host (one calibration key, or one CPU model
-    and core count): factor 1 in MEASURED_BAND. Either side uncalibrated: its figure assumed
-    from its ISA flags (spec-only)."""
+    library's figure where both have it. One calibration (the same host), or one CPU model and
+    core count where either is uncalibrated: factor 1 in MEASURED_BAND. Either side
+    uncalibrated otherwise: its figure assumed from its ISA flags (spec-only)."""
     inputs = {
         "from_cpu_model": source.get("host_cpu_model"),
         "to_cpu_model": target.get("host_cpu_model"),
         "precision": precision,
     }
-    same_key = source.get("calib_host_key") and (
+    keys = [_calibration_key(host, precision, "compute", backend) for host in (target, source)]
+    same_key = bool(source.get("calib_host_key")) and (
         source.get("calib_host_key") == target.get("calib_host_key")
     )
     same_cpu = (source.get("host_cpu_model"), source.get("host_cores")) == (
         target.get("host_cpu_model"),
         target.get("host_cores"),
     )
-    if same_key or same_cpu:
+    if same_key or (same_cpu and not all(keys)):
         band = MEASURED_BAND
         return Scale(band.value, band.low, band.high, "measured", "the same host: 1", inputs)
     sides, texts, tags = [], [], []
-    for host in (target, source):
-        key = _calibration_key(host, precision, "compute", backend)
+    for host, key in zip((target, source), keys, strict=True):
         if key:
             band, text = _measured(host, key)
         else:

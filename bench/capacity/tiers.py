@@ -10,9 +10,15 @@ configuration (model / backend / optimization) measured on both:
                 factor, with the `to` tier's workers (bench.capacity.queueing)
     factor    = host factor x CPU factor
     host factor: the two hosts' calibrations (bench.capacity.scaling.host_scale); 1 on one host
-    CPU factor:  cores a worker gets on `to` / cores a worker gets on `from`, where a worker gets
-                 min(its threads, the CPU its replica may use / the replica's workers), the CPU
-                 being the limit (a CFS quota, an edge device's cores) or else the host's cores
+    CPU factor:  speed(p_to) / speed(p_from), where p is the cores a worker gets: min(its
+                 threads, the CPU its replica may use / the replica's workers), that CPU being
+                 the limit (a CFS quota, an edge device's cores) or else the host's cores, and
+                 speed(p) = 1 / ((1 - f) / min(p, 1) + f / p)   (Amdahl's law; below one core
+                 a worker runs at p of one core's speed, whatever f)
+                 f, the share of a request's work that threads share: from the model's own
+                 thread probe on `from` (its times at 1 and n threads) where it probed, else
+                 half the GEMM calibration's, which bounds it (a big GEMM parallelises best of
+                 all); the band spans f from 0 to that bound
     measured  = the highest throughput of a valid point on `to` whose percentile met the SLO
     error     = (predicted - measured) / measured
 """
@@ -20,6 +26,7 @@ configuration (model / backend / optimization) measured on both:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +66,8 @@ COLUMNS = (
     "from_cpus_per_worker",
     "to_cpus_per_worker",
     "to_workers",
+    "parallel_share",
+    "parallel_share_from",
     "tag",
     "measured_from",
 )
@@ -75,6 +84,9 @@ class TierEntry:
     measured: MeasuredConfig
     rows: pd.DataFrame  # its sound rows
     cpus_per_worker: float
+    share: float  # f, the parallel share of a request's work (parallel_share)
+    share_upper: float
+    share_from: str
 
     @property
     def configuration(self) -> str:
@@ -83,10 +95,14 @@ class TierEntry:
 
 def measured_capacity(rows: pd.DataFrame, target: Target) -> tuple[float, str]:
     """The highest throughput a valid point sustained with its percentile within the SLO, and
-    that point's label; (nan, "") when none met it."""
+    that point's label; (nan, "") when none met it. Open-loop points only where there are any:
+    the capacity predicted is that under random arrivals, which a closed loop (a search's
+    probe) does not offer."""
     column = f"latency_{target.percentile}_ms"
     if rows.empty or column not in rows:
         return math.nan, ""
+    open_loop = rows[rows["target_qps"].notna()] if "target_qps" in rows else rows[:0]
+    rows = open_loop if not open_loop.empty else rows
     met = rows[rows[column] <= target.slo_ms]
     if met.empty:
         return math.nan, ""
@@ -97,12 +113,66 @@ def measured_capacity(rows: pd.DataFrame, target: Target) -> tuple[float, str]:
 def _cpus_per_worker(measured: MeasuredConfig, rows: pd.DataFrame, host_cores: int) -> float:
     """Cores one worker may use: its threads, at most its share of its replica's CPU (the
     limit where there is one, else the host's cores)."""
-    limit = pd.to_numeric(rows.get("cpu_limit"), errors="coerce") if "cpu_limit" in rows else None
-    limit = float(limit.dropna().iloc[0]) if limit is not None and limit.notna().any() else math.nan
-    replicas = int(pd.to_numeric(rows.get("replicas"), errors="coerce").fillna(1).max() or 1)
+    limits = _numbers(rows, "cpu_limit").dropna()
+    limit = float(limits.iloc[0]) if not limits.empty else math.nan
+    replicas = int(_numbers(rows, "replicas").fillna(1).max()) if not rows.empty else 1
+    replicas = max(1, replicas)
     per_replica = limit if limit > 0 else host_cores / replicas
     workers_per_replica = max(1, measured.workers // replicas)
     return min(float(measured.threads_per_worker), per_replica / workers_per_replica)
+
+
+# The thread probe's timings in `predictor_threads_choice`: "1: 2.81 ms, 2: 2.75 ms".
+_PROBED = re.compile(r"(\d+): ([\d.]+) ms")
+
+
+def amdahl_share(speedup: float, threads: float) -> float:
+    """The parallel share f that gives `speedup` on `threads` threads by Amdahl's law, in
+    [0, 1]."""
+    if threads <= 1 or not math.isfinite(speedup) or speedup <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / threads)))
+
+
+def speed(cores: float, share: float) -> float:
+    """A worker's speed on `cores` cores relative to one core: Amdahl's law for a parallel
+    share `share`; below one core, that fraction of one core's speed."""
+    return 1.0 / ((1 - share) / min(cores, 1.0) + share / cores)
+
+
+def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
+    """f for a configuration measured in `rows` (value, upper bound, where it came from): the
+    model's own thread probe where it ran, else half the host calibration's GEMM share (all
+    threads against one), which bounds it from above."""
+    gemm = amdahl_share(
+        _ratio(host.get("calib_fp32_gflops_all_threads"), host.get("calib_fp32_gflops_per_thread")),
+        float(host.get("calib_threads_all") or 1),
+    )
+    upper = gemm if gemm > 0 else 1.0
+    choice = rows["predictor_threads_choice"] if "predictor_threads_choice" in rows else []
+    for text in choice:
+        timed = {int(n): float(ms) for n, ms in _PROBED.findall(str(text))}
+        if 1 in timed and len(timed) > 1:
+            most = max(timed)
+            share = amdahl_share(timed[1] / timed[most], most)
+            return share, max(share, upper), f"thread probe {timed}"
+    # No probe (threads pinned): f lies between 0 (threads do not help) and the GEMM's (a big
+    # GEMM is as parallel as work gets); MiniLM's requests here shared about half of theirs.
+    return upper / 2, upper, "half the GEMM calibration's"
+
+
+def _numbers(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers (NaN where missing or not a number)."""
+    if column not in rows:
+        return pd.Series(math.nan, index=rows.index, dtype=float)
+    return pd.to_numeric(rows[column], errors="coerce")
+
+
+def _ratio(a, b) -> float:
+    try:
+        return float(a) / float(b)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return math.nan
 
 
 def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
@@ -116,6 +186,7 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                 if not measured.accuracy_ok or not len(measured.service_s):
                     continue
                 own = rows[sound(rows) & rows["config"].map(_deployable_of(measured))]
+                share, upper, where = parallel_share(own, host.facts)
                 entries.append(
                     TierEntry(
                         tier=str(tier),
@@ -125,6 +196,9 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                         measured=measured,
                         rows=own,
                         cpus_per_worker=_cpus_per_worker(measured, own, host.cores),
+                        share=share,
+                        share_upper=upper,
+                        share_from=where,
                     )
                 )
     return entries
@@ -143,12 +217,24 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         source.measured.precision,
         source.measured.config["backend"]["name"],
     )
-    cpu = target_entry.cpus_per_worker / source.cpus_per_worker
+    p_from, p_to = source.cpus_per_worker, target_entry.cpus_per_worker
+    cpus = {f: speed(p_to, f) / speed(p_from, f) for f in (source.share, 0.0, source.share_upper)}
+    cpu = cpus[source.share]
     workers = target_entry.measured.workers
     service = source.measured.service_s
     predicted = {
-        name: capacity_qps(service / (f * cpu), workers, target.slo_ms, target.percentile)
-        for name, f in (("", host.factor), ("_low", host.low), ("_high", host.high))
+        name: capacity_qps(
+            service / factor,
+            workers,
+            target.slo_ms,
+            target.percentile,
+            extra_s=source.measured.overhead_s,
+        )
+        for name, factor in (
+            ("", host.factor * cpu),
+            ("_low", host.low * min(cpus.values())),
+            ("_high", host.high * max(cpus.values())),
+        )
     }
     measured, point = measured_capacity(target_entry.rows, target)
     from_measured, _ = measured_capacity(source.rows, target)
@@ -174,6 +260,8 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         "from_cpus_per_worker": source.cpus_per_worker,
         "to_cpus_per_worker": target_entry.cpus_per_worker,
         "to_workers": workers,
+        "parallel_share": source.share,
+        "parallel_share_from": source.share_from,
         "tag": host.tag,
         "measured_from": point,
     }

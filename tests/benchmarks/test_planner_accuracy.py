@@ -4,9 +4,11 @@ replicas on this host.
 Run: pytest tests/benchmarks/test_planner_accuracy.py --benchmark-only -s
 MiniLM on ONNX Runtime, one intra-op thread per replica, served `direct` by 1 or 2 workers
 sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the highest Poisson
-rate whose p99 met the SLO. Predicted: the planner's simulation driven by the service times of
-the one-replica search (the planner's own choice of samples: its valid open-loop points nearest
-capacity), on the host itself: factor 1, with the band of a `measured` server (MEASURED_BAND).
+rate whose p99 met the SLO, 15 s points (at MiniLM's ~35 requests/s on this host in December
+2026, 10 s held too few requests to judge a p99, so no point was valid). Predicted: the
+planner's simulation driven by the service times of the one-replica search (the planner's own
+choice of samples: its valid open-loop points nearest capacity), on the host itself: factor 1,
+with the band of a `measured` server (MEASURED_BAND).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def _run(tmp_path, overrides: list[str], name: str):
         "backend.threads=1",
         "progress=false",
         "accuracy_samples=4",
-        "scenario.warmup_s=2",
-        "scenario.duration_s=10",
+        "scenario.warmup_s=1",
+        "scenario.duration_s=15",
     ]
     folder = tmp_path / name
     run_benchmark(compose(base + overrides), folder)
@@ -65,7 +67,7 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
                 [
                     "scenario=slo_search",
                     f"scenario.slo_ms={SLO_MS}",
-                    "scenario.max_points=7",
+                    "scenario.max_points=5",
                     "scenario.tolerance=0.03",
                     f"strategy.workers={workers}",
                 ],
@@ -76,7 +78,9 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
         rows = []
         for workers, search in searches.items():
             band = [
-                capacity_qps(config.service_s / f, workers, SLO_MS, "p99")
+                capacity_qps(
+                    config.service_s / f, workers, SLO_MS, "p99", extra_s=config.overhead_s
+                )
                 for f in (MEASURED_BAND.value, MEASURED_BAND.low, MEASURED_BAND.high)
             ]
             rows.append((workers, *band, _searched_capacity(search)))
