@@ -25,7 +25,7 @@ from bench.results.histogram import decode
 
 CONFIG_FIELDS = ("model", "backend", "optimization", "strategy", "scenario")
 # Columns that tell otherwise identical configurations apart, shown only where they differ.
-DISTINGUISHING_FIELDS = ("tag", "host_name")
+DISTINGUISHING_FIELDS = ("tag", "tier", "host_name")
 
 _PALETTE = (
     "#1f77b4",
