@@ -486,6 +486,8 @@ def sizing_chart(sizing: pd.DataFrame) -> Figure:
         )
         ax.set_title(title, fontsize=9.5)
         ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes[1].xaxis.get_major_locator().set_params(integer=True)  # whole servers
     axes[0].set_yticks(y, names, fontsize=8)
     if priced and (price.isna()).any():
         axes[-1].annotate(
