@@ -242,7 +242,7 @@ def test_tier_figures_draw_bands_fronts_strategies_and_cold_starts():
             )
     frame = pd.DataFrame(rows)
     front = figures.pareto_front(frame).axes[0]
-    assert len(front.collections) == 4  # one marker per configuration
+    assert len(front.collections) == 8  # one marker per configuration and tier
     assert len(figures.strategy_comparison(frame).axes[0].patches) == 6  # 3 strategies x 2 tiers
     assert len(figures.cold_start_breakdown(frame).axes[0].patches) == 2 * 3
     capacity = pd.DataFrame(
