@@ -165,6 +165,7 @@ _EXAMPLES = (
     ("bench model=mlp hydra.run.dir=out/mlp", "choose the run folder"),
     ("bench-plan out/mlp plan.peak_qps=800", "plan again from stored results, measuring nothing"),
     ("bench-report out/mlp", "render the report again"),
+    ("bench-report out/a out/b -o out/tiers", "one comparison of two hardware tiers"),
 )
 
 

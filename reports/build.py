@@ -733,14 +733,17 @@ def _autoscaling(plan: Plan) -> dict | None:
 
 
 def ranked_sizing(sizing: pd.DataFrame) -> pd.DataFrame:
-    """The sized rows, best first: the cheapest a month where priced, then the fewest servers,
-    then the most capacity."""
+    """The sized rows, best first, as the planner recommends: the cheapest a month where
+    priced; else the fewest cores in all (servers x cores, a proxy for cost); then the fewest
+    servers."""
     if sizing.empty or "servers" not in sizing.columns:
         return sizing[:0]
     sized = sizing[sizing["servers"].notna()]
-    order = [c for c in ("monthly_cost_eur", "servers", "capacity_qps") if c in sized.columns]
-    ascending = [c != "capacity_qps" for c in order]
-    return sized.sort_values(order, ascending=ascending, na_position="last", kind="stable")
+    cores = sized["servers"] * sized["cores"] if "cores" in sized else sized["servers"]
+    ranked = sized.assign(_cores=cores)
+    order = [c for c in ("monthly_cost_eur", "_cores", "servers") if c in ranked.columns]
+    ranked = ranked.sort_values(order, na_position="last", kind="stable")
+    return ranked.drop(columns="_cores")
 
 
 def _count(table: pd.DataFrame, column: str) -> int:

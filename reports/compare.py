@@ -21,7 +21,6 @@ from reports.build import (
     _format_int,
     _format_ms,
     _format_qps,
-    _format_seconds,
     _measured,
     _plural,
     _prepare,
@@ -414,10 +413,15 @@ def _cross_rows(cross: pd.DataFrame) -> list[dict]:
             "band": f"{_format_qps(row.get('predicted_low_qps'))}–"
             f"{_format_qps(row.get('predicted_high_qps'))}",
             "measured": _format_qps(row.get("measured_qps")),
-            "error": _format_seconds(row.get("error_pct")),
+            "error": _format_error(row.get("error_pct")),
         }
         for _, row in cross.iterrows()
     ]
+
+
+def _format_error(value: object) -> str:
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return "–" if pd.isna(number) else f"{number:+.1f}"
 
 
 def fingerprints(df: pd.DataFrame) -> list[dict]:
@@ -491,7 +495,8 @@ def _panels(
             figures.cross_tier(cross),
             "Each tier's capacity predicted from another tier's measurement and the two "
             "calibrations, against the capacity measured: on the diagonal, the prediction was "
-            "right; below it, optimistic (the planner would under-provision).",
+            "right; above it, optimistic (the planner would under-provision); below it, "
+            "cautious.",
         )
     if _has_accuracy(valid) and valid["optimization"].nunique() > 1:
         add(

@@ -25,7 +25,7 @@ from bench.results.histogram import decode
 
 CONFIG_FIELDS = ("model", "backend", "optimization", "strategy", "scenario")
 # Columns that tell otherwise identical configurations apart, shown only where they differ.
-DISTINGUISHING_FIELDS = ("tag", "host_name")
+DISTINGUISHING_FIELDS = ("tag", "tier", "host_name")
 
 _PALETTE = (
     "#1f77b4",
@@ -519,6 +519,8 @@ def sizing_chart(sizing: pd.DataFrame) -> Figure:
         )
         ax.set_title(title, fontsize=9.5)
         ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes[1].xaxis.get_major_locator().set_params(integer=True)  # whole servers
     axes[0].set_yticks(y, names, fontsize=8)
     if priced and (price.isna()).any():
         axes[-1].annotate(
@@ -580,35 +582,44 @@ def resource_use(df: pd.DataFrame) -> Figure:
 
 
 def _grouped_bars(
-    ax: Axes, table: pd.DataFrame, group: str, series: str, value: str, low: str, high: str
+    ax: Axes,
+    table: pd.DataFrame,
+    group: str,
+    series: str,
+    value_column: str,
+    low: str,
+    high: str,
 ) -> dict[str, str]:
     """Bars of `value` per `group` (x), one bar per `series` side by side, whiskers from `low`
     to `high`; returns the colour of each series."""
     groups = list(dict.fromkeys(table[group].astype(str)))
     names = list(dict.fromkeys(table[series].astype(str)))
     colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        rows = table[table[series].astype(str) == name]
-        x = (
-            np.array([groups.index(g) for g in rows[group].astype(str)])
-            + (i - (len(names) - 1) / 2) * width
-        )
-        values = pd.to_numeric(rows[value], errors="coerce")
+    # Each group's bars side by side, centred on the group: a series a group lacks leaves
+    # no gap.
+    slots = table.groupby(table[group].astype(str), sort=False)[series].transform(
+        lambda s: np.arange(len(s)) - (len(s) - 1) / 2
+    )
+    width = 0.8 / max(1, table.groupby(group)[series].size().max())
+    drawn = set()
+    for i, (_, row) in enumerate(table.iterrows()):
+        name = str(row[series])
+        value = pd.to_numeric(pd.Series([row[value_column]]), errors="coerce")
         ax.bar(
-            x,
-            values.fillna(0),
+            groups.index(str(row[group])) + slots.iloc[i] * width,
+            value.fillna(0),
             width * 0.92,
             yerr=_error_span(
-                values,
-                pd.to_numeric(rows[low], errors="coerce"),
-                pd.to_numeric(rows[high], errors="coerce"),
+                value,
+                pd.to_numeric(pd.Series([row[low]]), errors="coerce"),
+                pd.to_numeric(pd.Series([row[high]]), errors="coerce"),
             ),
             color=colours[name],
             alpha=0.85,
-            label=name,
+            label=None if name in drawn else name,
             error_kw={"ecolor": "#333333", "capsize": 3, "lw": 1},
         )
+        drawn.add(name)
     ax.set_xticks(np.arange(len(groups)), groups, rotation=15 if len(groups) > 4 else 0)
     ax.grid(axis="x", visible=False)
     return colours

@@ -414,15 +414,18 @@ def test_the_report_stage_imports_only_the_results_and_the_plan_store(tmp_path: 
     assert {m for m in loaded if not m.startswith("bench.results")} <= allowed, loaded
 
 
-def test_bench_report_renders_each_folder_and_names_one_without_results(
+def test_bench_report_names_a_folder_without_results_and_writes_nothing(
     run_dir: Path, tmp_path: Path, capsys
 ) -> None:
     missing = tmp_path / "missing"
-    assert report_main([str(run_dir), str(missing)]) == 2
-    out, err = capsys.readouterr()
-    assert out.strip() == str(run_dir / "report.html")
-    assert err.startswith("bench-report: error: ") and str(missing) in err
-    assert err.count("\n") == 1
+    out = tmp_path / "comparison"
+    assert report_main([str(run_dir), str(missing), "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err.startswith("bench-report: error: ") and str(missing) in captured.err
+    assert captured.err.count("\n") == 1
+    assert report_main([str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir / "report.html")
 
 
 def test_a_rule_too_short_to_judge_is_reported_as_such_not_as_its_rule_failing():

