@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 MEMORY_REQUEST_MARGIN = 1.25
 MEMORY_LIMIT_MARGIN = 1.5
+# The container's and the Service's port, by name: the worker serves the Open Inference
+# Protocol and its Prometheus metrics (/metrics) on it, and the plan's ServiceMonitor scrapes it.
+METRICS_PORT_NAME = "http"
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def manifests(d: Deployment) -> dict[str, dict]:
             {
                 "name": "model",
                 "image": d.image,
-                "ports": [{"containerPort": d.port}],
+                "ports": [{"name": METRICS_PORT_NAME, "containerPort": d.port}],
                 "resources": resources,
                 "readinessProbe": probe,
                 "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": d.port}},
@@ -77,11 +80,12 @@ def manifests(d: Deployment) -> dict[str, dict]:
         "service.yaml": {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": d.name},
+            # Labelled: the plan's ServiceMonitor selects the Service by them.
+            "metadata": {"name": d.name, "labels": labels},
             "spec": {
                 "type": "LoadBalancer",
                 "selector": labels,
-                "ports": [{"port": 80, "targetPort": d.port}],
+                "ports": [{"name": METRICS_PORT_NAME, "port": 80, "targetPort": d.port}],
             },
         },
         "ingress.yaml": {

@@ -29,6 +29,7 @@ from bench.capacity.measured import (
     measured_hosts,
     unsized_configs,
 )
+from bench.capacity.monitoring import Objective, monitoring
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
     Target,
@@ -89,11 +90,12 @@ def make_plan(
             sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
     else:
         sentence = no_valid_point_sentence(target, left_out(frame))
-    deployment, files, build_image = None, {}, None
+    deployment, files, watch, build_image = None, {}, {}, None
     if best is not None:
         measured = _chosen(hosts, best)
         deployment = _deployment(best, measured, target, image)
         files = manifests(deployment)
+        watch = monitoring(deployment, _objective(best, measured, target))
         build_image = partial(
             write_image, config=measured.config, threads=deployment.cpu_per_replica
         )
@@ -106,6 +108,7 @@ def make_plan(
         serverless=costs,
         break_even=serverless_break_even(costs, best, eur_per_usd) or "",
         manifests=files,
+        monitoring=watch,
         image=build_image,
     )
 
@@ -155,10 +158,27 @@ def serverless_break_even(
     )
 
 
+def _per_replica_qps(best: pd.Series) -> float:
+    """What one replica sustains within the SLO, as the sizing assumed."""
+    return float(best["capacity_qps"] / best["workers_per_server"])
+
+
+def _objective(best: pd.Series, measured: MeasuredConfig, target: Target) -> Objective:
+    """What the monitoring holds the deployment to: the target's SLO and peak, and the
+    capacity per replica the sizing assumed."""
+    return Objective(
+        model=measured.config["model"]["name"],
+        percentile=str(target.percentile),
+        slo_ms=target.slo_ms,
+        peak_qps=target.peak_qps,
+        capacity_qps_per_replica=_per_replica_qps(best),
+    )
+
+
 def _deployment(
     best: pd.Series, measured: MeasuredConfig, target: Target, image: str
 ) -> Deployment:
-    per_replica = best["capacity_qps"] / best["workers_per_server"]
+    per_replica = _per_replica_qps(best)
     return Deployment(
         name=f"{measured.config['model']['name']}-{measured.config['backend']['name']}".replace(
             "_", "-"

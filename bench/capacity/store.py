@@ -12,6 +12,9 @@ shows a plan without knowing its file names. Layout:
                                currency, date and source
     plan/serverless.txt        the serverless-versus-dedicated break-even sentence, if any
     plan/kubernetes/*.yaml     Deployment, Service, Ingress, HorizontalPodAutoscaler
+    plan/monitoring/           Prometheus alerting rules (alerts.yaml), the same as a
+                               PrometheusRule, a ServiceMonitor (*.yaml), a Grafana dashboard
+                               (dashboard.json)
     plan/image/                the serving image's build context (written, not read back)
     plan/plan.json             the index: the tables' titles
 
@@ -39,6 +42,7 @@ TABLE = "table{number}.csv"
 SERVERLESS = "serverless.csv"
 BREAK_EVEN = "serverless.txt"
 KUBERNETES = "kubernetes"
+MONITORING = "monitoring"
 IMAGE = "image"
 INDEX = "plan.json"
 
@@ -57,6 +61,9 @@ class Plan:
     break_even: str = ""
     # File name -> Kubernetes manifest.
     manifests: dict[str, dict] = field(default_factory=dict)
+    # File name -> monitoring document: YAML (rules, Prometheus Operator resources) or JSON (a
+    # Grafana dashboard), by the name's suffix.
+    monitoring: dict[str, dict] = field(default_factory=dict)
     # Writes the serving image's build context into the folder it is given; None: no image.
     # Written only: `read` leaves it None and the context stays in `folder / "image"`.
     image: Callable[[Path], object] | None = None
@@ -85,6 +92,10 @@ class Plan:
             (out / KUBERNETES).mkdir()
             for name, manifest in self.manifests.items():
                 (out / KUBERNETES / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
+        if self.monitoring:
+            (out / MONITORING).mkdir()
+            for name, document in self.monitoring.items():
+                (out / MONITORING / name).write_text(_dump(name, document))
         if self.image is not None:
             self.image(out / IMAGE)
         (out / INDEX).write_text(json.dumps({"tables": list(self.tables)}, indent=2) + "\n")
@@ -108,6 +119,11 @@ class Plan:
             path.name: yaml.safe_load(path.read_text())
             for path in sorted((where / KUBERNETES).glob("*.yaml"))
         }
+        monitoring = {
+            path.name: _load(path)
+            for path in sorted((where / MONITORING).glob("*"))
+            if path.suffix in (".json", ".yaml")
+        }
         return cls(
             recommendation=_text(where / RECOMMENDATION),
             sizing=_csv(where / SIZING),
@@ -116,6 +132,7 @@ class Plan:
             serverless=_csv(where / SERVERLESS),
             break_even=_text(where / BREAK_EVEN),
             manifests=manifests,
+            monitoring=monitoring,
             folder=where,
         )
 
@@ -135,8 +152,19 @@ def _clear(where: Path) -> None:
         (where / name).unlink(missing_ok=True)
     for path in where.glob(TABLE.format(number="*")):
         path.unlink()
-    for name in (KUBERNETES, IMAGE):
+    for name in (KUBERNETES, MONITORING, IMAGE):
         shutil.rmtree(where / name, ignore_errors=True)
+
+
+def _dump(name: str, document: dict) -> str:
+    if name.endswith(".json"):
+        return json.dumps(document, indent=2) + "\n"
+    return yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def _load(path: Path) -> dict:
+    text = path.read_text()
+    return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
 
 
 def _csv(path: Path) -> pd.DataFrame:
