@@ -97,7 +97,10 @@ def make_plan(
         files = manifests(deployment)
         watch = monitoring(deployment, _objective(best, measured, target))
         build_image = partial(
-            write_image, config=measured.config, threads=deployment.cpu_per_replica
+            write_image,
+            config=measured.config,
+            threads=deployment.cpu_per_replica,
+            slo_ms=target.slo_ms,
         )
     costs = serverless_costs(frame, pricing)
     return Plan(
