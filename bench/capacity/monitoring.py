@@ -155,8 +155,9 @@ def burn_rate_alerts(d: Deployment, o: Objective) -> list[dict]:
 
 def saturation_alerts(d: Deployment, o: Objective) -> list[dict]:
     every = _selector(d, o)
-    rate = f"sum(rate({m.REQUESTS}{every}[5m]))"
-    replicas = f"count({m.MODEL_INFO}{every})"
+    by = f"by (job, {m.MODEL_LABEL})"  # kept on the alert, for routing
+    rate = f"sum {by} (rate({m.REQUESTS}{every}[5m]))"
+    replicas = f"count {by} ({m.MODEL_INFO}{every})"
     name = _camel(d.name)
     return [
         {
