@@ -150,7 +150,7 @@ class ModelService:
             metrics.failed()
             raise
         except BaseException:  # cancelled: no answer is wanted any more; nobody failed
-            metrics.in_flight -= 1
+            metrics.cancelled()
             raise
         timings = response.parameters
         metrics.served(clock() - arrived, timings["queue_s"], timings["compute_s"])

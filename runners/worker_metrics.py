@@ -110,6 +110,10 @@ class WorkerMetrics:
         self.in_flight -= 1
         self._failures[names.MODEL_ERROR].inc()
 
+    def cancelled(self) -> None:
+        """A request given up on (its client went away): no failure, no latency."""
+        self.in_flight -= 1
+
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus's text format, and that format's content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
