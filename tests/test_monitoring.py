@@ -35,6 +35,7 @@ from bench.run import run_benchmark
 from runners import Request, build_runner
 from runners.processes import free_port_run
 from tests.conftest import LENIENT, compose
+from tests.test_endpoint import v2_worker as _v2_worker  # noqa: F401 (the fixture `v2_worker`)
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -240,6 +241,25 @@ def test_a_run_stores_the_servers_view_and_its_plan_writes_monitoring(tmp_path, 
             [PROMTOOL, "check", "rules", str(folder / ALERTS)], capture_output=True, text=True
         )
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_an_endpoint_run_scrapes_the_metrics_url_it_is_given(v2_worker, tmp_path, cache_dir):
+    url = f"{v2_worker}/metrics"
+    overrides = [
+        *TINY,
+        "strategy=endpoint",
+        f"strategy.url='{v2_worker}'",
+        f"cache_dir={cache_dir}",
+    ]
+    row = run_benchmark(compose([*overrides, f"strategy.metrics_url='{url}'"]), tmp_path).iloc[0]
+    assert row["status"] == "measured" and row["server_metrics"] == "bench"
+    assert row["server_requests"] == row["client_point_requests"] > 0
+    # A URL that serves no metrics is said in the row; the point is still measured.
+    bad = f"{v2_worker}/v2/health/ready"
+    row = run_benchmark(compose([*overrides, f"strategy.metrics_url='{bad}'"]), tmp_path / "b")
+    row = row.iloc[0]
+    assert row["status"] == "measured" and row["server_metrics"] == ""
+    assert bad in row["server_metrics_error"] and np.isnan(row["server_requests"])
 
 
 def _series(name: str, values: str, **labels: str) -> dict:
