@@ -168,6 +168,7 @@ def test_a_real_prometheus_scrapes_a_grpc_worker_and_runs_the_plans_rules_and_qu
         assert prometheus.query(f'{names.LATENCY}_bucket{{le="0.1",model="mlp"}}')
         calls = prometheus.query(f'{names.BATCH_SIZE}_bucket{{le="1.0",model="mlp"}}')
         assert float(calls[0]["value"][1]) == 41  # one request per predictor call, no batching
+
         # The plan's recording rules evaluate over the scraped series: a share of slow
         # requests, and none failed.
         def evaluated(result: list[dict]) -> bool:  # NaN until two scrapes are in the window
