@@ -142,6 +142,10 @@ def test_a_real_prometheus_scrapes_a_grpc_worker_and_runs_the_plans_rules_and_qu
             target = urllib.parse.urlsplit(url).netloc
             prometheus = _Prometheus(tmp_path, DEPLOYMENT.name, [target], rules)
             await asyncio.to_thread(prometheus.ready)
+            # Sent after the first scrape, so the counters rise between samples (a counter's
+            # first sample is no increase to `rate`).
+            first = f'{names.REQUESTS}{{job="{DEPLOYMENT.name}"}}'
+            await asyncio.to_thread(prometheus.until, first, bool)
             sample = build_model(cfg.model).samples(1, 0)
             for i in range(40):
                 await runner.infer(Request(i, sample))
