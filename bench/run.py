@@ -27,6 +27,7 @@ from bench.load.payloads import PayloadIds, Payloads, distinct_supply, repeated
 from bench.load.scenarios import ScenarioConfig, scenario_of
 from bench.load.sut import Fault, Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
+from bench.metrics.scrape import ServerScrape
 from bench.models import ModelBundle, build_model
 from bench.registry import implementation, typed
 from bench.results import SCHEMA_VERSION, ResultsStore, tier_of
@@ -308,11 +309,15 @@ async def _measure_point(
     bar = _ProgressBar(point, enabled=cfg.progress)
     driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
     resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)
+    source = runner.metrics_source()
+    server = ServerScrape(source.urls, source.model) if source else ServerScrape((), "")
+    await server.begin()
     resources.start()
     gpu.start()
     began = time.perf_counter()
     try:
         measurement = await driver.run(point)
+        await server.end()
     except Exception as exc:
         row.update(_failed(row, f"{type(exc).__name__}: {exc}"))
         return None
@@ -338,6 +343,7 @@ async def _measure_point(
     row["errors_seen"] = json.dumps(measurement.log.errors)
     row.update(resources.summary(measurement.window_start, measurement.window_end))
     row.update(gpu.summary(measurement.window_start, measurement.window_end))
+    row.update(server.summary(measurement.log.columns()))
     return measurement, began
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.load.sut import Request, Response, Runner, RunnerError, RunnerFacts
+from bench.load.sut import MetricsSource, Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
 from runners.http import V2HttpClient, error_text
 from runners.remote import RemoteError
@@ -42,8 +42,9 @@ class EndpointRunner(Runner):
         self.url = st.url.rstrip("/")
         # Nothing known of how the service serves: how many workers, replicas, what isolation.
         self._facts = RunnerFacts(workers=0, replicas=0, isolation="external", protocol="http")
+        self.model_name = st.model_name or cfg.model.name
         self._client = V2HttpClient(
-            st.model_name or cfg.model.name,
+            self.model_name,
             st.payload == "binary",
             st.client_connections,
             credential_headers(st),
@@ -124,6 +125,10 @@ class EndpointRunner(Runner):
 
     async def stop(self) -> None:
         await self._client.close()
+
+    def metrics_source(self) -> MetricsSource | None:
+        url = self.cfg.strategy.metrics_url
+        return MetricsSource((url,), self.model_name) if url else None
 
     @property
     def facts(self) -> RunnerFacts:

@@ -3,7 +3,8 @@ our `bench.BenchWorker` extension, on grpcio's asyncio server.
 
 A malformed request (a tensor or output the model does not have among them) gets
 INVALID_ARGUMENT, an unknown model or version NOT_FOUND, a message over the size limit
-RESOURCE_EXHAUSTED (from grpcio itself), a failing model INTERNAL; the server goes on.
+RESOURCE_EXHAUSTED (from grpcio itself), a failing model INTERNAL; the server goes on. The
+Prometheus metrics go over HTTP, on a port of their own (gRPC has no GET /metrics).
 """
 
 from __future__ import annotations
@@ -104,9 +105,18 @@ async def serve_grpc(
     host: str,
     port: int,
     max_request_bytes: int,
+    metrics_port: int = 0,
 ) -> None:
-    """Build the model, then serve until SIGTERM or SIGINT, then stop gracefully."""
+    """Build the model, then serve until SIGTERM or SIGINT, then stop gracefully. The model's
+    Prometheus metrics, where on, are served over HTTP at `host`:`metrics_port`/metrics (0: a
+    free port, which the worker's facts name)."""
     await startup()
+    exporter = None
+    if service.metrics is not None:
+        from prometheus_client import start_http_server
+
+        exporter, _ = start_http_server(metrics_port, host, service.metrics.registry)
+        service.metrics_port = exporter.server_port
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_request_bytes),
@@ -128,3 +138,5 @@ async def serve_grpc(
     await stopping.wait()
     await server.stop(grace=2.0)
     await service.stop()
+    if exporter is not None:
+        exporter.shutdown()

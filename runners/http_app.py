@@ -9,6 +9,7 @@ endpoints, run by uvicorn.
     GET  /v2/models/{name}[/versions/{v}]/config  Triton's model configuration extension
     GET  /v2/models[/{name}[/versions/{v}]]/stats Triton's statistics extension
     GET  /v2/bench/worker                      our extension: what the worker measured
+    GET  /metrics                              Prometheus metrics (unless switched off)
 
 Errors are JSON `{"error": "..."}`: 400 for a malformed request (a tensor or output the model
 does not have among them), 404 for an unknown path, model or version (the model has one: "1"),
@@ -89,6 +90,10 @@ class InferenceApp:
     async def _route(self, scope: dict, receive: Callable) -> tuple[int, bytes, list]:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
+        if parts == ["metrics"] and self.service.metrics is not None:
+            _expect(method, "GET")
+            body, content_type = self.service.metrics.exposition()
+            return 200, body, [(b"content-type", content_type.encode())]
         if parts[0] != "v2":
             raise HttpError(404, f"no such path: {scope['path']}")
         rest = parts[1:]

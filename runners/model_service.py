@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.backends import Predictor, import_backend
 from runners.batching import Served
@@ -26,6 +26,9 @@ from runners.protocol import (
     datatype_of,
 )
 from runners.serving import ServingCore, clock
+
+if TYPE_CHECKING:
+    from runners.worker_metrics import WorkerMetrics
 
 SERVER_NAME = "bench-worker"
 MODEL_VERSION = "1"
@@ -62,6 +65,10 @@ class ModelService:
         self.framework_import_s = 0.0  # the backend's import, inside the predictor's build
         self.codec: ItemCodec | None = None
         self.stats = ModelStats()
+        # Prometheus metrics, where they are on; `metrics_port` is where they are served (an
+        # HTTP worker's own port, a gRPC worker's metrics port), set by whoever serves them.
+        self.metrics: WorkerMetrics | None = None
+        self.metrics_port: int | None = None
         self._metadata: dict[str, Any] = {}
 
     async def start(self, build: Callable[[], Predictor]) -> None:
@@ -130,6 +137,27 @@ class ModelService:
         """Serve one request; ProtocolError if its tensors or the outputs it asks for do not
         fit the model. The response parameters carry
         the server-side queue and compute seconds and the batch it rode in."""
+        metrics = self.metrics
+        if metrics is None:
+            return await self._infer(request)
+        arrived = clock()
+        metrics.received()
+        try:
+            response = await self._infer(request)
+        except ProtocolError:
+            metrics.refused()
+            raise
+        except Exception:  # the model failed on a well-formed request
+            metrics.failed()
+            raise
+        except BaseException:  # cancelled: no answer is wanted any more; nobody failed
+            metrics.cancelled()
+            raise
+        timings = response.parameters
+        metrics.served(clock() - arrived, timings["queue_s"], timings["compute_s"])
+        return response
+
+    async def _infer(self, request: InferRequest) -> InferResponse:
         arrived = clock()
         output_name = self.core.predictor.bundle.output_name
         for name in request.outputs:
@@ -172,8 +200,9 @@ class ModelService:
 
     def worker_facts(self) -> dict[str, Any]:
         """What this worker measured about itself (the `bench_worker` extension's document):
-        its start-up in parts that add up (process, imports, model load, first inference), and
-        whether torch was ever imported (an ONNX Runtime worker should never need it)."""
+        its start-up in parts that add up (process, imports, model load, first inference),
+        whether torch was ever imported (an ONNX Runtime worker should never need it), and the
+        port serving its Prometheus metrics at /metrics (None: metrics off)."""
         return {
             "pid": os.getpid(),
             "protocol": self.protocol,
@@ -183,5 +212,6 @@ class ModelService:
             "first_inference_s": self.core.first_inference_s,
             "torch_imported": "torch" in sys.modules,
             "batch_sizes": {str(k): v for k, v in sorted(self.core.batch_sizes.items())},
+            "metrics_port": self.metrics_port,
             "predictor": self.core.predictor.info.as_row(),
         }

@@ -26,7 +26,15 @@ import numpy as np
 from omegaconf import OmegaConf
 
 import runners
-from bench.load.sut import Fault, Request, Response, Runner, RunnerError, RunnerFacts
+from bench.load.sut import (
+    Fault,
+    MetricsSource,
+    Request,
+    Response,
+    Runner,
+    RunnerError,
+    RunnerFacts,
+)
 from bench.models import build_model
 from runners.batching import Served
 from runners.binding import exposure_warning
@@ -150,6 +158,7 @@ class RemoteRunner(Runner):
         self._workdir: Path | None = None
         self._replicas: list[str] = []
         self._targets: list[str] = []  # where requests go: the replicas, or the load balancer
+        self._metrics_urls: list[str] = []  # each replica's Prometheus metrics
         self._turn = 0
         # Per target, its cache as its last response left it: entries, bytes (with nginx in
         # front, the one target stands for whichever replica answered last).
@@ -224,6 +233,12 @@ class RemoteRunner(Runner):
             )
         )
         done, slowest = max(ups, key=lambda up: up[0])
+        # Each replica's own, not the load balancer's: every process keeps its own registry.
+        self._metrics_urls = [
+            f"http://{address(host, facts['metrics_port'])}/metrics"
+            for _, facts in ups
+            if facts.get("metrics_port")
+        ]
         front = address(host, first_port + st.replicas)
         listen = address(st.host, first_port + st.replicas)
         if await self._front(self._replicas, listen, front, sample):
@@ -260,6 +275,11 @@ class RemoteRunner(Runner):
 
     def faults(self) -> list[Fault]:
         return list(self._faults)
+
+    def metrics_source(self) -> MetricsSource | None:
+        if not self._metrics_urls:
+            return None
+        return MetricsSource(tuple(self._metrics_urls), self.model_name)
 
     def _launch(self, index: int, argv: list[str], log: Path, env: dict[str, str]) -> Child:
         """Start replica `index`'s worker (a subclass may start it inside isolation)."""

@@ -179,6 +179,11 @@ class ServingCore:
         self._count(len(items), executed)
         return executed
 
+    def batch_counts(self) -> dict[int, int]:
+        """Items per predictor call -> calls, as counted so far (a copy; any thread)."""
+        with self._counting:
+            return dict(self.batch_sizes)
+
     def _count(self, items: int, executed: Executed) -> None:
         with self._counting:
             self.batch_sizes[items] += 1

@@ -9,7 +9,9 @@ the interpreter's own start apart from the imports. The config is the run's reso
 worker calls `bench.models` and `bench.backends` itself, so nothing is pickled across
 processes. It listens only once the model is loaded and has run once, so "ready" means "serves
 at full speed"; its facts (`GET /v2/bench/worker`) time its start in parts that add up: process
-start, imports, model load, first inference. With `--watch-stdin` it stops when its
+start, imports, model load, first inference. Prometheus metrics are at `GET /metrics` (a gRPC
+worker serves them over HTTP on `--metrics-port`) unless `strategy.metrics` is false. With
+`--watch-stdin` it stops when its
 stdin closes, i.e. when the parent that holds the pipe dies, so a crashed harness leaves no
 servers behind.
 """
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
     from omegaconf import OmegaConf
 
     from bench.backends import Predictor
+    from bench.monitoring import slo_seconds
     from runners.binding import exposure_warning
     from runners.model_service import ModelService
     from runners.serving import ServingCore, build_from_config
@@ -58,6 +61,14 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
         args.spawned_at,
         entered_at,
     )
+    # Prometheus metrics unless the strategy switches them off (`strategy.metrics: false`).
+    if OmegaConf.select(cfg, "strategy.metrics", default=True):
+        from runners.worker_metrics import WorkerMetrics, identity_of
+
+        identity = identity_of(service.core, cfg.optimization.name)
+        service.metrics = WorkerMetrics(cfg.model.name, service.core, slo_seconds(cfg), identity)
+        if args.protocol == "http":
+            service.metrics_port = args.port
 
     def build() -> Predictor:
         service.import_backend(cfg.backend.name)  # timed as imports, not as the model's load
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
         return 0 if serve_http(service, startup, *serving, args.header_timeout_s) else 3
     from runners.grpc_service import serve_grpc
 
-    asyncio.run(serve_grpc(service, startup, *serving))
+    asyncio.run(serve_grpc(service, startup, *serving, args.metrics_port))
     return 0
 
 
@@ -99,6 +110,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="HTTP: disconnect a client whose request headers take longer than this",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="gRPC: the HTTP port serving Prometheus metrics at /metrics (default 0: any free "
+        "one, named in the worker's facts); an HTTP worker serves them on its own port",
     )
     parser.add_argument(
         "--spawned-at",

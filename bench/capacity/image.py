@@ -187,15 +187,19 @@ def _digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def serving_config(config: dict, threads: int | None) -> dict:
+def serving_config(config: dict, threads: int | None, slo_ms: float | None = None) -> dict:
     """The worker's config in the image: the measured model, backend, optimization and serving
     (workers, batching), its cache inside the image, and `threads` intra-op threads (the pod's
-    CPU limit: a runtime sizing its pool from the node's cores would be throttled)."""
+    CPU limit: a runtime sizing its pool from the node's cores would be throttled); with
+    `slo_ms`, the plan's SLO, where the worker cuts its latency buckets (so the plan's alerting
+    rules find a bucket at the SLO, bench.monitoring)."""
     served = {group: copy.deepcopy(config[group]) for group in ("model", "backend", "optimization")}
     served["strategy"] = copy.deepcopy(config["strategy"])
     served["cache_dir"] = CACHE_DIR
     if threads is not None:
         served["backend"]["threads"] = threads
+    if slo_ms is not None:
+        served["plan"] = {"slo_ms": slo_ms}
     return served
 
 
@@ -241,11 +245,13 @@ CMD {json.dumps(worker)}
 """
 
 
-def write_image(folder: Path, config: dict, threads: int | None = None) -> Path:
+def write_image(
+    folder: Path, config: dict, threads: int | None = None, slo_ms: float | None = None
+) -> Path:
     """Write a build context for `config` (a measured run's model, backend, optimization and
-    strategy groups) into `folder`; return the Dockerfile's path."""
+    strategy groups) into `folder`, for the plan's SLO `slo_ms`; return the Dockerfile's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    served = serving_config(config, threads)
+    served = serving_config(config, threads, slo_ms)
     (folder / "serving.yaml").write_text(yaml.safe_dump(served, sort_keys=False))
     pins = pinned_requirements()
     (folder / "requirements.txt").write_text("\n".join(pins) + "\n")

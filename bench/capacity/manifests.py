@@ -60,6 +60,11 @@ def pinned(image: str) -> str:
     return f"{repository}@{DIGEST_PLACEHOLDER}"
 
 
+# The container's and the Service's port, by name: the worker serves the Open Inference
+# Protocol and its Prometheus metrics (/metrics) on it, and the plan's ServiceMonitor scrapes it.
+METRICS_PORT_NAME = "http"
+
+
 @dataclass(frozen=True)
 class Deployment:
     """What the manifests say, in the planner's terms."""
@@ -109,7 +114,7 @@ def manifests(d: Deployment) -> dict[str, dict]:
             {
                 "name": "model",
                 "image": pinned(d.image),
-                "ports": [{"containerPort": d.port}],
+                "ports": [{"name": METRICS_PORT_NAME, "containerPort": d.port}],
                 "resources": resources,
                 "readinessProbe": probe,
                 "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": d.port}},
@@ -135,11 +140,12 @@ def manifests(d: Deployment) -> dict[str, dict]:
         "service.yaml": {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": d.name},
+            # Labelled: the plan's ServiceMonitor selects the Service by them.
+            "metadata": {"name": d.name, "labels": labels},
             "spec": {
                 "type": "LoadBalancer",
                 "selector": labels,
-                "ports": [{"port": 80, "targetPort": d.port}],
+                "ports": [{"name": METRICS_PORT_NAME, "port": 80, "targetPort": d.port}],
             },
         },
         "ingress.yaml": {

@@ -37,6 +37,7 @@ from bench.capacity.measured import (
     measured_hosts,
     unsized_configs,
 )
+from bench.capacity.monitoring import Objective, monitoring
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
     Target,
@@ -121,7 +122,7 @@ def make_plan(
             sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
     else:
         sentence = no_valid_point_sentence(target, left_out(frame))
-    deployment, files, build_image, scaling = None, {}, None, None
+    deployment, files, watch, build_image, scaling = None, {}, {}, None, None
     if best is not None:
         measured = _chosen(hosts, best)
         sentence += _artifact_sentence(measured)
@@ -131,8 +132,12 @@ def make_plan(
             scaling = _autoscaling(frame, best, measured, target, settings, on_demand)
         deployment = _deployment(best, measured, target, image, scaling)
         files = manifests(deployment)
+        watch = monitoring(deployment, _objective(best, measured, target))
         build_image = partial(
-            write_image, config=measured.config, threads=deployment.cpu_per_replica
+            write_image,
+            config=measured.config,
+            threads=deployment.cpu_per_replica,
+            slo_ms=target.slo_ms,
         )
     costs = serverless_costs(frame, pricing)
     return Plan(
@@ -145,6 +150,7 @@ def make_plan(
         cross_tier=cross_tier_table(frame, target),
         manifests=files,
         manifests_readme=readme(image) if files else "",
+        monitoring=watch,
         image=build_image,
         autoscaling=scaling.timeline if scaling is not None else pd.DataFrame(),
         autoscaling_settings=scaling.settings if scaling is not None else pd.DataFrame(),
@@ -285,6 +291,23 @@ def serverless_break_even(
     )
 
 
+def _per_replica_qps(best: pd.Series) -> float:
+    """What one replica sustains within the SLO, as the sizing assumed."""
+    return float(best["capacity_qps"] / best["workers_per_server"])
+
+
+def _objective(best: pd.Series, measured: MeasuredConfig, target: Target) -> Objective:
+    """What the monitoring holds the deployment to: the target's SLO and peak, and the
+    capacity per replica the sizing assumed."""
+    return Objective(
+        model=measured.config["model"]["name"],
+        percentile=str(target.percentile),
+        slo_ms=target.slo_ms,
+        peak_qps=target.peak_qps,
+        capacity_qps_per_replica=_per_replica_qps(best),
+    )
+
+
 def _deployment(
     best: pd.Series,
     measured: MeasuredConfig,
@@ -292,7 +315,7 @@ def _deployment(
     image: str,
     scaling: AutoscalingPlan | None,
 ) -> Deployment:
-    per_replica = best["capacity_qps"] / best["workers_per_server"]
+    per_replica = _per_replica_qps(best)
     hpa = scaling.hpa if scaling is not None else None
     return Deployment(
         name=f"{measured.config['model']['name']}-{measured.config['backend']['name']}".replace(

@@ -122,6 +122,10 @@ class ProcessStrategyConfig(StrategyConfig):
     start_timeout_s: float = 180.0
     # SIGTERM, then SIGKILL after this long.
     stop_timeout_s: float = 5.0
+    # Prometheus metrics on every worker at GET /metrics (grpc: on an HTTP port of their own),
+    # scraped at the start and end of each point into the rows' server_* columns; false: none,
+    # to measure what they cost.
+    metrics: bool = True
 
     def validate(self, at: str = "strategy") -> None:
         at_least(self.max_request_bytes, 1024, f"{at}.max_request_bytes")
@@ -273,6 +277,9 @@ class ServerlessStrategyConfig(ProcessStrategyConfig):
     # Memory billed per instance, as a platform's configured memory size (Lambda: 128 to
     # 10,240 MB). null: each instance's own peak RSS, measured.
     memory_mb: int | None = None
+    # Off here: an instance lives seconds, nobody scrapes it, and importing the metrics
+    # library would add to every cold start.
+    metrics: bool = False
     runner: ClassVar[str] = "runners.serverless:ServerlessRunner"
 
     def validate(self, at: str = "strategy") -> None:
@@ -315,6 +322,10 @@ class EndpointStrategyConfig(StrategyConfig):
     token_file: str | None = None
     # The header it is sent in: Authorization gets "Bearer <token>", any other the token alone.
     token_header: str = "Authorization"
+    # Where the service's Prometheus metrics are (Triton: http://HOST:8002/metrics; TorchServe:
+    # :8082/metrics; vLLM and our workers: the service's own /metrics), scraped at the start
+    # and end of each point into the rows' server_* columns; null: not scraped.
+    metrics_url: str | None = None
     runner: ClassVar[str] = "runners.endpoint:EndpointRunner"
     serves_here: ClassVar[bool] = False
 
@@ -332,6 +343,11 @@ class EndpointStrategyConfig(StrategyConfig):
             )
         at_least(self.client_connections, 1, f"{at}.client_connections")
         positive(self.start_timeout_s, f"{at}.start_timeout_s")
+        require(
+            self.metrics_url is None or self.metrics_url.startswith(("http://", "https://")),
+            f"{at}.metrics_url",
+            f"must be an http:// or https:// URL or null, got {self.metrics_url!r}",
+        )
         require(
             not (self.token_env and self.token_file),
             f"{at}.token_env",

@@ -55,6 +55,15 @@ class Fault:
     at: float  # when it was noticed, in time.perf_counter() seconds (the driver's clock)
 
 
+@dataclass(frozen=True)
+class MetricsSource:
+    """Where the servers behind a runner expose Prometheus metrics: one URL per process (each
+    replica keeps its own), and the name the served model has in their labels."""
+
+    urls: tuple[str, ...]
+    model: str
+
+
 @dataclass
 class RunnerFacts:
     """What a runner measured about itself, recorded with every load point."""
@@ -163,6 +172,11 @@ class Runner(ABC):
 
     def begin_point(self) -> None:  # noqa: B027 (optional: most runners count nothing per point)
         """A load point begins: counters that `facts` reports per point start again here."""
+
+    def metrics_source(self) -> MetricsSource | None:
+        """Where the servers' Prometheus metrics are, scraped by the harness at the start and
+        end of each point; None where there are none (the default)."""
+        return None
 
     def faults(self) -> list[Fault]:
         """What broke beneath the runner since `start()` (a serving process that exited), in
