@@ -20,11 +20,14 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from bench.validation import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TIMESTAMP = "timestamp_s"
 START = "start_s"
@@ -109,6 +112,10 @@ def read_trace(path: str, duration_s: float | None = None) -> Trace:
 def _read_table(file: Path, path: str) -> tuple[pd.DataFrame, int]:
     """The file's table, cells as text (CSV) or as stored (parquet), and the line number of
     its first row."""
+    # Imported here: every scenario module is loaded wherever a config is composed, a serving
+    # worker's included, and the worker's image does not install pandas.
+    import pandas as pd
+
     suffix = file.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise TraceError(f"{path}: not a .csv or .parquet file")

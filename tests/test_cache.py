@@ -281,6 +281,7 @@ def _stored(folder, hit_ratio: float, n: int = 2000):
         "schema_version": 1, "run_id": "r", "point_id": "p", "label": "server 50 qps",
         "status": "measured", "model": "mlp", "backend": "onnxruntime", "optimization": "none",
         "strategy": "direct", "scenario": "server", "concurrency": np.nan, "target_qps": 50.0,
+        "achieved_qps": 49.8,
         "valid": True, "invalid_reasons": "", "rss_peak_mb": 400.0, "workers": 1,
         "config": json.dumps(CONFIG, sort_keys=True), **HOST,
     }  # fmt: skip
