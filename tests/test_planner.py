@@ -78,6 +78,24 @@ def test_servers_needed_cover_the_peak_with_headroom_within_the_slo(catalog):
         assert row["tag"] in ("measured", "calibrated", "spec-only")
 
 
+def test_workers_busy_beside_each_other_carry_less_each_than_the_one_measured_alone(catalog):
+    # Measured with one worker on an 8-core host; a server runs several at once, and the host's
+    # calibration says a core ran at 80% of its solo rate with every core busy.
+    target = Target(peak_qps=500.0, percentile="p99", slo_ms=50.0, headroom=0.3)
+    alone = sizing_table([measured()], catalog, HOST, target).set_index("server_id")
+    shared = sizing_table(
+        [measured()], catalog, {**HOST, "calib_core_sharing": 0.8}, target
+    ).set_index("server_id")
+    several = alone.index[(alone["workers_per_server"] > 1) & alone["capacity_qps"].notna()]
+    assert len(several) > 3
+    for server in several:
+        row, before = shared.loc[server], alone.loc[server]
+        assert before["core_sharing"] == 1.0 and row["core_sharing"] < 1.0
+        assert row["scale_factor"] == pytest.approx(before["scale_factor"] * row["core_sharing"])
+        assert row["capacity_qps"] < before["capacity_qps"]
+        assert row["capacity_qps_low"] <= before["capacity_qps_low"]
+
+
 def test_more_load_needs_more_servers_and_gpu_servers_are_not_guessed(catalog):
     small = sizing_table([measured()], catalog, HOST, Target(100.0, "p99", 50.0, 0.3))
     large = sizing_table([measured()], catalog, HOST, Target(2000.0, "p99", 50.0, 0.3))

@@ -6,7 +6,10 @@ per run, before the first load point, and stores its figures in every row (`cali
 happens to run on.
 
 Per thread: fp32, bf16 and int8 GEMM rates, and memory bandwidth; plus fp32 GEMM on all the
-threads the runtime uses by default, to see how the cores scale. Each rate is the median of
+threads the runtime uses by default, to see how the cores scale; and the single-thread fp32 GEMM
+rate of one core while every core runs one (`calib_core_sharing`, that rate over the rate of a
+core alone): what a worker loses when the other workers are busy beside it (shared caches and
+memory, a lower all-core clock, a hypervisor's siblings). Each rate is the median of
 repeated timed samples after a warm-up, with the spread between samples reported beside it.
 
 fp32 and int8 are measured with both libraries the harness serves with, because they differ by
@@ -29,6 +32,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 # Bump when what is measured changes, so cached calibrations are measured again.
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 # Square GEMM side: large enough to run at a library's sustained rate, small enough that one
 # call takes milliseconds even where bf16 runs on slow reference kernels.
 GEMM_N = 512
@@ -59,6 +63,7 @@ REQUIRED = (
     "calib_int8_gops_per_thread",
     "calib_mem_bandwidth_gbs",
     "calib_fp32_gflops_all_threads",
+    "calib_core_sharing",
     "calib_method",
     "calib_spread",
     "calib_seconds",
@@ -86,6 +91,17 @@ def _rate(fn: Callable[[], object], work: float, share_s: float) -> tuple[float,
         rates.append(work * calls / (time.perf_counter() - t))
     median = statistics.median(rates)
     return median, (max(rates) - min(rates)) / median
+
+
+def _rate_per_core(fn: Callable[[], object], work: float, share_s: float) -> tuple[float, float]:
+    """`_rate` of `fn` run on every core at once, one Python thread a core (the callers' GEMMs
+    release the GIL): (the median core's rate, the spread between cores)."""
+    cores = len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(cores) as pool:
+        found = list(pool.map(lambda _: _rate(fn, work, share_s), range(cores)))
+    rates = sorted(rate for rate, _ in found)
+    median = statistics.median(rates)
+    return median, (rates[-1] - rates[0]) / median
 
 
 def _ort_session(op: str, a_type: int, b_type: int, y_type: int, n: int) -> ort.InferenceSession:
@@ -142,16 +158,30 @@ def calibrate(budget_s: float = 30.0) -> dict:
     src = np.ones(COPY_BYTES // 8)
     dst = np.empty_like(src)
     all_threads = torch.get_num_threads()
-    # (result key, call, work per call, torch threads)
-    plan: list[tuple[str, Callable[[], object], float, int]] = [
-        ("calib_fp32_gflops_per_thread_torch", lambda: torch.matmul(a32, b32), flops, 1),
-        ("calib_fp32_gflops_per_thread_onnxruntime", lambda: ort32.run(None, np32), flops, 1),
-        ("calib_bf16_gflops_per_thread", lambda: torch.matmul(a16, b16), flops, 1),
-        ("calib_int8_gops_per_thread_torch", lambda: torch._int_mm(a8, b8), flops, 1),
-        ("calib_int8_gops_per_thread_onnxruntime", lambda: ort8.run(None, np8), flops, 1),
-        ("calib_mem_bandwidth_gbs", lambda: np.copyto(dst, src), 2.0 * src.nbytes, 1),
+    # (result key, how it is timed, call, work per call, torch threads)
+    plan: list[tuple[str, Callable, Callable[[], object], float, int]] = [
+        ("calib_fp32_gflops_per_thread_torch", _rate, lambda: torch.matmul(a32, b32), flops, 1),
+        (
+            "calib_fp32_gflops_per_thread_all_cores",
+            _rate_per_core,
+            lambda: torch.matmul(a32, b32),
+            flops,
+            1,
+        ),
+        (
+            "calib_fp32_gflops_per_thread_onnxruntime",
+            _rate,
+            lambda: ort32.run(None, np32),
+            flops,
+            1,
+        ),
+        ("calib_bf16_gflops_per_thread", _rate, lambda: torch.matmul(a16, b16), flops, 1),
+        ("calib_int8_gops_per_thread_torch", _rate, lambda: torch._int_mm(a8, b8), flops, 1),
+        ("calib_int8_gops_per_thread_onnxruntime", _rate, lambda: ort8.run(None, np8), flops, 1),
+        ("calib_mem_bandwidth_gbs", _rate, lambda: np.copyto(dst, src), 2.0 * src.nbytes, 1),
         (
             "calib_fp32_gflops_all_threads",
+            _rate,
             lambda: torch.matmul(a_big, b_big),
             2.0 * big**3,
             all_threads,
@@ -160,11 +190,11 @@ def calibrate(budget_s: float = 30.0) -> dict:
     found: dict[str, float] = {}
     spreads: list[float] = []
     try:
-        for done, (key, fn, work, threads) in enumerate(plan):
+        for done, (key, timed, fn, work, threads) in enumerate(plan):
             torch.set_num_threads(threads)
             # What is left of the budget, shared by what is left to measure (setup included).
             share = max(0.0, budget_s - (time.perf_counter() - started)) / (len(plan) - done)
-            rate, spread = _rate(fn, work, share)
+            rate, spread = timed(fn, work, share)
             found[key] = rate / 1e9
             spreads.append(spread)
     finally:
@@ -177,6 +207,11 @@ def calibrate(budget_s: float = 30.0) -> dict:
         found["calib_int8_gops_per_thread_torch"],
         found["calib_int8_gops_per_thread_onnxruntime"],
     )
+    found["calib_core_sharing"] = min(
+        1.0,
+        found["calib_fp32_gflops_per_thread_all_cores"]
+        / found["calib_fp32_gflops_per_thread_torch"],
+    )
     return {
         **found,
         "calib_threads_all": all_threads,
@@ -185,6 +220,7 @@ def calibrate(budget_s: float = 30.0) -> dict:
             f"single-thread {n}x{n} GEMMs, best of torch {torch.__version__} (matmul fp32, "
             f"bf16; _int_mm int8 s8 x s8) and ONNX Runtime {ort.__version__} (MatMul fp32, "
             f"MatMulInteger u8 x s8); fp32 {big}x{big} on {all_threads} threads (torch); "
+            f"the single-thread fp32 GEMM on every core at once (torch); "
             f"numpy copy of {COPY_BYTES // 2**20} MiB, read + write bytes; medians of timed "
             f"samples after a warm-up, spread = (max - min) / median"
         ),
