@@ -103,8 +103,8 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
         f"(from {config.service_points})"
     )
     print(
-        f"  {'replicas':>8s} {'sharing':>7s} {'predicted qps':>14s} {'band':>15s} {'measured qps':>13s} "
-        f"{'error':>7s} {'in band':>7s}"
+        f"  {'replicas':>8s} {'sharing':>7s} {'predicted qps':>14s} {'band':>15s} "
+        f"{'measured qps':>13s} {'error':>7s} {'in band':>7s}"
     )
     for workers, sharing, predicted, low, high, measured in rows:
         error = (predicted - measured) / measured if measured else float("nan")
