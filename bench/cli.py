@@ -553,7 +553,7 @@ def _compare(folders: list[str], out: Path, overrides: list[str], prog: str) -> 
         cfg, _ = replan_config(Path(folders[0]), overrides)
         validate(cfg)
         if (frame.get("status") == "measured").any():
-            plan_results(frame, cfg).write(out)
+            plan_results(frame, cfg, out).write(out)
     except (
         ConfigError,
         FileNotFoundError,
