@@ -288,3 +288,20 @@ def test_each_batching_mode_batches_as_it_says(tiny_lm, batching):
         assert facts["joined_running_batch"] == 0 and facts["max_step_rows"] >= 2
     else:  # the late one fills the place of the first to finish, while the others run
         assert facts["joined_running_batch"] >= 1
+
+
+def test_a_checkpoint_folder_loads_as_a_real_one_would(tiny_lm, tmp_path):
+    """model.path: `save_pretrained`'s folder, loaded with AutoModelForCausalLM and
+    AutoTokenizer, gives the same next-token logits; its files are its identity."""
+    lm, tokenizer = tiny_lm
+    lm.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    own = build_model(CausalLMConfig(path=str(tmp_path)))
+    built = build_model(CausalLMConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64))
+    inputs = own.preprocess([PROMPT, "Hi."])
+    assert (inputs["input_ids"] == built.preprocess([PROMPT, "Hi."])["input_ids"]).all()
+    with torch.inference_mode():
+        args = [torch.from_numpy(inputs[name]) for name in own.input_names]
+        torch.testing.assert_close(own.load_module()(*args), built.load_module()(*args))
+    assert own.artifact_files and not own.weights_note
+    assert built.weights_note.startswith("seeded random weights")
