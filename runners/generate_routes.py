@@ -152,6 +152,7 @@ class GenerationRoutes:
                     latency = clock() - arrived
                     queue_s = piece.finished.queue_s
                     metrics.served(latency, queue_s, latency - queue_s)
+                    metrics.generated(piece.finished.completion_tokens)
         except (GenerationError, EngineStopped) as exc:
             if metrics is not None:
                 metrics.failed()

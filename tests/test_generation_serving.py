@@ -232,6 +232,8 @@ def test_bad_generation_requests_get_4xx_naming_the_field(loop, served):
 
     async def calls(session):
         answers = [await _json(session, "POST", base + path, body) for path, body, _, _ in cases]
+        status, _ = await _json(session, "POST", f"{base}/v1/completions", good)
+        assert status == 200  # the server goes on
         metrics = await (await session.get(f"{base}/metrics")).text()
         return answers, metrics
 
@@ -245,6 +247,8 @@ def test_bad_generation_requests_get_4xx_naming_the_field(loop, served):
     # Generation requests are counted as the worker's requests, and the refused ones as such.
     refused = [line for line in metrics.splitlines() if 'reason="bad_request"' in line]
     assert refused and float(refused[0].split()[-1]) >= len(cases) - 1
+    generated = [line for line in metrics.splitlines() if line.startswith("bench_generated_")]
+    assert generated and float(generated[0].split()[-1]) > 0
 
 
 @pytest.fixture(scope="module")
