@@ -14,6 +14,7 @@ Each request is counted in the worker's Prometheus metrics as an inference reque
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,8 +50,10 @@ class GenerateError(Exception):
 
     def body(self) -> bytes:
         if self.openai:
-            field = str(self).split(":", 1)[0] if ":" in str(self) else None
-            return json.dumps(openai_error(str(self), self.status, field)).encode()
+            # The field a message starts with ("max_tokens: must be >= 1"), as OpenAI's `param`.
+            field = re.match(r"([\w.\[\]]+): ", str(self))
+            param = field.group(1) if field else None
+            return json.dumps(openai_error(str(self), self.status, param)).encode()
         return json.dumps({"error": str(self)}).encode()
 
 

@@ -309,3 +309,45 @@ def test_a_checkpoint_folder_loads_as_a_real_one_would(tiny_lm, tmp_path):
         torch.testing.assert_close(own.load_module()(*args), built.load_module()(*args))
     assert own.artifact_files and not own.weights_note
     assert built.weights_note.startswith("seeded random weights")
+
+
+def test_requests_are_read_as_the_protocols_document_them():
+    from runners.generate_requests import (
+        BadRequest,
+        chat_request,
+        completion_request,
+        triton_request,
+    )
+
+    ids = completion_request({"model": "m", "prompt": [[5, 6, 7]], "max_tokens": None})
+    assert ids.prompt == [5, 6, 7] and ids.max_tokens is None  # a batch of one; up to context
+    default = completion_request({"model": "m", "prompt": "hi"})
+    assert default.max_tokens == 16 and default.sampling == Sampling(1.0, 1.0)
+    parts = chat_request(
+        {
+            "model": "m",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                }
+            ],
+            "max_tokens": 3,
+        }  # fmt: skip
+    )
+    assert parts.messages == [{"role": "user", "content": "ab"}] and parts.max_tokens == 3
+    nested = triton_request({"text_input": "x", "max_tokens": 4, "parameters": {"top_p": 0.5}},
+                            "m", stream=True)  # fmt: skip
+    assert nested.max_tokens == 4 and nested.sampling.top_p == 0.5 and nested.stream
+    refused = [
+        ({"model": "m", "prompt": "hi", "n": 2}, "n:"),
+        ({"model": "m", "prompt": "hi", "stop": ["\n"]}, "stop:"),
+        ({"model": "m", "prompt": ["a", "b"]}, "prompt:"),
+        ({"model": "m", "prompt": "hi", "temperature": 3}, "temperature:"),
+        ({"model": "m", "prompt": "hi", "stream_options": {"include_usage": True}}, "stream_opt"),
+        ({"prompt": "hi"}, "model:"),
+        ([1, 2], "JSON object"),
+    ]
+    for body, said in refused:
+        with pytest.raises(BadRequest, match=said):
+            completion_request(body)
