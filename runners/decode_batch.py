@@ -63,12 +63,13 @@ def _layers(cache: Any) -> list[Any]:
 
 
 def _choose(logits: torch.Tensor, sampling: Sequence[Sampling], generator: torch.Generator):
-    """One token per row of `logits` (rows, vocabulary)."""
-    chosen = logits.argmax(dim=-1)
+    """One token per row of `logits` (rows, vocabulary), on the CPU."""
+    chosen = logits.argmax(dim=-1).cpu()
     for row, how in enumerate(sampling):
         if how.temperature <= 0:
             continue
-        probabilities = torch.softmax(logits[row].float() / how.temperature, dim=-1)
+        # On the CPU, where the generator is (a CUDA tensor cannot draw from it).
+        probabilities = torch.softmax(logits[row].float().cpu() / how.temperature, dim=-1)
         if how.top_p < 1.0:
             ordered, order = probabilities.sort(descending=True)
             outside = ordered.cumsum(0) - ordered > how.top_p  # the first past top_p stays
@@ -102,7 +103,7 @@ def prefill(
             use_cache=True,
             logits_to_keep=1,
         )
-        chosen = _choose(out.logits[:, -1], sampling, generator).cpu()
+        chosen = _choose(out.logits[:, -1], sampling, generator)
     _layers(out.cache)
     batch = DecodeBatch(out.cache, mask, mask.sum(dim=1), chosen.unsqueeze(1))
     return batch, chosen.tolist()
@@ -122,7 +123,7 @@ def step(
             cache=batch.cache,
             use_cache=True,
         )
-        chosen = _choose(out.logits[:, -1], sampling, generator).cpu()
+        chosen = _choose(out.logits[:, -1], sampling, generator)
     batch.cache = out.cache
     batch.mask = mask
     batch.lengths = batch.lengths + 1

@@ -351,3 +351,26 @@ def test_requests_are_read_as_the_protocols_document_them():
     for body, said in refused:
         with pytest.raises(BadRequest, match=said):
             completion_request(body)
+
+
+def test_sampling_within_a_tiny_top_p_is_greedy_and_wider_sampling_varies(tiny_lm):
+    lm, tokenizer = tiny_lm
+    engine = GenerationEngine(lm, "continuous", 4, 4096, tokenizer.eos_token_id, 0, 1024)
+    engine.start()
+    prompt = tuple(tokenizer(PROMPT)["input_ids"])
+
+    async def run(sampling):
+        request = GenerationRequest(prompt, 12, sampling, ignore_eos=True)
+        return [token.id async for token in engine.generate(request)]
+
+    async def all_three():
+        return await asyncio.gather(
+            run(Sampling()), run(Sampling(1.0, 1e-6)), run(Sampling(2.0, 1.0))
+        )
+
+    try:
+        greedy, nucleus, hot = asyncio.run(all_three())
+    finally:
+        engine.stop()
+    assert nucleus == greedy  # the smallest set reaching top_p is the most likely token alone
+    assert hot != greedy  # 12 draws at temperature 2 from a near-uniform 30k vocabulary
