@@ -79,19 +79,21 @@ class GenerationRoutes:
         return self.service.generation
 
     def models(self) -> Answer:
-        data = self.generation.models_document() if self.generation else {"object": "list",
-                                                                          "data": []}  # fmt: skip
+        if self.generation is None:  # a model that does not generate lists none
+            data = {"object": "list", "data": []}
+        else:
+            data = self.generation.models_document()
         return 200, json.dumps(data).encode(), list(_JSON)
 
     async def openai(self, body: bytes, chat: bool) -> Answer:
         """`POST /v1/completions` (chat false) or `/v1/chat/completions`."""
         parse = chat_request if chat else completion_request
-        request, generation = self._accept(body, lambda doc: parse(doc), openai=True)
+        request, generation = self._accept(body, parse, openai=True)
         answer = OpenAIAnswer(self.service.name, chat, request.include_usage)
         pieces = self._counted(generation, openai=True)
         if request.stream:
             return Stream(list(_SSE), self._openai_events(answer, pieces))
-        text, finished = await self._collect(pieces, openai=True)
+        text, finished = await _collect(pieces)
         return 200, json.dumps(answer.whole(text, finished)).encode(), list(_JSON)
 
     async def triton(self, body: bytes, stream: bool) -> Answer:
@@ -103,7 +105,7 @@ class GenerationRoutes:
         pieces = self._counted(generation, openai=False)
         if stream:
             return Stream(list(_SSE), self._triton_events(pieces))
-        text, finished = await self._collect(pieces, openai=False)
+        text, finished = await _collect(pieces)
         document = triton_answer(name, MODEL_VERSION, text, finished)
         return 200, json.dumps(document).encode(), list(_JSON)
 
@@ -165,13 +167,6 @@ class GenerationRoutes:
                 metrics.cancelled()
             raise
 
-    async def _collect(self, pieces: AsyncIterator[Piece], openai: bool) -> tuple[str, Finished]:
-        texts, finished = [], None
-        async for piece in pieces:
-            texts.append(piece.text)
-            finished = piece.finished
-        return "".join(texts), finished
-
     async def _openai_events(
         self, answer: OpenAIAnswer, pieces: AsyncIterator[Piece]
     ) -> AsyncIterator[bytes]:
@@ -195,3 +190,12 @@ class GenerationRoutes:
                 yield event(triton_answer(name, version, piece.text, piece.finished))
         except GenerateError as exc:
             yield event({"error": str(exc)})
+
+
+async def _collect(pieces: AsyncIterator[Piece]) -> tuple[str, Finished]:
+    """The whole text of a request that is not streamed, and how it ended."""
+    texts, finished = [], None
+    async for piece in pieces:
+        texts.append(piece.text)
+        finished = piece.finished
+    return "".join(texts), finished
