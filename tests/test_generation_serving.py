@@ -374,3 +374,37 @@ def test_sampling_within_a_tiny_top_p_is_greedy_and_wider_sampling_varies(tiny_l
         engine.stop()
     assert nucleus == greedy  # the smallest set reaching top_p is the most likely token alone
     assert hot != greedy  # 12 draws at temperature 2 from a near-uniform 30k vocabulary
+
+
+def test_a_model_failure_fails_its_sequences_and_the_engine_goes_on(tiny_lm):
+    from runners.generation import GenerationError
+
+    lm, tokenizer = tiny_lm
+
+    class FailsOnce:
+        """The model, failing its first call as a device out of memory would."""
+
+        def __init__(self) -> None:
+            self.failed = False
+            self.device = lm.device
+
+        def __call__(self, **inputs):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("out of memory")
+            return lm(**inputs)
+
+    engine = GenerationEngine(FailsOnce(), "continuous", 4, 4096, tokenizer.eos_token_id, 0, 1024)
+    engine.start()
+    request = GenerationRequest(tuple(tokenizer(PROMPT)["input_ids"]), 3, ignore_eos=True)
+
+    async def twice():
+        with pytest.raises(GenerationError, match="out of memory"):
+            async for _ in engine.generate(request):
+                pass
+        return [token.id async for token in engine.generate(request)]
+
+    try:
+        assert len(asyncio.run(twice())) == 3
+    finally:
+        engine.stop()
