@@ -34,6 +34,12 @@ class Overflow(Choice):
     reject = "reject"
 
 
+class GenerationBatching(Choice):
+    continuous = "continuous"
+    static = "static"
+    none = "none"
+
+
 class EndpointProtocol(Choice):
     v2 = "v2"
     json = "json"
@@ -165,6 +171,26 @@ class ServedStrategyConfig(ProcessStrategyConfig):
         )
 
 
+@dataclass
+class GenerationConfig:
+    """How a worker batches token-by-token generation (a generative model's OpenAI and Triton
+    generate endpoints; `runners.generation`): `continuous` lets sequences join and leave the
+    running batch between decode steps (iteration-level, as vLLM and TGI do), `static` runs
+    each batch formed to its end before the next, `none` one sequence at a time."""
+
+    batching: GenerationBatching = GenerationBatching.continuous
+    # Sequences in the running batch at once (a static batch's size); more wait their turn.
+    max_sequences: int = 32
+    # Tokens one step may run: the prompts prefilled (padded to the longest) plus one per
+    # running sequence; a longer prompt is refused (vLLM's max_num_batched_tokens).
+    max_batched_tokens: int = 4096
+
+    def validate(self, at: str) -> None:
+        at_least(self.max_sequences, 1, f"{at}.max_sequences")
+        # The least that serves a one-token prompt beside a full batch.
+        at_least(self.max_batched_tokens, self.max_sequences + 1, f"{at}.max_batched_tokens")
+
+
 @option("strategy")
 @dataclass
 class HttpStrategyConfig(ServedStrategyConfig):
@@ -177,11 +203,14 @@ class HttpStrategyConfig(ServedStrategyConfig):
     # The client's connection pool, all replicas together; a request past it waits, unseen by
     # the driver's late-send check, so keep it above the load's concurrency.
     client_connections: int = 1024
+    # A generative model's token-by-token serving (the worker's /v1 and generate endpoints).
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     runner: ClassVar[str] = "runners.http:HttpRunner"
 
     def validate(self, at: str = "strategy") -> None:
         super().validate(at)
         at_least(self.client_connections, 1, f"{at}.client_connections")
+        self.generation.validate(f"{at}.generation")
 
 
 @option("strategy")
