@@ -27,8 +27,8 @@ _NODE = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 * 2**20}
 
 
 def add(cluster: Cluster, tier: str) -> dict:
+    # Waits for this node to join (not `wait_for_nodes`, which counts a killed node as due).
     node = cluster.add_node(num_cpus=1, resources={"bench_slot": 1, f"tier:{tier}": 1}, **_NODE)
-    cluster.wait_for_nodes()
     raylet = node.all_processes["raylet"][0].process
     return {"tier": tier, "node_id": node.node_id, "raylet_pid": raylet.pid}
 
