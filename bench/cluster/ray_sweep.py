@@ -28,11 +28,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
+from bench.cluster.configuration import Configuration
 from bench.cluster.node_run import NodeResult, measure_configuration
-from bench.cluster.shards import gathered, pack, unpack
+from bench.cluster.shards import gathered, unpack
 from bench.results import RESULTS_FILE
 
 log = logging.getLogger(__name__)
@@ -47,23 +46,12 @@ class ClusterError(RuntimeError):
     configuration; the message says what to start or set."""
 
 
-@dataclass(frozen=True)
-class Configuration:
-    """One job of the sweep: its number, its overrides, its job folder, its tier ("" any)."""
-
-    num: int
-    overrides: tuple[str, ...]
-    folder: Path
-    tier: str
-
-    def resources(self) -> dict[str, float]:
-        wanted = {SLOT: 1.0}
-        if self.tier:
-            wanted[TIER_PREFIX + self.tier] = 1.0
-        return wanted
-
-    def shown(self) -> str:
-        return f"#{self.num} ({' '.join(self.overrides)})"
+def resources(configuration: Configuration) -> dict[str, float]:
+    """The Ray resources a configuration asks for: a slot, on a node of its tier."""
+    wanted = {SLOT: 1.0}
+    if configuration.tier:
+        wanted[TIER_PREFIX + configuration.tier] = 1.0
+    return wanted
 
 
 def _node_run(overrides: list[str], previous: dict[str, bytes]) -> NodeResult:
@@ -139,7 +127,7 @@ def _gather(ray, todo: Sequence[Configuration], retries: int, poll_s: float) -> 
             previous = {RESULTS_FILE: (configuration.folder / RESULTS_FILE).read_bytes()}
         ref = task.options(
             num_cpus=0,
-            resources=configuration.resources(),
+            resources=resources(configuration),
             max_retries=retries,
             retry_exceptions=False,
         ).remote(list(configuration.overrides), previous)
@@ -186,7 +174,7 @@ def _stranded(ray, running: dict) -> dict:
     offered = ray.cluster_resources()
     stranded = {}
     for ref, configuration in running.items():
-        missing = [name for name in configuration.resources() if name not in offered]
+        missing = [name for name in resources(configuration) if name not in offered]
         if missing:
             stranded[ref] = (
                 f"no live node of the Ray cluster offers {', '.join(missing)} any more (its "
@@ -203,4 +191,4 @@ def _record_failure(configuration: Configuration, why: str) -> None:
     log.error(f"{configuration.shown()}: FAILED: {why}")
 
 
-__all__ = ["ClusterError", "Configuration", "check_cluster", "pack", "run_sweep"]
+__all__ = ["ClusterError", "check_cluster", "resources", "run_sweep"]
