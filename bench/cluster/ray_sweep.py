@@ -62,7 +62,12 @@ def _node_run(overrides: list[str], previous: dict[str, bytes]) -> NodeResult:
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
-    env = psutil.Process(int(os.environ["RAY_RAYLET_PID"])).environ()
+    try:
+        env = psutil.Process(int(os.environ["RAY_RAYLET_PID"])).environ()
+    except (KeyError, ValueError, psutil.Error):
+        # The raylet's environment unreadable (another user's process): the worker's, less
+        # the thread count Ray imposes on it.
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     node = f"{socket.gethostname()}/{node_id[:12]}"
     return measure_configuration(overrides, previous, node, env)
 
