@@ -1,11 +1,14 @@
-"""A sweep of 8 load points run on this machine alone and through a 3-node loopback Ray cluster
-(a head and two measuring nodes, tiers a and b; tests/ray_cluster.py), interleaved, two rounds:
-the wall time of each, the time per point spent outside the points' own warm-up and measured
-windows (scheduling, process starts, model builds, gathering), and how far each point's p50 and
-throughput on the cluster are from the same point measured locally.
+"""A sweep of 8 load points (4 configurations of 2 points) run three ways, interleaved, two
+rounds each: on this machine alone (Hydra's own launcher, one process), and through a 3-node
+loopback Ray cluster (a head and two measuring nodes; tests/ray_cluster.py), first with every
+configuration on one node (`tier=a`: the same serial work, plus Ray's scheduling, a process per
+configuration and the gathering), then on both nodes at once. Printed: the wall time of each,
+the time per point outside the points' own warm-up and measured windows, and how far each
+point's p50 and throughput through Ray are from the same point measured locally.
 
 Run: pytest tests/benchmarks/test_cluster_sweep.py --benchmark-only -s
-(On a 2-core host the two nodes share the cores: their points measure side by side.)
+(On a 2-core host the two nodes share the cores, so their points disturb each other: on
+separate machines they would not.)
 """
 
 from __future__ import annotations
@@ -23,79 +26,76 @@ from tests.conftest import checkout_env
 from tests.test_cluster import RAY, RayCluster
 
 WARMUP_S, DURATION_S = 0.5, 2.0
-SWEEP = ["tier=a,b", "model=busy", "model.service_ms=2,5", "scenario.levels=[1,2]"]
+SWEEP = ["model=busy", "model.service_ms=1,2,3,5", "scenario.levels=[1,2]"]
 SWEEP += [f"scenario.warmup_s={WARMUP_S}", f"scenario.duration_s={DURATION_S}"]
 SWEEP += ["accuracy_samples=0", "progress=false", "plan.enabled=false", "report=false"]
-POINTS = 8  # 2 tiers x 2 service times x 2 concurrency levels
-NODES = 2
-KEY = ["tier", "model.service_ms", "label"]
-
-
-def _timed(command: list[str], cwd) -> float:
-    began = time.perf_counter()
-    proc = subprocess.run(command, env=checkout_env(), capture_output=True, text=True, cwd=cwd)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return time.perf_counter() - began
+POINTS = 8
+# variant -> (extra overrides, nodes measuring at once)
+VARIANTS = {"local": ([], 1), "ray, 1 node": (["tier=a"], 1), "ray, 2 nodes": ([], 2)}
+KEY = ["model.service_ms", "label"]
+FIGURES = ["latency_p50_ms", "achieved_qps"]
 
 
 @pytest.mark.skipif(bool(RAY), reason=RAY)
 def test_a_sweep_locally_and_across_a_ray_cluster(benchmark, tmp_path, cache_dir):
     cluster = RayCluster(["a", "b"])
-    walls: dict[str, list[float]] = {"local": [], "ray": []}
-    frames: dict[str, list[pd.DataFrame]] = {"local": [], "ray": []}
+    walls: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    frames: dict[str, list[pd.DataFrame]] = {v: [] for v in VARIANTS}
 
-    def sweep(where: str, round_: int) -> None:
-        folder = tmp_path / f"{where}{round_}"
-        args = ["-m", *SWEEP, f"cache_dir={cache_dir}", f"hydra.sweep.dir={folder}"]
-        if where == "local":
-            command = [sys.executable, "-m", "bench", *args]
-        else:
-            command = ["nsenter", f"--net=/proc/{cluster.proc.pid}/ns/net", sys.executable]
-            command += ["-m", "bench", *args, "hydra/launcher=ray"]
-            command += [f"hydra.launcher.address={cluster.address}"]
-        walls[where].append(_timed(command, tmp_path))
-        frames[where].append(results.load(folder))
+    def sweep(variant: str, round_: int) -> None:
+        extra, _ = VARIANTS[variant]
+        folder = tmp_path / f"{variant.replace(' ', '').replace(',', '-')}{round_}"
+        command = [sys.executable, "-m", "bench", "-m", *SWEEP, *extra]
+        command += [f"cache_dir={cache_dir}", f"hydra.sweep.dir={folder}"]
+        if variant != "local":
+            command = ["nsenter", f"--net=/proc/{cluster.proc.pid}/ns/net", *command]
+            command += ["hydra/launcher=ray", f"hydra.launcher.address={cluster.address}"]
+        began = time.perf_counter()
+        proc = subprocess.run(command, env=checkout_env(), capture_output=True, text=True)
+        walls[variant].append(time.perf_counter() - began)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        frames[variant].append(results.load(folder))
 
     def rounds() -> None:
         for round_ in range(2):
-            sweep("local", round_)
-            sweep("ray", round_)
+            for variant in VARIANTS:
+                sweep(variant, round_)
 
     try:
         benchmark.pedantic(rounds, rounds=1, iterations=1)
     finally:
         cluster.close()
     measured = POINTS * (WARMUP_S + DURATION_S)
+    local = pd.concat(frames["local"]).groupby(KEY)[FIGURES].median()
     print()
-    for where, nodes in (("local", 1), ("ray", NODES)):
-        wall = statistics.median(walls[where])
-        overhead = (wall - measured / nodes) / POINTS
+    for variant, (_, nodes) in VARIANTS.items():
+        wall = statistics.median(walls[variant])
+        outside = (wall - measured / nodes) / POINTS
         print(
-            f"{where:>5}: wall {wall:.1f} s (rounds {', '.join(f'{w:.1f}' for w in walls[where])}),"
-            f" {POINTS} points of {WARMUP_S + DURATION_S:.1f} s on {nodes} node(s): "
-            f"{overhead:.2f} s per point outside the points' windows"
+            f"{variant:>12}: wall {wall:.1f} s (rounds "
+            f"{', '.join(f'{w:.1f}' for w in walls[variant])}); {outside:.2f} s per point "
+            f"outside the points' {WARMUP_S + DURATION_S:.1f} s windows ({nodes} at once)"
         )
-        benchmark.extra_info[f"{where}_wall_s"] = walls[where]
-        benchmark.extra_info[f"{where}_overhead_s_per_point"] = overhead
-    local = pd.concat(frames["local"]).groupby(KEY)[["latency_p50_ms", "achieved_qps"]].median()
-    ray = pd.concat(frames["ray"]).groupby(KEY)[["latency_p50_ms", "achieved_qps"]].median()
-    assert list(local.index) == list(ray.index) and len(local) == POINTS
-    for frame in frames["ray"]:
-        assert set(frame.columns) == set(frames["local"][0].columns)
-    ratio = ray / local
-    table = local.join(ray, lsuffix="_local", rsuffix="_ray").join(ratio.add_suffix("_ratio"))
-    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    spread = {
-        where: pd.concat(frames[where])
-        .groupby(KEY)["latency_p50_ms"]
-        .agg(lambda s: (s.max() - s.min()) / s.median())
-        .median()
-        for where in frames
-    }
-    print(
-        f"p50 cluster/local: median ratio {ratio['latency_p50_ms'].median():.3f}, range "
-        f"{ratio['latency_p50_ms'].min():.3f}-{ratio['latency_p50_ms'].max():.3f}; "
-        f"round-to-round spread of a point's p50 (median): local {spread['local']:.1%}, "
-        f"ray {spread['ray']:.1%}"
-    )
-    benchmark.extra_info["p50_ratio"] = ratio["latency_p50_ms"].tolist()
+        benchmark.extra_info[f"{variant} wall_s"] = walls[variant]
+        for frame in frames[variant]:
+            assert set(frame.columns) == set(frames["local"][0].columns) and len(frame) == POINTS
+        if variant == "local":
+            continue
+        ratio = pd.concat(frames[variant]).groupby(KEY)[FIGURES].median() / local
+        print(
+            f"{'':>12}  p50 / local: median {ratio['latency_p50_ms'].median():.3f} (range "
+            f"{ratio['latency_p50_ms'].min():.3f}-{ratio['latency_p50_ms'].max():.3f}); "
+            f"throughput / local: median {ratio['achieved_qps'].median():.3f} (range "
+            f"{ratio['achieved_qps'].min():.3f}-{ratio['achieved_qps'].max():.3f})"
+        )
+        benchmark.extra_info[f"{variant} p50_ratio"] = ratio["latency_p50_ms"].tolist()
+    overhead = (statistics.median(walls["ray, 1 node"]) - statistics.median(walls["local"])) / 4
+    print(f"Ray's cost per configuration, serially (1 node - local) / 4: {overhead:.2f} s")
+    for variant in VARIANTS:
+        spread = (
+            pd.concat(frames[variant])
+            .groupby(KEY)["latency_p50_ms"]
+            .agg(lambda s: (s.max() - s.min()) / s.median())
+            .median()
+        )
+        print(f"round-to-round spread of a point's p50 (median), {variant}: {spread:.1%}")
