@@ -212,9 +212,9 @@ def _host_key(fingerprint: dict) -> tuple[str, dict]:
 def host_calibration(cache_dir: str, budget_s: float = 30.0) -> dict:
     """This host's calibration, measured once and cached in `<cache_dir>/calibration/<key>.json`.
 
-    The key hashes the host fingerprint's host name, CPU model, core count, ISA flags and library
-    versions, so a new library version or another machine measures again. The result carries the key as
-    `calib_host_key`.
+    The key hashes the host fingerprint's host name, CPU model, core count, ISA flags and
+    library versions, so a new library version or another machine measures again. The result
+    carries the key as `calib_host_key`.
     """
     key, identity = _host_key(host_fingerprint())
     path = Path(os.path.expanduser(cache_dir)) / "calibration" / f"{key}.json"
