@@ -92,6 +92,17 @@ def test_the_planners_manifests_validate_against_the_kubernetes_schemas():
         _valid(manifest)
 
 
+def test_a_setting_out_of_range_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "-m", "hydra/launcher=k8s_jobs", "model=busy"]
+        + ["hydra.launcher.parallelism=0", f"hydra.sweep.dir={tmp_path}"],
+        env=checkout_env(), capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "bench: error: hydra.launcher.parallelism: must be >= 1, got 0" in proc.stderr
+    assert not (tmp_path / "kubernetes").exists()
+
+
 def test_the_schemas_reject_a_field_kubernetes_does_not_know():
     job = {
         "apiVersion": "batch/v1",

@@ -1,8 +1,10 @@
 """What both launchers do with Hydra's jobs: each becomes a Configuration (its number,
 overrides, job folder and tier), and each is answered with a JobReturn."""
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.types import HydraContext
@@ -51,3 +53,10 @@ def returns(found: Sequence[Configuration], configs: dict[int, DictConfig]) -> l
         )
         for c in found
     ]
+
+
+def refuse(why: str) -> NoReturn:
+    """Say why the sweep cannot be sent, in one line on stderr, and exit 2, as `bench` says
+    any configuration error."""
+    print(f"bench: error: {why}", file=sys.stderr)
+    sys.exit(2)

@@ -14,7 +14,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.bench_launchers.jobs import configurations, returns, task_config
+from hydra_plugins.bench_launchers.jobs import configurations, refuse, returns, task_config
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,10 @@ class K8sJobsLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         s = self.settings
-        for field, value in (("parallelism", s.parallelism), ("retries", s.retries)):
-            if value < (1 if field == "parallelism" else 0):
-                raise ValueError(f"hydra.launcher.{field}: out of range, got {value}")
+        if s.parallelism < 1:
+            refuse(f"hydra.launcher.parallelism: must be >= 1, got {s.parallelism}")
+        if s.retries < 0:
+            refuse(f"hydra.launcher.retries: must be >= 0, got {s.retries}")
         found, configs = configurations(
             self.config, self.hydra_context, job_overrides, initial_job_idx
         )

@@ -20,7 +20,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.bench_launchers.jobs import configurations, returns, task_config
+from hydra_plugins.bench_launchers.jobs import configurations, refuse, returns, task_config
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +55,27 @@ class RayLauncher(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from bench.cluster.ray_sweep import run_sweep
+        from bench.cluster.ray_sweep import ClusterError, run_sweep
         from bench.run import points_left
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         if self.retries < 0:
-            raise ValueError(f"hydra.launcher.retries: must be >= 0, got {self.retries}")
+            refuse(f"hydra.launcher.retries: must be >= 0, got {self.retries}")
         found, configs = configurations(
             self.config, self.hydra_context, job_overrides, initial_job_idx
         )
         log.info(f"Ray launcher: {len(found)} configurations, to {self.address}")
-        failures = run_sweep(
-            found,
-            self.address,
-            self.retries,
-            lambda c: points_left(task_config(configs[c.num]), c.folder),
-        )
+        try:
+            failures = run_sweep(
+                found,
+                self.address,
+                self.retries,
+                lambda c: points_left(task_config(configs[c.num]), c.folder),
+            )
+        except ClusterError as exc:
+            refuse(str(exc))
         for num, why in failures.items():
             print(f"FAILED configuration #{num}: {why}")
         return returns(found, configs)
