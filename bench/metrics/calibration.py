@@ -245,8 +245,11 @@ def calibrate(budget_s: float = 30.0) -> dict:
 
 def _host_key(fingerprint: dict) -> tuple[str, dict]:
     """The cache key: what makes a calibration of this host valid on a later run."""
+    # The host's name too: machines alike in every other field (a cluster's nodes, sharing a
+    # cache folder over NFS, say) each calibrate themselves.
     identity = {
         "version": CALIBRATION_VERSION,
+        "host": fingerprint.get("host_name", ""),
         "cpu": fingerprint.get("host_cpu_model", ""),
         "cores": fingerprint.get("host_cores", 0),
         "isa": fingerprint.get("host_isa", ""),
@@ -259,9 +262,9 @@ def _host_key(fingerprint: dict) -> tuple[str, dict]:
 def host_calibration(cache_dir: str, budget_s: float = 30.0) -> dict:
     """This host's calibration, measured once and cached in `<cache_dir>/calibration/<key>.json`.
 
-    The key hashes the host fingerprint's CPU model, core count, ISA flags and library versions,
-    so a new library version or another machine measures again. The result carries the key as
-    `calib_host_key`.
+    The key hashes the host fingerprint's host name, CPU model, core count, ISA flags and
+    library versions, so a new library version or another machine measures again. The result
+    carries the key as `calib_host_key`.
     """
     key, identity = _host_key(host_fingerprint())
     path = Path(os.path.expanduser(cache_dir)) / "calibration" / f"{key}.json"
