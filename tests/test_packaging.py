@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -128,26 +129,50 @@ def test_the_serve_extra_is_declared_and_is_a_part_of_the_dependencies():
     assert not serve & {"pandas", "pyarrow", "hdrhistogram", "aiohttp", "jinja2", "pytest"}
 
 
+_OWNERS = """
+import json, importlib.metadata as m
+top = m.packages_distributions()
+sub = {}
+for dist in m.distributions():
+    for file in dist.files or []:
+        parts = file.parts
+        if len(parts) > 2 and len(top.get(parts[0], ())) > 1:
+            name = parts[0] + "." + parts[1].removesuffix(".py")
+            sub.setdefault(name, set()).add(dist.metadata["Name"])
+print(json.dumps({"top": top, "sub": {name: sorted(d) for name, d in sub.items()}}))
+"""
+
+
 @functools.cache
-def _owners() -> dict[str, list[str]]:
-    """Top-level module -> distributions, as a fresh interpreter sees them: this process's may
-    also see copies vendored inside a package (importing setuptools puts its _vendor folder,
-    backports.tarfile and all, on sys.path)."""
-    code = "import json, importlib.metadata as m; print(json.dumps(m.packages_distributions()))"
+def _owners() -> Callable[[str], list[str]]:
+    """Module -> the distributions that install it, as a fresh interpreter sees them (this
+    process's may also see copies vendored inside a package: importing setuptools puts its
+    _vendor folder, backports.tarfile and all, on sys.path). By top-level name, except in a
+    namespace package several distributions share (`google`: protobuf, and Ray's
+    google-api-core), where the name below it says which (`google.protobuf`)."""
     found = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", _OWNERS],
         env=checkout_env(),
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    return json.loads(found.stdout)
+    tables = json.loads(found.stdout)
+    top, sub = tables["top"], tables["sub"]
+
+    def owners(module: str) -> list[str]:
+        parts = module.split(".")
+        if len(top.get(parts[0], ())) > 1:  # the namespace alone is no distribution's code
+            return sub.get(".".join(parts[:2]), top[parts[0]]) if len(parts) > 1 else []
+        return top.get(parts[0], [])
+
+    return owners
 
 
 def _worker_imports(tmp_path: Path, overrides: list[str], protocol: str) -> set[str]:
-    """The top-level modules a real worker process imported, up to serving its first request
-    (`python -X importtime` lists each module at its first import)."""
+    """The modules (two levels: `google.protobuf`) a real worker process imported, up to serving
+    its first request (`python -X importtime` lists each module at its first import)."""
     config = tmp_path / f"{protocol}.yaml"
     config.write_text(worker_config(compose(overrides), 1))
     port = free_port_run("127.0.0.1", 1)
@@ -175,7 +200,7 @@ def _worker_imports(tmp_path: Path, overrides: list[str], protocol: str) -> set[
             worker.stdin.close()
             worker.wait(timeout=60)
     found = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)", log.read_text(), re.M)
-    return {name.split(".")[0] for name in found}
+    return {".".join(name.split(".")[:2]) for name in found}
 
 
 @pytest.mark.parametrize(
@@ -193,7 +218,7 @@ def test_a_serving_worker_imports_only_what_the_serve_extra_installs(
 ):
     modules = _worker_imports(tmp_path, [*overrides, f"cache_dir={cache_dir}"], protocol)
     owners = _owners()
-    imported = {canonicalize_name(d) for m in modules for d in owners.get(m, [])}
+    imported = {canonicalize_name(d) for m in modules for d in owners(m)}
     allowed = _installed_closure(_serve_extra()) | {DISTRIBUTION, *OPTIONAL_IMPORTS}
     assert imported, "no imports read: was the worker run with -X importtime?"
     assert sorted(imported - allowed) == []
