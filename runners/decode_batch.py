@@ -16,14 +16,7 @@ from typing import Any
 
 import torch
 
-
-@dataclass(frozen=True)
-class Sampling:
-    """How the next token is chosen: greedily at temperature 0, else sampled from the softmax
-    at `temperature`, within the smallest set of tokens whose probability reaches `top_p`."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
+from runners.generation_messages import Sampling
 
 
 @dataclass

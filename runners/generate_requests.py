@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runners.decode_batch import Sampling
+from runners.generation_messages import Sampling
 
 # OpenAI's documented defaults: 16 tokens for a completion; temperature and top_p 1.
 COMPLETION_MAX_TOKENS = 16

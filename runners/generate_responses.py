@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from runners.generation import Finished
+from runners.generation_messages import Finished
 
 DONE = b"data: [DONE]\n\n"
 

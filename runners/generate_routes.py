@@ -27,12 +27,18 @@ from runners.generate_requests import (
     triton_request,
 )
 from runners.generate_responses import DONE, OpenAIAnswer, event, openai_error, triton_answer
-from runners.generation import EngineStopped, Finished, GenerationError, GenerationRequest
-from runners.generation_service import GenerationService, Piece
+from runners.generation_messages import (
+    EngineStopped,
+    Finished,
+    GenerationError,
+    GenerationRequest,
+    Piece,
+)
 from runners.model_service import MODEL_VERSION
 from runners.serving import clock
 
 if TYPE_CHECKING:
+    from runners.generation_service import GenerationService
     from runners.model_service import ModelService
 
 _JSON = [(b"content-type", b"application/json")]

@@ -26,39 +26,16 @@ from typing import Any
 
 import torch
 
-from runners.decode_batch import DecodeBatch, Sampling, keep, merge, prefill, step
+from runners.decode_batch import DecodeBatch, keep, merge, prefill, step
+from runners.generation_messages import (
+    EngineStopped,
+    Finished,
+    GenerationError,
+    GenerationRequest,
+    Token,
+)
 
 clock = time.perf_counter
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """Token ids in; at most `max_tokens` out. The end-of-text token ends a sequence early
-    unless `ignore_eos` (so that every request of a benchmark generates exactly max_tokens)."""
-
-    prompt: tuple[int, ...]
-    max_tokens: int
-    sampling: Sampling = Sampling()
-    ignore_eos: bool = False
-
-
-@dataclass(frozen=True)
-class Finished:
-    """How a sequence ended: "length" (max_tokens or the context) or "stop" (end of text),
-    its token counts, and its time waiting before its prefill began."""
-
-    reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    queue_s: float
-
-
-@dataclass(frozen=True)
-class Token:
-    """One generated token; `finished` is set on a sequence's last."""
-
-    id: int
-    finished: Finished | None = None
 
 
 @dataclass
@@ -72,14 +49,6 @@ class _Sequence:
     generated: int = 0
     done: bool = False
     cancelled: bool = False
-
-
-class GenerationError(RuntimeError):
-    """The model failed while generating a sequence."""
-
-
-class EngineStopped(RuntimeError):
-    """A request to an engine that is stopping."""
 
 
 class GenerationEngine:

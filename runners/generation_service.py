@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from runners.generate_requests import BadRequest, TextRequest
-from runners.generation import Finished, GenerationEngine, GenerationRequest
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One generated token: its id, the text it adds to the completion and, on the last,
-    how the sequence ended (its text then includes what earlier tokens held back)."""
-
-    token: int
-    text: str
-    finished: Finished | None = None
+from runners.generation import GenerationEngine
+from runners.generation_messages import GenerationRequest, Piece
 
 
 class IncrementalDecoder:

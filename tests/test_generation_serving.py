@@ -14,8 +14,8 @@ import torch
 from bench.config.model import CausalLMConfig
 from bench.models import build_model
 from runners import Request, build_runner
-from runners.decode_batch import Sampling
-from runners.generation import GenerationEngine, GenerationRequest
+from runners.generation import GenerationEngine
+from runners.generation_messages import GenerationRequest, Sampling
 from tests.conftest import compose
 
 TINY_LM = [
@@ -377,7 +377,7 @@ def test_sampling_within_a_tiny_top_p_is_greedy_and_wider_sampling_varies(tiny_l
 
 
 def test_a_model_failure_fails_its_sequences_and_the_engine_goes_on(tiny_lm):
-    from runners.generation import GenerationError
+    from runners.generation_messages import GenerationError
 
     lm, tokenizer = tiny_lm
 
