@@ -41,6 +41,7 @@ def _endpoint(url: str, cache_dir: str, *more: str) -> list[str]:
         "progress=false",
         f"cache_dir={cache_dir}",
         *LENIENT,
+        "scenario.stability_windows=1",
         *more,
     ]
 
@@ -117,6 +118,44 @@ def test_an_openai_server_is_measured_from_its_stream(paced_server, tmp_path, ca
     assert (answered["output_tokens"] == 8).all() and (answered["tokens_from_usage"] == 1).all()
     assert all(len(times) == 8 for times in answered["token_times"])
     assert (answered["first_token"] - answered["intended"] >= FIRST_TOKEN_MS / 1e3).all()
+
+
+def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path, cache_dir):
+    from bench import results
+    from bench.capacity.plan import plan_results
+
+    run_benchmark(compose(_endpoint(paced_server, cache_dir)), tmp_path)
+    frame = results.load(tmp_path)
+    row = frame.iloc[0]
+    lax = ["plan.peak_qps=100", "plan.slo_ttft_ms=5000", "plan.slo_tpot_ms=1000"]
+    plan = plan_results(frame, compose(_endpoint(paced_server, cache_dir, *lax)))
+    sized = plan.sizing.iloc[0]
+    # A server the user runs is sized as itself: copies of the deployment at its URL.
+    assert sized["server"] == f"the deployment at {paced_server}"
+    assert sized["capacity_qps"] == pytest.approx(row["achieved_qps"])
+    assert sized["servers"] == np.ceil(100 * 1.3 / row["achieved_qps"])
+    assert sized["capacity_output_tokens_per_s"] == pytest.approx(row["output_tokens_per_s"])
+    assert "deploy" in plan.recommendation and "output tokens/s" in plan.recommendation
+    # No rate meets a TTFT below the server's first-token delay: nothing is sized.
+    strict = compose(_endpoint(paced_server, cache_dir, "plan.slo_ttft_ms=1"))
+    assert plan_results(frame, strict).sizing["servers"].isna().all()
+    # Served here (as the harness's own worker would be): every catalog server, scaled, with
+    # a cost per million output tokens where priced.
+    here = frame.assign(config=frame["config"].str.replace('"endpoint"', '"http"'))
+    priced = compose(
+        [
+            *_endpoint(paced_server, cache_dir, *lax),
+            "++catalog.prices={intel-core-i7-8700: {eur_per_month: 90, as_of: 2026-10-07, source: test}}",
+        ]
+    )
+    table = plan_results(here, priced).sizing
+    cpu_only = table[table["unsized_reason"].isna()] if "unsized_reason" in table else table
+    assert len(cpu_only) > 1 and (cpu_only["capacity_qps"] > 0).all()
+    priced_row = table[table["server_id"] == "intel-core-i7-8700"].iloc[0]
+    tokens_a_month = 100 * 8 * 30.44 * 24 * 3600
+    assert priced_row["cost_per_million_output_tokens_eur"] == pytest.approx(
+        priced_row["servers"] * 90 / (tokens_a_month / 1e6)
+    )
 
 
 def test_a_missed_ttft_slo_counts_no_goodput_and_fails_the_point(paced_server, tmp_path, cache_dir):
