@@ -145,7 +145,8 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     priced = compose(
         [
             *_endpoint(paced_server, cache_dir, *lax),
-            "++catalog.prices={intel-core-i7-8700: {eur_per_month: 90, as_of: 2026-10-07, source: test}}",
+            "++catalog.prices={intel-core-i7-8700: "
+            "{eur_per_month: 90, as_of: 2026-10-07, source: test}}",
         ]
     )
     table = plan_results(here, priced).sizing
