@@ -165,6 +165,18 @@ def test_a_missed_ttft_slo_counts_no_goodput_and_fails_the_point(paced_server, t
     row = run_benchmark(cfg, tmp_path).iloc[0]
     assert row["status"] == "measured" and row["goodput_qps"] == 0 and row["slo_attainment"] == 0
     assert not row["valid"] and "SLO missed" in row["invalid_reasons"]
+    # The report shows the token figures and columns for a generative run.
+    from reports.build import build_report
+
+    html = build_report(tmp_path).read_text()
+    shown = (
+        "Time to first token and inter-token latency",
+        "Goodput against offered rate",
+        "Tokens/s per request against total tokens/s",
+        "TTFT p99",
+        "goodput",
+    )
+    assert all(text in html for text in shown)
 
 
 def test_chat_without_usage_counts_chunks_and_early_stops_show(tmp_path, cache_dir):
