@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.cli import summary_table
 from bench.config import generative, validate
 from bench.load.generation import Lengths, TokenCounter, load_tokenizer, prompt_supply
 from bench.load.generation_stats import summarize_generation
@@ -127,6 +128,9 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     run_benchmark(compose(_endpoint(paced_server, cache_dir)), tmp_path)
     frame = results.load(tmp_path)
     row = frame.iloc[0]
+    # What `bench` prints at the end of a generative run: first token, pace, tokens/s.
+    header = summary_table(frame).splitlines()[0]
+    assert all(name in header for name in ("TTFT p99", "TPOT p99", "tokens/s", "goodput"))
     lax = ["plan.peak_qps=100", "plan.slo_ttft_ms=5000", "plan.slo_tpot_ms=1000"]
     plan = plan_results(frame, compose(_endpoint(paced_server, cache_dir, *lax)))
     sized = plan.sizing.iloc[0]
