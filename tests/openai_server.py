@@ -62,7 +62,8 @@ class Server:
             return _error(400, "the body must be a JSON object")
         if body.get("model") != self.args.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "model")
-        max_tokens = body.get("max_tokens", 16)
+        # Chat's current name for it first, as OpenAI's API reads them.
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens", 16))
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             return _error(
                 400, f"max_tokens must be an integer >= 1, got {max_tokens!r}", "max_tokens"

@@ -202,6 +202,27 @@ def test_a_server_that_refuses_is_a_recorded_failure_naming_why(paced_server, tm
     assert "HTTP 404" in row["error"] and "other" in row["error"]
 
 
+def test_the_client_reports_the_servers_refusal(paced_server):
+    import asyncio
+
+    from bench.load.generation import Prompt
+    from runners.openai_client import OpenAIClient
+    from runners.remote import RemoteError
+
+    async def ask(prompt: Prompt) -> None:
+        client = OpenAIClient("tiny")
+        await client.open()
+        try:
+            await client.generate(paced_server, [prompt])
+        finally:
+            await client.close()
+
+    with pytest.raises(RemoteError, match="HTTP 400: max_tokens must be an integer >= 1"):
+        asyncio.run(ask(Prompt("hello there", 2, 0)))
+    with pytest.raises(RemoteError, match="one prompt, got 2"):
+        asyncio.run(OpenAIClient("tiny").generate(paced_server, ["a", "b"]))
+
+
 def test_generative_settings_are_checked_naming_the_field():
     base = ["strategy=endpoint", "strategy.protocol=openai"]
     with pytest.raises(ConfigError, match="strategy.model_name"):
