@@ -178,6 +178,14 @@ _EXAMPLES = (
     ("bench scenario=slo_search scenario.slo_ms=50", "the highest rate whose p99 meets 50 ms"),
     ("bench -m backend=torch,onnxruntime", "a sweep: one run per backend, one report over both"),
     ("bench +experiment=tiers", "one model at three tiers of this host, predicted from each other"),
+    (
+        "bench -m hydra/launcher=ray tier=epyc-2c,xeon-8c backend=torch,onnxruntime",
+        "a sweep across a Ray cluster, each configuration on a node of its tier (README)",
+    ),
+    (
+        "bench -m hydra/launcher=k8s_jobs tier=pool-a,pool-b",
+        "the sweep written as Kubernetes Jobs, one per tier, measuring nothing here",
+    ),
     ("bench model=mlp hydra.run.dir=out/mlp", "choose the run folder"),
     ("bench-plan out/mlp plan.peak_qps=800", "plan again from stored results, measuring nothing"),
     ("bench-report out/mlp", "render the report again"),
@@ -569,7 +577,7 @@ def _compare(folders: list[str], out: Path, overrides: list[str], prog: str) -> 
         cfg, _ = replan_config(Path(folders[0]), overrides)
         validate(cfg)
         if (frame.get("status") == "measured").any():
-            plan_results(frame, cfg).write(out)
+            plan_results(frame, cfg, out).write(out)
     except (
         ConfigError,
         FileNotFoundError,

@@ -33,6 +33,8 @@ QUEUE = f"{PREFIX}_queue_duration_seconds"
 COMPUTE = f"{PREFIX}_compute_duration_seconds"
 # Histogram of items per predictor call, per call (a batch of 8 requests is one observation).
 BATCH_SIZE = f"{PREFIX}_batch_size"
+# Counter (the exposition adds `_total`): tokens a generative model generated for requests.
+GENERATED_TOKENS = f"{PREFIX}_generated_tokens_total"
 # Gauge: requests inside the worker now.
 IN_FLIGHT = f"{PREFIX}_requests_in_flight"
 # Info (the exposition adds `_info`): one series per worker process, whose labels name what it

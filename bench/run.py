@@ -37,8 +37,8 @@ from bench.results import SCHEMA_VERSION, ResultsStore, tier_of
 
 # Distinct request payloads cycled through by a load point (cheap to make, enough to vary).
 _PAYLOADS = 64
-# Fields that change how a run is shown or planned, not what it measures.
-_NOT_MEASURED = ("progress", "report", "plan", "catalog")
+# Fields that change how a run is shown or planned, or name where it ran, not what it measures.
+_NOT_MEASURED = ("progress", "report", "plan", "catalog", "node")
 
 
 class Interrupted(Exception):
@@ -60,19 +60,28 @@ def run_benchmark(cfg: DictConfig, run_dir: str | Path) -> pd.DataFrame:
     store.check_writable()
     scenario = typed("scenario", cfg.scenario)
     key = _measurement_key(cfg, scenario.point_lists)
-    rows = store.rows()
-    # Points measured before under this very configuration are kept, not measured again;
-    # failed ones are tried again.
-    history = (
-        []
-        if rows.empty
-        else rows[
-            (rows["config"] == json.dumps(key, sort_keys=True)) & (rows["status"] == "measured")
-        ].to_dict("records")
-    )
+    history = _history(store, key)
     if scenario.next_point(history) is not None:
         asyncio.run(_until_signalled(_measure(cfg, scenario, key, history, store)))
     return store.rows()
+
+
+def points_left(cfg: DictConfig, run_dir: str | Path) -> bool:
+    """Whether `run_benchmark(cfg, run_dir)` would measure anything: False once every point of
+    `cfg` is stored in `run_dir` as measured (wherever it was measured)."""
+    scenario = typed("scenario", cfg.scenario)
+    key = _measurement_key(cfg, scenario.point_lists)
+    return scenario.next_point(_history(ResultsStore(run_dir), key)) is not None
+
+
+def _history(store: ResultsStore, key: dict) -> list[dict]:
+    """Points measured before under this very configuration: kept, not measured again; failed
+    ones are tried again."""
+    rows = store.rows()
+    if rows.empty:
+        return []
+    same = (rows["config"] == json.dumps(key, sort_keys=True)) & (rows["status"] == "measured")
+    return rows[same].to_dict("records")
 
 
 async def _until_signalled(work) -> None:
@@ -143,6 +152,9 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibra
         for name, value in key[group].items():
             row[f"{group}.{name}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     row.update(host_fingerprint())
+    # Which machine measured: the host's name, or the cluster node a launcher names (several
+    # nodes can share one host name).
+    row["node"] = cfg.node or row["host_name"]
     row.update(calibration)
     row["tier"] = tier_of(row, cfg.tier)
     return row
@@ -163,15 +175,16 @@ def _served_elsewhere(cfg: DictConfig) -> bool:
 
 def _token_counter(cfg: DictConfig, bundle: ModelBundle | None) -> TokenCounter | None:
     """What prompts are counted and cut with, for a generative run (None for any other): the
-    tokenizer `strategy.generation.tokenizer` names, else the model's own where the harness
+    tokenizer `strategy.openai.tokenizer` names, else the model's own where the harness
     builds one that has it, else words."""
     if not generative(cfg):
         return None
-    path = OmegaConf.select(cfg, "strategy.generation.tokenizer")
+    path = OmegaConf.select(cfg, "strategy.openai.tokenizer")
     if path:
         return load_tokenizer(path)
-    own = getattr(bundle, "tokenizer", None)
-    return TokenCounter(own, cfg.model.name) if own is not None else TokenCounter()
+    if bundle is not None and bundle.tokenizer is not None:
+        return TokenCounter(bundle.tokenizer(), cfg.model.name)
+    return TokenCounter()
 
 
 def _failed(row: dict, error: str) -> dict:

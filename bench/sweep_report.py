@@ -13,7 +13,11 @@ class SweepReport(Callback):
     where its runs span several hardware tiers, the tier comparison too (`tiers.html`)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from bench.results import result_files
+
         sweep_dir = config.hydra.sweep.dir
+        if not result_files(sweep_dir):
+            return  # nothing measured here (a sweep exported as Kubernetes Jobs, say)
         if config.plan.enabled:
             from bench.capacity.plan import write_plan
 

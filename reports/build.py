@@ -750,6 +750,30 @@ def plan_section(plan: Plan | None) -> dict | None:
         ],
         "folder": str(plan.folder),
         "autoscaling": _autoscaling(plan),
+        "pod_check": plan.pod_check_sentence,
+        "checked": _checked(plan),
+    }
+
+
+def _checked(plan: Plan) -> dict | None:
+    """Another plan's prediction for its pod beside what the pod sustained in this run."""
+    if plan.checked.empty:
+        return None
+    row = plan.checked.iloc[0]
+    measured = row["measured_qps"]
+    sustained = (
+        f"sustained {measured:.1f} requests/s ({row['measured_from']}): the prediction was "
+        f"{row['error_pct']:+.1f}% off, {'inside' if row['in_band'] else 'outside'} its band"
+        if pd.notna(measured) and measured > 0
+        else "sustained no rate within the SLO at a valid point"
+    )
+    return {
+        "sentence": (
+            f"The plan in {row['plan']} predicted {row['predicted_qps']:.1f} requests/s (band "
+            f"{row['predicted_low_qps']:.1f}-{row['predicted_high_qps']:.1f}) for its pod "
+            f"({row['pod']}; {row['configuration']}) on {row['host']}. Measured here under the "
+            f"pod's limits, it {sustained}."
+        ),
     }
 
 

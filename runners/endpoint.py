@@ -56,12 +56,12 @@ class EndpointRunner(Runner):
         if st.protocol == "openai":
             self._openai = OpenAIClient(
                 self.model_name,
-                str(st.generation.api),
-                st.generation.ignore_eos,
+                str(st.openai.api),
+                st.openai.ignore_eos,
                 st.client_connections,
                 credential_headers(st),
             )
-            self._facts.strategy_facts["openai_api"] = str(st.generation.api)
+            self._facts.strategy_facts["openai_api"] = str(st.openai.api)
 
     async def start(self) -> None:
         """Wait up to `start_timeout_s` for the service to say it is ready (v2, openai) or to

@@ -113,8 +113,8 @@ class HttpRunner(RemoteRunner):
         if generative(cfg):
             self._openai = OpenAIClient(
                 self.model_name,
-                str(st.generation.api),
-                st.generation.ignore_eos,
+                str(st.openai.api),
+                st.openai.ignore_eos,
                 st.client_connections,
             )
 

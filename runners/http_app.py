@@ -6,6 +6,8 @@ endpoints, run by uvicorn.
     GET  /v2/models/{name}[/versions/{v}]      model metadata
     GET  /v2/models/{name}[/versions/{v}]/ready
     POST /v2/models/{name}[/versions/{v}]/infer   JSON, or binary tensors
+    POST /v2/models/{name}[/versions/{v}]/generate[_stream]   Triton's generate extension
+    GET  /v1/models, POST /v1/completions, /v1/chat/completions   OpenAI's (runners.generate_routes)
     GET  /v2/models/{name}[/versions/{v}]/config  Triton's model configuration extension
     GET  /v2/models[/{name}[/versions/{v}]]/stats Triton's statistics extension
     GET  /v2/bench/worker                      our extension: what the worker measured
@@ -32,6 +34,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from runners import protocol
+from runners.generate_routes import Answer, GenerateError, GenerationRoutes, Stream
 from runners.model_service import EXTENSIONS, SERVER_NAME, ModelService, UnknownModel
 
 _JSON = b"application/json"
@@ -55,18 +58,27 @@ class InferenceApp:
         self.service = service
         self.max_request_bytes = max_request_bytes
         self.startup = startup
+        self.generation = GenerationRoutes(service)
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             try:
-                status, body, headers = await self._route(scope, receive)
+                answer = await self._route(scope, receive)
             except HttpError as exc:
-                status, body = exc.status, json.dumps({"error": str(exc)}).encode()
-                headers = [(b"content-type", _JSON)]
+                error = json.dumps({"error": str(exc)}).encode()
+                if scope["path"].startswith("/v1/"):
+                    error = GenerateError(exc.status, str(exc), openai=True).body()
+                answer = exc.status, error, [(b"content-type", _JSON)]
                 if exc.status == 413:  # the rest of the body is not read: the connection goes
-                    headers.append((b"connection", b"close"))
+                    answer[2].append((b"connection", b"close"))
+            except GenerateError as exc:
+                answer = exc.status, exc.body(), [(b"content-type", _JSON)]
+            if isinstance(answer, Stream):
+                await _stream(answer, send, receive)
+                return
+            status, body, headers = answer
             headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -87,13 +99,15 @@ class InferenceApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _route(self, scope: dict, receive: Callable) -> tuple[int, bytes, list]:
+    async def _route(self, scope: dict, receive: Callable) -> Answer:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts == ["metrics"] and self.service.metrics is not None:
             _expect(method, "GET")
             body, content_type = self.service.metrics.exposition()
             return 200, body, [(b"content-type", content_type.encode())]
+        if parts[0] == "v1":
+            return await self._openai(parts[1:], method, scope, receive)
         if parts[0] != "v2":
             raise HttpError(404, f"no such path: {scope['path']}")
         rest = parts[1:]
@@ -123,6 +137,20 @@ class InferenceApp:
             if tail == ["infer"]:
                 _expect(method, "POST")
                 return await self._infer(scope, receive)
+            if tail in (["generate"], ["generate_stream"]):
+                _expect(method, "POST")
+                body = await self._body(dict(scope["headers"]), receive)
+                return await self.generation.triton(body, stream=tail == ["generate_stream"])
+        raise HttpError(404, f"no such path: {scope['path']}")
+
+    async def _openai(self, rest: list[str], method: str, scope: dict, receive: Callable) -> Answer:
+        if rest == ["models"]:
+            _expect(method, "GET")
+            return self.generation.models()
+        if rest in (["completions"], ["chat", "completions"]):
+            _expect(method, "POST")
+            body = await self._body(dict(scope["headers"]), receive)
+            return await self.generation.openai(body, chat=rest == ["chat", "completions"])
         raise HttpError(404, f"no such path: {scope['path']}")
 
     def _document(self, rest: list[str]) -> dict[str, Any]:
@@ -168,6 +196,31 @@ class InferenceApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+async def _stream(stream: Stream, send: Callable, receive: Callable) -> None:
+    """Send `stream`'s chunks as they come (each one written to the socket at once); stop
+    making them when the client goes away."""
+    await send({"type": "http.response.start", "status": 200, "headers": stream.headers})
+
+    async def pump() -> None:
+        async for chunk in stream.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    sending, watching = asyncio.ensure_future(pump()), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({sending, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sending, watching):
+            task.cancel()
+        await asyncio.gather(sending, watching, return_exceptions=True)
+    if sending.done() and not sending.cancelled() and sending.exception() is not None:
+        raise sending.exception()
 
 
 def _expect(method: str, allowed: str) -> None:

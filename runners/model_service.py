@@ -28,6 +28,7 @@ from runners.protocol import (
 from runners.serving import ServingCore, clock
 
 if TYPE_CHECKING:
+    from runners.generation_service import GenerationService
     from runners.worker_metrics import WorkerMetrics
 
 SERVER_NAME = "bench-worker"
@@ -51,10 +52,13 @@ class ModelService:
         protocol: str,
         spawned_at: float,
         entered_at: float | None = None,
+        generation: Any = None,
     ) -> None:
         """`spawned_at`: the parent's `time.monotonic()` when it started this process (one
         clock for every process on the host), so the worker can time its own start;
-        `entered_at`: when the interpreter began running our code (default: now)."""
+        `entered_at`: when the interpreter began running our code (default: now);
+        `generation`: how a generative model's tokens are batched (`strategy.generation`;
+        None: its generation endpoints are off)."""
         self.name = name
         self.core = core
         self.protocol = protocol
@@ -70,6 +74,10 @@ class ModelService:
         self.metrics: WorkerMetrics | None = None
         self.metrics_port: int | None = None
         self._metadata: dict[str, Any] = {}
+        self.generation_settings = generation
+        # A generative model's token-by-token serving, once started; else why there is none.
+        self.generation: GenerationService | None = None
+        self.generation_refusal = "it is not a generative model (model=causal_lm is)"
 
     async def start(self, build: Callable[[], Predictor]) -> None:
         """Build the predictor and run it once; the server listens only after this."""
@@ -96,6 +104,24 @@ class ModelService:
                 }
             ],
         }
+        if bundle.tokenizer is not None:
+            await self._start_generation()
+
+    async def _start_generation(self) -> None:
+        """The generation engine over the predictor's language model, warmed with one short
+        generation; or, where it cannot run, why not (`generation_refusal`)."""
+        from runners.generation_service import start_generation
+
+        predictor = self.core.predictor
+        if self.generation_settings is None:
+            self.generation_refusal = f"strategy {self.protocol!r} serves no generation"
+            return
+        if predictor.info.backend != "torch":
+            self.generation_refusal = (
+                f"generation runs with backend=torch, not backend={predictor.info.backend}"
+            )
+            return
+        self.generation = await start_generation(self.name, predictor, self.generation_settings)
 
     def import_backend(self, backend: str) -> None:
         """Import the backend's module and framework, timed: `build` calls it first, so the
@@ -105,6 +131,9 @@ class ModelService:
         self.framework_import_s += time.monotonic() - began
 
     async def stop(self) -> None:
+        if self.generation is not None:
+            self.generation.engine.stop()
+            self.generation = None
         await self.core.stop()
 
     def check(self, name: str, version: str = "") -> None:
@@ -214,4 +243,6 @@ class ModelService:
             "batch_sizes": {str(k): v for k, v in sorted(self.core.batch_sizes.items())},
             "metrics_port": self.metrics_port,
             "predictor": self.core.predictor.info.as_row(),
+            # How the generation engine batched so far (None: the model does not generate).
+            "generation": self.generation.engine.facts() if self.generation else None,
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -148,14 +149,15 @@ def _signal_group(child: Child, signum: int) -> None:
 
 def free_port_run(host: str, count: int, attempts: int = 50) -> int:
     """The first of `count` consecutive ports free on `host` (checked by binding them; another
-    process may still take one before our servers bind, and their start then fails loudly)."""
+    process may still take one before our servers bind, and their start then fails loudly).
+
+    They are drawn below the kernel's ephemeral range: a port in it can be taken at any moment as
+    the local end of an outgoing connection (our own client's, a scraper's), and a server started
+    a moment later on it then fails with "address already in use"."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    low, high = _listen_range(count)
     for _ in range(attempts):
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.bind((host, 0))
-            first = probe.getsockname()[1]
-        if first + count > 65536:
-            continue
+        first = random.randint(low, high)
         with ExitStack() as stack:
             try:
                 for port in range(first, first + count):
@@ -165,3 +167,21 @@ def free_port_run(host: str, count: int, attempts: int = 50) -> int:
                 continue
             return first
     raise RunnerError(f"found no {count} consecutive free ports on {host}")
+
+
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _listen_range(count: int) -> tuple[int, int]:
+    """Where a run of `count` listening ports may start: from 10000 up to the ephemeral range's
+    start (Linux's, else IANA's 49152); above that range where it leaves too little below; any
+    unprivileged port where it leaves no room either side."""
+    try:
+        ephemeral_low, ephemeral_high = (int(v) for v in EPHEMERAL.read_text().split())
+    except (OSError, ValueError):
+        ephemeral_low, ephemeral_high = 49152, 65535
+    if ephemeral_low - count > 10000 + 1000:
+        return 10000, ephemeral_low - count
+    if 65536 - count - ephemeral_high > 1000:
+        return ephemeral_high + 1, 65536 - count
+    return 1024, 65536 - count

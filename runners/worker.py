@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None, entered_at: float | None = None) -> int:
     from runners.serving import ServingCore, build_from_config
 
     cfg = OmegaConf.load(args.config)
+    # Token-by-token generation is served over HTTP (OpenAI, Triton generate) only.
+    generation = OmegaConf.select(cfg, "strategy.generation") if args.protocol == "http" else None
     service = ModelService(
         cfg.model.name,
         ServingCore.from_strategy(cfg.strategy),
         args.protocol,
         args.spawned_at,
         entered_at,
+        generation=generation,
     )
     # Prometheus metrics unless the strategy switches them off (`strategy.metrics: false`).
     if OmegaConf.select(cfg, "strategy.metrics", default=True):

@@ -63,6 +63,12 @@ class WorkerMetrics:
             [names.MODEL_LABEL, "reason"],
             registry=self.registry,
         )
+        self._tokens = Counter(
+            names.GENERATED_TOKENS.removesuffix("_total"),
+            "Tokens generated for requests (a generative model's; streamed or not).",
+            label,
+            registry=self.registry,
+        ).labels(model)
         # Every reason's series exists from the start, at 0: a rate over a series that appears
         # only with the first failure would miss that failure.
         self._failures = {reason: failures.labels(model, reason) for reason in names.REASONS}
@@ -99,6 +105,10 @@ class WorkerMetrics:
         self._latency.observe(latency_s)
         self._queue.observe(queue_s)
         self._compute.observe(compute_s)
+
+    def generated(self, tokens: int) -> None:
+        """A generation request's tokens, counted as it ends."""
+        self._tokens.inc(tokens)
 
     def refused(self) -> None:
         """A malformed request: the client's error."""

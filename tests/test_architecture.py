@@ -90,6 +90,28 @@ def test_reports_read_only_results_and_the_plan_store():
     assert offending("reports", allowed) == []
 
 
+def test_the_cluster_sends_configurations_and_never_measures_in_process():
+    # bench/cluster (and its Hydra launcher) hands whole configurations to `python -m bench` on
+    # a node and gathers run folders: it may ask the run which points are left and use the
+    # results store, nothing that measures, serves or renders.
+    measuring = ("bench.load", "bench.metrics", "bench.backends", "bench.models", "runners")
+    measuring += ("reports", "torch", "onnxruntime", "bench.capacity.planner")
+    assert offending("bench/cluster", lambda _, m: not m.startswith(measuring)) == []
+    assert offending("hydra_plugins", lambda _, m: not m.startswith(measuring)) == []
+
+
+def test_ray_is_imported_only_by_the_cluster_package():
+    bad = [
+        f"{path.relative_to(ROOT)} imports {m}"
+        for folder in ("bench", "runners", "reports")
+        for path in sources(folder)
+        if "cluster" not in path.relative_to(ROOT).parts
+        for m in sorted(imports(path))
+        if _top(m) == "ray"
+    ]
+    assert bad == []
+
+
 # Modules that (de)serialise Python objects, running code from the bytes they read.
 _PICKLERS = {"pickle", "cPickle", "cloudpickle", "dill", "shelve", "marshal", "joblib"}
 
@@ -119,7 +141,7 @@ def test_nothing_is_pickled_across_processes_and_files_load_with_safe_loaders():
     no stage imports a pickler or multiprocessing (which pickles what it passes), and every
     torch.load is weights_only."""
     bad = []
-    for folder in ("bench", "runners", "reports"):
+    for folder in ("bench", "runners", "reports", "hydra_plugins"):
         for path in sources(folder):
             used = {_top(m) for m in imports(path)} & (_PICKLERS | {"multiprocessing"})
             bad += [f"{path.relative_to(ROOT)} imports {m}" for m in sorted(used)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import pytest
 from bench.load.scenarios import shape_of
 from bench.registry import typed
 from bench.run import run_benchmark
+from runners.processes import EPHEMERAL, free_port_run
 from tests.conftest import alive, checkout_env, compose, descendants
 
 TINY = [
@@ -325,3 +327,14 @@ def test_a_signal_stops_the_sweep_cleanly_and_a_rerun_measures_the_rest(
     assert list(final["status"]) == ["measured"] * 3
     kept = final.set_index("point_id").loc[before["point_id"].iloc[0]]
     assert kept["run_id"] == before["run_id"].iloc[0]
+
+
+def test_servers_listen_below_the_ephemeral_range_where_outgoing_connections_take_ports():
+    # A server's port picked from the ephemeral range can be taken, before it binds, as the local
+    # end of one of our own outgoing connections: replica 1 then dies "address already in use".
+    low, high = (int(v) for v in EPHEMERAL.read_text().split())
+    for count in (1, 3):
+        first = free_port_run("127.0.0.1", count)
+        assert not (low <= first + count - 1 and first <= high)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", first + count - 1))

@@ -132,7 +132,7 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     header = summary_table(frame).splitlines()[0]
     assert all(name in header for name in ("TTFT p99", "TPOT p99", "tokens/s", "goodput"))
     lax = ["plan.peak_qps=100", "plan.slo_ttft_ms=5000", "plan.slo_tpot_ms=1000"]
-    plan = plan_results(frame, compose(_endpoint(paced_server, cache_dir, *lax)))
+    plan = plan_results(frame, compose(_endpoint(paced_server, cache_dir, *lax)), tmp_path)
     sized = plan.sizing.iloc[0]
     # A server the user runs is sized as itself: copies of the deployment at its URL.
     assert sized["server"] == f"the deployment at {paced_server}"
@@ -142,7 +142,7 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     assert "deploy" in plan.recommendation and "output tokens/s" in plan.recommendation
     # No rate meets a TTFT below the server's first-token delay: nothing is sized.
     strict = compose(_endpoint(paced_server, cache_dir, "plan.slo_ttft_ms=1"))
-    assert plan_results(frame, strict).sizing["servers"].isna().all()
+    assert plan_results(frame, strict, tmp_path).sizing["servers"].isna().all()
     # Served here (as the harness's own worker would be): every catalog server, scaled, with
     # a cost per million output tokens where priced.
     here = frame.assign(config=frame["config"].str.replace('"endpoint"', '"http"'))
@@ -153,7 +153,7 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
             "{eur_per_month: 90, as_of: 2026-10-07, source: test}}",
         ]
     )
-    table = plan_results(here, priced).sizing
+    table = plan_results(here, priced, tmp_path).sizing
     cpu_only = table[table["unsized_reason"].isna()] if "unsized_reason" in table else table
     assert len(cpu_only) > 1 and (cpu_only["capacity_qps"] > 0).all()
     priced_row = table[table["server_id"] == "intel-core-i7-8700"].iloc[0]
@@ -186,7 +186,7 @@ def test_a_missed_ttft_slo_counts_no_goodput_and_fails_the_point(paced_server, t
 def test_chat_without_usage_counts_chunks_and_early_stops_show(tmp_path, cache_dir):
     flags = ("--first-token-ms", "10", "--token-ms", "2", "--no-usage", "--eos-after", "3")
     with serving(*flags) as url:
-        over = ["strategy.generation.api=chat", "strategy.generation.ignore_eos=false"]
+        over = ["strategy.openai.api=chat", "strategy.openai.ignore_eos=false"]
         row = run_benchmark(compose(_endpoint(url, cache_dir, *over)), tmp_path).iloc[0]
     assert row["status"] == "measured" and row["errors"] == 0, row["error"]
     assert row["output_tokens_counted_by"] == "stream"

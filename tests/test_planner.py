@@ -22,8 +22,10 @@ from bench.capacity.plan import write_plan
 from bench.capacity.planner import Target, recommend, sizing_table
 from bench.capacity.queueing import predicted_percentile_ms
 from bench.capacity.store import Plan
+from bench.config import ConfigError, validate
 from bench.results import ResultsStore
 from bench.run import run_benchmark
+from reports import build_report
 from tests.conftest import LENIENT, checkout_env, compose
 
 HOST = {  # a calibrated host, as host_calibration and the fingerprint describe one
@@ -76,6 +78,24 @@ def test_servers_needed_cover_the_peak_with_headroom_within_the_slo(catalog):
         assert row["predicted_p99_ms"] <= target.slo_ms
         assert row["replicas"] == row["servers"] * row["workers_per_server"]
         assert row["tag"] in ("measured", "calibrated", "spec-only")
+
+
+def test_workers_busy_beside_each_other_carry_less_each_than_the_one_measured_alone(catalog):
+    # Measured with one worker on an 8-core host; a server runs several at once, and the host's
+    # calibration says a core ran at 80% of its solo rate with every core busy.
+    target = Target(peak_qps=500.0, percentile="p99", slo_ms=50.0, headroom=0.3)
+    alone = sizing_table([measured()], catalog, HOST, target).set_index("server_id")
+    shared = sizing_table(
+        [measured()], catalog, {**HOST, "calib_core_sharing": 0.8}, target
+    ).set_index("server_id")
+    several = alone.index[(alone["workers_per_server"] > 1) & alone["capacity_qps"].notna()]
+    assert len(several) > 3
+    for server in several:
+        row, before = shared.loc[server], alone.loc[server]
+        assert before["core_sharing"] == 1.0 and row["core_sharing"] < 1.0
+        assert row["scale_factor"] == pytest.approx(before["scale_factor"] * row["core_sharing"])
+        assert row["capacity_qps"] < before["capacity_qps"]
+        assert row["capacity_qps_low"] <= before["capacity_qps_low"]
 
 
 def test_more_load_needs_more_servers_and_gpu_servers_are_not_guessed(catalog):
@@ -209,6 +229,57 @@ def test_a_run_plans_and_replans_without_measuring(tmp_path, cache_dir):
     html = (tmp_path / "report.html").read_text()
     assert '<h2 id="plan">Sizing</h2>' in html and "To serve 5000 requests/s" in html
     assert "Kubernetes configuration" in html
+
+
+def test_the_plans_pod_is_measured_under_its_limits_and_checked_against_the_plan(
+    tmp_path, cache_dir
+):
+    quick = [
+        "progress=false",
+        "accuracy_samples=4",
+        f"cache_dir={cache_dir}",
+        "calibration_s=1",
+        "scenario.warmup_s=0.2",
+        *LENIENT,
+    ]
+    measured_run = tmp_path / "run"
+    first = compose(["model=mlp", "scenario=single_stream", "scenario.duration_s=0.8", *quick])
+    run_benchmark(first, measured_run)
+    plan = Plan.read(write_plan(measured_run, first).parent)
+    check = plan.pod_check
+    threads = check["threads"]
+    assert check["cpus"] == threads >= 1 and check["memory_mb"] >= 16
+    assert {"strategy=container", f"strategy.cpus={threads}", f"backend.threads={threads}"} <= set(
+        check["overrides"]
+    )
+    assert 0 < check["predicted_low_qps"] <= check["predicted_qps"] <= check["predicted_high_qps"]
+    command = f"plan.check_of={measured_run.resolve()}"
+    assert command in plan.pod_check_sentence and "bench model=mlp" in plan.pod_check_sentence
+
+    # The command's run, kept short: the pod under its CPU quota, searched for its capacity.
+    overrides = [*check["overrides"], command, "scenario.duration_s=2", "scenario.max_points=2"]
+    checking_run = tmp_path / "check"
+    cfg = compose([*overrides, *quick])
+    run_benchmark(cfg, checking_run)
+    rows = pd.read_parquet(checking_run / "results.parquet")
+    assert set(rows["strategy"]) == {"container"} and (rows["cpu_limit"] == threads).all()
+    checked = Plan.read(write_plan(checking_run, cfg).parent).checked
+    [row] = checked.to_dict("records")
+    assert row["predicted_qps"] == pytest.approx(check["predicted_qps"])
+    assert row["plan"] == str(measured_run.resolve())
+    if row["measured_qps"] > 0:
+        assert row["error_pct"] == pytest.approx(
+            (row["predicted_qps"] - row["measured_qps"]) / row["measured_qps"] * 100
+        )
+        assert row["in_band"] == (
+            row["predicted_low_qps"] <= row["measured_qps"] <= row["predicted_high_qps"]
+        )
+    else:
+        assert math.isnan(row["measured_qps"]) and not row["in_band"]
+    html = build_report(checking_run).read_text()
+    assert "The plan, checked" in html and f"predicted {row['predicted_qps']:.1f}" in html
+    with pytest.raises(ConfigError, match=r"plan\.check_of"):
+        validate(compose([f"plan.check_of={tmp_path / 'nowhere'}"]))
 
 
 def test_replanning_a_missing_folder_names_it(tmp_path):

@@ -13,6 +13,7 @@ from bench.capacity.scaling import (
     GEMM_EFFICIENCY,
     TAGS,
     UNCERTAIN_WIDENING,
+    core_sharing,
     gpu_status,
     scale,
     workers_per_server,
@@ -192,3 +193,14 @@ def test_unknown_precision_or_bound_is_refused(catalog):
 def test_formula_states_the_constants():
     assert f"{GEMM_EFFICIENCY.value:g}" in FORMULA
     assert "vnni 4" in FORMULA and "SMT" in FORMULA
+
+
+def test_a_core_slows_with_the_cores_busy_beside_it_as_the_host_measured():
+    shared = {**HOST, "calib_core_sharing": 0.8}
+    assert core_sharing(shared, busy=1, cores=8) == 1.0
+    assert core_sharing(shared, busy=8, cores=8) == pytest.approx(0.8)
+    assert core_sharing(shared, busy=64, cores=8) == pytest.approx(0.8)  # never below it
+    assert 0.8 < core_sharing(shared, busy=4, cores=8) < 1.0
+    # A calibration made before the figure existed, or nonsense in it, changes nothing.
+    assert core_sharing(HOST, busy=8, cores=8) == 1.0
+    assert core_sharing({**HOST, "calib_core_sharing": float("nan")}, busy=8, cores=8) == 1.0

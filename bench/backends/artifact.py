@@ -70,7 +70,10 @@ def torch_artifact(bundle: ModelBundle, module: Any) -> Artifact:
     weights of `module` (the fp32 module as built, before any optimization)."""
     if bundle.artifact_files:
         return files_artifact(bundle.artifact_files)
-    return weights_artifact(bundle.name, module)
+    artifact = weights_artifact(bundle.name, module)
+    if bundle.weights_note:
+        return Artifact(f"{artifact.name}, {bundle.weights_note}", artifact.sha256)
+    return artifact
 
 
 def onnx_artifact(bundle: ModelBundle, path: Path) -> Artifact:

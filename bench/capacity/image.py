@@ -54,14 +54,20 @@ _IMAGE_ENVIRONMENT = {
 _IMAGE_BASE = {**_IMAGE_ENVIRONMENT, "extra": ""}
 
 
-def pinned_requirements(distribution: str = DISTRIBUTION, extra: str = SERVE_EXTRA) -> list[str]:
+def pinned_requirements(
+    distribution: str = DISTRIBUTION, extra: str | None = SERVE_EXTRA
+) -> list[str]:
     """What the image installs: the requirements of the distribution's `extra` (the serving
-    worker's imports), for the image's platform, each pinned to the version installed here (the
-    one measured) where there is one. Metadata installed before the distribution declared that
-    extra (an editable install not reinstalled since) gives every run-time requirement instead,
-    with a warning: a larger image that still serves."""
+    worker's imports; None: every run-time requirement, the measuring harness's), for the
+    image's platform, each pinned to the version installed here (the one measured) where there
+    is one. Metadata installed before the distribution declared that extra (an editable install
+    not reinstalled since) gives every run-time requirement instead, with a warning: a larger
+    image that still serves."""
     requirements = [Requirement(text) for text in installed(distribution).requires or []]
-    chosen = [r for r in requirements if _in_extra(r, extra)]
+    if extra is None:
+        chosen = [r for r in requirements if r.marker is None or r.marker.evaluate(_IMAGE_BASE)]
+    else:
+        chosen = [r for r in requirements if _in_extra(r, extra)]
     if not chosen:
         warnings.warn(
             f"the installed metadata of {distribution} declares no {extra!r} extra (installed "
@@ -105,7 +111,11 @@ def distribution_wheel(folder: Path, distribution: str = DISTRIBUTION) -> Path:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError(f"{distribution}: its package {package!r} is not importable here")
-        root = Path(next(iter(spec.submodule_search_locations)))
+        locations = [Path(p) for p in spec.submodule_search_locations]
+        # A namespace package (hydra_plugins) has a portion in each tree that ships one: ours
+        # is the one beside this distribution's own package.
+        home = Path(next(iter(importlib.util.find_spec(distribution).submodule_search_locations)))
+        root = next((p for p in locations if p.parent == home.parent), locations[0])
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)
             if path.is_dir() or "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo"):
@@ -246,14 +256,20 @@ CMD {json.dumps(worker)}
 
 
 def write_image(
-    folder: Path, config: dict, threads: int | None = None, slo_ms: float | None = None
+    folder: Path,
+    config: dict,
+    threads: int | None = None,
+    slo_ms: float | None = None,
+    harness: bool = False,
 ) -> Path:
     """Write a build context for `config` (a measured run's model, backend, optimization and
-    strategy groups) into `folder`, for the plan's SLO `slo_ms`; return the Dockerfile's path."""
+    strategy groups) into `folder`, for the plan's SLO `slo_ms`; return the Dockerfile's path.
+    `harness`: the image installs every run-time requirement, so that it measures too (`python
+    -m bench`, as a sweep's Kubernetes Jobs run it), not only the serving worker's."""
     folder.mkdir(parents=True, exist_ok=True)
     served = serving_config(config, threads, slo_ms)
     (folder / "serving.yaml").write_text(yaml.safe_dump(served, sort_keys=False))
-    pins = pinned_requirements()
+    pins = pinned_requirements(extra=None if harness else SERVE_EXTRA)
     (folder / "requirements.txt").write_text("\n".join(pins) + "\n")
     wheel = distribution_wheel(folder)
     torch = next((pin for pin in pins if pin.startswith("torch==")), "torch")

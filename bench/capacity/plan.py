@@ -52,6 +52,7 @@ from bench.capacity.planner import (
     recommend,
     recommendation_sentence,
 )
+from bench.capacity.pod_check import PodCheck, checked, pod_check
 from bench.capacity.scaling import FORMULA
 from bench.capacity.serverless import break_even_qps, serverless_costs
 from bench.capacity.store import PLAN_DIR, Plan
@@ -85,12 +86,13 @@ def target_of(cfg: DictConfig) -> Target:
 
 def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
     """Plan from every result under `path` (a run or sweep folder); return the plan folder."""
-    return plan_results(results.load(path), cfg).write(path)
+    return plan_results(results.load(path), cfg, path).write(path)
 
 
-def plan_results(frame: pd.DataFrame, cfg: DictConfig) -> Plan:
+def plan_results(frame: pd.DataFrame, cfg: DictConfig, folder: str | os.PathLike) -> Plan:
     """The plan for results `frame` (from any number of folders and hosts), with the target,
-    catalog and prices of `cfg`."""
+    catalog and prices of `cfg`, to be written into `folder` (which the pod check's command
+    names). With `plan.check_of`, the plan also checks that folder's pod against `frame`."""
     has_catalog = "catalog" in cfg
     prices = OmegaConf.to_container(cfg.catalog.prices, resolve=True) if has_catalog else {}
     catalog = load_catalog(cfg.catalog.path if has_catalog else None, prices)
@@ -105,9 +107,29 @@ def plan_results(frame: pd.DataFrame, cfg: DictConfig) -> Plan:
         if stored is not None
         else AutoscalingConfig()
     )
-    return make_plan(
-        frame, catalog, target_of(cfg), pricing, cfg.plan.image, cfg.plan.eur_per_usd, autoscaling
+    plan = make_plan(
+        frame,
+        catalog,
+        target_of(cfg),
+        pricing,
+        cfg.plan.image,
+        cfg.plan.eur_per_usd,
+        autoscaling,
+        str(Path(folder).resolve()),
     )
+    if check_of := cfg.plan.get("check_of"):
+        plan.checked = _checked(frame, check_of)
+    return plan
+
+
+def _checked(frame: pd.DataFrame, check_of: str) -> pd.DataFrame:
+    """The pod check that the plan in `check_of` wrote, against these results."""
+    stored = Plan.read(check_of).pod_check
+    if not stored:
+        raise ValueError(
+            f"plan.check_of: {check_of}'s plan has no pod to check (no recommendation)"
+        )
+    return checked(PodCheck.from_dict(stored), frame, str(Path(check_of).resolve()))
 
 
 def make_plan(
@@ -118,11 +140,13 @@ def make_plan(
     image: str,
     eur_per_usd: float | None = None,
     autoscaling: AutoscalingConfig | None = None,
+    folder: str = "RUN",
 ) -> Plan:
     """The plan for stored results `frame`: each host's configurations scaled from that host's
     calibration (`calib_*` in its rows), against every server of `catalog`; `pricing` is
     `catalog.serverless_pricing`, `image` the image name the manifests give; `autoscaling`
-    (`plan.autoscaling`) how the HPA's settings are chosen by simulation (None: defaults)."""
+    (`plan.autoscaling`) how the HPA's settings are chosen by simulation (None: defaults);
+    `folder` where the plan will be written (the pod check's command names it)."""
     if is_generative(frame):
         return _generative_plan(frame, catalog, target)
     hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
@@ -138,7 +162,7 @@ def make_plan(
             sentence += f" Not sized, for want of a valid point: {'; '.join(unsized)}."
     else:
         sentence = no_valid_point_sentence(target, left_out(frame))
-    deployment, files, watch, build_image, scaling = None, {}, {}, None, None
+    deployment, files, watch, build_image, scaling, check = None, {}, {}, None, None, None
     if best is not None:
         measured = _chosen(hosts, best)
         sentence += _artifact_sentence(measured)
@@ -149,6 +173,8 @@ def make_plan(
         deployment = _deployment(best, measured, target, image, scaling)
         files = manifests(deployment)
         watch = monitoring(deployment, _objective(best, measured, target))
+        host = next(host for host, _ in hosts if host.id == best["host_id"])
+        check = pod_check(measured, host, deployment, target)
         build_image = partial(
             write_image,
             config=measured.config,
@@ -171,6 +197,8 @@ def make_plan(
         autoscaling=scaling.timeline if scaling is not None else pd.DataFrame(),
         autoscaling_settings=scaling.settings if scaling is not None else pd.DataFrame(),
         autoscaling_sentence=scaling.sentence if scaling is not None else "",
+        pod_check=check.as_dict() if check is not None else {},
+        pod_check_sentence=check.sentence(folder) if check is not None else "",
     )
 
 

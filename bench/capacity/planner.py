@@ -23,7 +23,13 @@ import pandas as pd
 from bench.capacity.catalog import Catalog, CpuSpec, Server
 from bench.capacity.measured import DEPLOYABLE, MeasuredConfig, MeasuredHost
 from bench.capacity.queueing import capacity_qps, predicted_percentile_ms
-from bench.capacity.scaling import gpu_status, scale, workers_per_server
+from bench.capacity.scaling import (
+    core_sharing,
+    gpu_status,
+    scale,
+    worker_cores,
+    workers_per_server,
+)
 
 SECONDS_PER_MONTH = 30.44 * 24 * 3600
 
@@ -93,9 +99,17 @@ def size_server(
     workers, limited_by = workers_per_server(
         server, measured.threads_per_worker, measured.rss_mb_per_worker
     )
+    threads = measured.threads_per_worker
+    # The workers busy beside each other on the server, against those busy on the host when the
+    # service times were measured (see FORMULA: core sharing).
+    sharing = core_sharing(host, workers * threads, worker_cores(server.cpu)) / core_sharing(
+        host, measured.workers * threads, float(host.get("host_cores") or 1)
+    )
+    factor = factor.times(sharing)
     row.update(
         workers_per_server=workers,
         workers_limited_by=limited_by,
+        core_sharing=sharing,
         scale_factor=factor.factor,
         scale_low=factor.low,
         scale_high=factor.high,

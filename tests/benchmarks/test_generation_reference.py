@@ -54,7 +54,7 @@ def _harness(url: str, cache_dir: str, seed: int) -> dict:
             "strategy.protocol=openai",
             f"strategy.url='{url}'",
             "strategy.model_name=tiny",
-            f"strategy.generation.tokenizer={TOKENIZER}",
+            f"strategy.openai.tokenizer={TOKENIZER}",
             "scenario=server",
             f"scenario.target_qps={RATE_QPS}",
             f"scenario.duration_s={DURATION_S}",
