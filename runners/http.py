@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from bench.config import generative
+from bench.load.generation import Prompt
 from bench.load.sut import Request, Response
 from runners import protocol
 from runners.batching import Served
@@ -99,8 +100,8 @@ class V2HttpClient:
 
 
 class HttpRunner(RemoteRunner):
-    """A generative model (`bench.config.generative`) is driven over the workers' OpenAI API,
-    streamed (`runners.openai_client`); every other model over v2 inference."""
+    """A generative model's prompts (`bench.config.generative`) are driven over the workers'
+    OpenAI API, streamed (`runners.openai_client`); every other request over v2 inference."""
 
     name = "http"
     protocol = "http"
@@ -127,13 +128,12 @@ class HttpRunner(RemoteRunner):
         return await self._client.ready(f"http://{target}")
 
     async def _call(self, target: str, samples: Sequence[Any]) -> Served:
-        if self._openai is not None:
-            response = await self._openai.generate(f"http://{target}", samples)
-            return Served(response.output, response.queue_s, response.compute_s, 1, 1)
         return await self._client.infer(f"http://{target}", samples)
 
     async def infer(self, request: Request) -> Response:
-        if self._openai is None:
+        # A prompt of the generative workload streams over /v1; anything else (the accuracy
+        # check's items: the next token's logits against the fp32 reference) over v2.
+        if self._openai is None or not isinstance(request.samples[0], Prompt):
             return await super().infer(request)
         target = self._targets[self._turn % len(self._targets)]
         self._turn += 1
