@@ -62,9 +62,25 @@ _SHOWN = {
 }
 
 
+# A generative run's, in place of the CPU column: first token, pace, tokens/s, goodput.
+_GENERATIVE_SHOWN = {
+    "label": "point",
+    "achieved_qps": "qps",
+    "latency_p50_ms": "p50 ms",
+    "latency_p99_ms": "p99 ms",
+    "ttft_p99_ms": "TTFT p99",
+    "tpot_p99_ms": "TPOT p99",
+    "output_tokens_per_s": "tokens/s",
+    "goodput_qps": "goodput",
+    "valid": "valid",
+}
+
+
 def summary_table(rows: Any) -> str:
     """The few numbers a person reads first, one line per load point."""
-    shown = rows.reindex(columns=list(_SHOWN)).rename(columns=_SHOWN)
+    generative = "ttft_p99_ms" in rows and rows["ttft_p99_ms"].notna().any()
+    columns = _GENERATIVE_SHOWN if generative else _SHOWN
+    shown = rows.reindex(columns=list(columns)).rename(columns=columns)
     shown["valid"] = rows["valid"].map({True: "VALID", False: "INVALID"})
     return shown.to_string(index=False, float_format=lambda v: f"{v:.1f}", na_rep="-")
 

@@ -19,9 +19,11 @@ from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, not_measured, reference_outputs
 from bench.backends.artifact import Artifact, expected_artifact
-from bench.config import validate
+from bench.config import generative, validate
 from bench.host_support import check_host
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
+from bench.load.generation import TokenCounter, load_tokenizer, prompt_supply
+from bench.load.generation_stats import summarize_generation
 from bench.load.log import Measurement
 from bench.load.payloads import PayloadIds, Payloads, distinct_supply, repeated
 from bench.load.scenarios import ScenarioConfig, scenario_of
@@ -29,6 +31,7 @@ from bench.load.sut import Fault, Request, Runner
 from bench.metrics import GpuSampler, ResourceSampler, host_calibration, host_fingerprint
 from bench.metrics.scrape import ServerScrape
 from bench.models import ModelBundle, build_model
+from bench.models.text_corpus import SENTENCES
 from bench.registry import implementation, typed
 from bench.results import SCHEMA_VERSION, ResultsStore, tier_of
 
@@ -133,7 +136,7 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibra
         "status": "measured",
         "error": "",
         "label": point.label,
-        "model": cfg.model.name,
+        "model": _model_name(cfg),
         "backend": cfg.backend.name,
         "optimization": cfg.optimization.name,
         "strategy": cfg.strategy.name,
@@ -157,6 +160,33 @@ def _base_row(cfg: DictConfig, key: dict, run_id: str, point: LoadPoint, calibra
     return row
 
 
+def _model_name(cfg: DictConfig) -> str:
+    """What the rows call the model: the one the harness builds, or the one a generative
+    server the user runs serves (`strategy.model_name`)."""
+    if _served_elsewhere(cfg):
+        return cfg.strategy.model_name
+    return cfg.model.name
+
+
+def _served_elsewhere(cfg: DictConfig) -> bool:
+    """A generative server the user runs: the harness builds no model, the server has its own."""
+    return generative(cfg) and not typed("strategy", cfg.strategy).serves_here
+
+
+def _token_counter(cfg: DictConfig, bundle: ModelBundle | None) -> TokenCounter | None:
+    """What prompts are counted and cut with, for a generative run (None for any other): the
+    tokenizer `strategy.openai.tokenizer` names, else the model's own where the harness
+    builds one that has it, else words."""
+    if not generative(cfg):
+        return None
+    path = OmegaConf.select(cfg, "strategy.openai.tokenizer")
+    if path:
+        return load_tokenizer(path)
+    if bundle is not None and bundle.tokenizer is not None:
+        return TokenCounter(bundle.tokenizer(), cfg.model.name)
+    return TokenCounter()
+
+
 def _failed(row: dict, error: str) -> dict:
     return {
         **row,
@@ -178,7 +208,8 @@ async def _measure(
     # Before anything else runs (cached per host after the first time): each row carries the
     # calibration of the host that measured it, which the planner scales from.
     calibration = host_calibration(cfg.cache_dir, cfg.calibration_s)
-    bundle = build_model(cfg.model)
+    bundle = None if _served_elsewhere(cfg) else build_model(cfg.model)
+    counter = _token_counter(cfg, bundle)
     expected = _expected(cfg, bundle)
     # Each row names the artifact the harness expected; the worker's report of what it loaded
     # joins it (`model_sha256`), and a point where they differ fails.
@@ -200,7 +231,7 @@ async def _measure(
             runner.begin_point()
             row = {**_base_row(cfg, key, run_id, point, calibration), **accuracy}
             try:
-                measured = await _measure_point(cfg, scenario, runner, bundle, point, row)
+                measured = await _measure_point(cfg, scenario, runner, bundle, counter, point, row)
             except asyncio.CancelledError:
                 store.append(_failed(row, "interrupted: the run was stopped while it ran"))
                 raise
@@ -224,9 +255,11 @@ async def _measure(
             await runner.stop()
 
 
-def _expected(cfg: DictConfig, bundle: ModelBundle) -> Artifact | None:
+def _expected(cfg: DictConfig, bundle: ModelBundle | None) -> Artifact | None:
     """The artifact the workers should serve, computed here; None where it cannot be (the
-    runner's start then says why, as it always has)."""
+    runner's start then says why, as it always has), or where the server is not ours."""
+    if bundle is None:
+        return None
     try:
         return expected_artifact(bundle, cfg.backend, cfg.optimization, cfg.cache_dir)
     except Exception:
@@ -249,7 +282,7 @@ def integrity_error(predictor: dict, expected: Artifact | None) -> str:
 
 
 async def _started(
-    cfg: DictConfig, bundle: ModelBundle, expected: Artifact | None, again: bool
+    cfg: DictConfig, bundle: ModelBundle | None, expected: Artifact | None, again: bool
 ) -> tuple[Runner | None, dict, str]:
     """A started runner and what its accuracy check found; (None, {}, why) where either
     failed, or where it serves another model than `expected` (`again`: a restart after a
@@ -311,13 +344,14 @@ async def _measure_point(
     cfg: DictConfig,
     sc: ScenarioConfig,
     runner: Runner,
-    bundle: ModelBundle,
+    bundle: ModelBundle | None,
+    counter: TokenCounter | None,
     point: LoadPoint,
     row: dict,
 ) -> tuple[Measurement, float] | None:
     """Fill `row` for one point; return its measurement and when the point began (driver's
     clock), or None if the point failed (then `row` says why, and the sweep goes on)."""
-    payloads = _payloads(sc, bundle, point)
+    payloads = _payloads(sc, bundle, point, counter)
     bar = _ProgressBar(point, enabled=cfg.progress)
     driver = Driver(runner, payloads, sc.drain_timeout_s, on_progress=bar)
     resources, gpu = ResourceSampler(cfg.sample_interval_s), GpuSampler(cfg.sample_interval_s)
@@ -346,6 +380,9 @@ async def _measure_point(
         sc.window_length_s(),
     )
     stats.update(_workload_repeats(payloads, measurement))
+    if counter is not None:
+        stats.update(summarize_generation(measurement, sc.slo_ttft_ms, sc.slo_tpot_ms))
+        stats["input_tokens_counted_by"] = counter.counted_by
     verdict = judge({**stats, **row}, sc, cfg.accuracy_floor, kind=point.scenario)
     row.update(stats)
     # The measured window on the driver's clock (the request log's): a comparison of two runs
@@ -359,10 +396,20 @@ async def _measure_point(
     return measurement, began
 
 
-def _payloads(sc: ScenarioConfig, bundle: ModelBundle, point: LoadPoint) -> Payloads:
+def _payloads(
+    sc: ScenarioConfig, bundle: ModelBundle | None, point: LoadPoint, counter: TokenCounter | None
+) -> Payloads:
     """What the point's requests carry: `_PAYLOADS` payloads in turn, or the workload with
     repeats the scenario sets, its distinct payloads the point's own (seeded by the payload
-    seed and the point), so that a cache never answers one point with another's."""
+    seed and the point), so that a cache never answers one point with another's. A generative
+    run's requests each carry a prompt of their own (or repeat one, as the workload says)
+    drawn from the text corpus at the scenario's lengths."""
+    if counter is not None:
+        salt = int(point_id({}, point), 16) % 2**32
+        prompts = prompt_supply(SENTENCES, counter, sc.lengths, point.payload_seed, salt)
+        if sc.repeats.any:
+            return Payloads(PayloadIds(sc.repeats, point.payload_seed), prompts)
+        return Payloads.each(prompts)
     if not sc.repeats.any:
         return Payloads.cycle(
             [
@@ -386,10 +433,12 @@ def _workload_repeats(payloads: Payloads, m: Measurement) -> dict:
     return {"workload_repeat_share": float(share)}
 
 
-async def _accuracy(runner: Runner, bundle: ModelBundle, cfg: DictConfig) -> dict:
+async def _accuracy(runner: Runner, bundle: ModelBundle | None, cfg: DictConfig) -> dict:
     """Compare what the runner serves with the fp32 reference, through the serving path."""
     if cfg.accuracy_samples <= 0:
         return not_measured("not measured: accuracy_samples=0")
+    if bundle is None:
+        return not_measured("not measured: the server's model is not one the harness builds")
     samples = eval_samples(bundle, cfg.accuracy_samples)
     served = []
     for i, sample in enumerate(samples):

@@ -365,6 +365,27 @@ TABLE_COLUMNS = (
     Column("latency_max_ms", "max ms", _format_ms, "from the intended send time"),
     Column("sent_latency_p99_ms", "p99 sent ms", _format_ms, "from the actual send time"),
     Column("late_send_fraction", "late sends", _format_share, "sent later than intended"),
+    Column("ttft_p50_ms", "TTFT p50", _format_ms, "time to first token, from the intended send"),
+    Column("ttft_p99_ms", "TTFT p99", _format_ms, "time to first token, from the intended send"),
+    Column("itl_p50_ms", "ITL p50", _format_ms, "every gap between streamed tokens"),
+    Column("itl_p99_ms", "ITL p99", _format_ms, "every gap between streamed tokens"),
+    Column("tpot_p50_ms", "TPOT p50", _format_ms, "a request's mean gap after its first token"),
+    Column("tpot_p99_ms", "TPOT p99", _format_ms, "a request's mean gap after its first token"),
+    Column("output_tokens_per_s", "tokens/s", _format_qps, "output tokens of completions / window"),
+    Column(
+        "request_output_tokens_per_s_p50",
+        "tokens/s/req",
+        _format_qps,
+        "one request's own output rate (1 / TPOT), median",
+    ),
+    Column("goodput_qps", "goodput", _format_qps, "requests/s that met the TTFT and TPOT SLOs"),
+    Column("output_tokens_mean", "out tokens", _format_qps, "output tokens per request, mean"),
+    Column(
+        "output_tokens_counted_by",
+        "counted by",
+        _format_text,
+        "usage: the server's count; stream: one token per chunk",
+    ),
     Column("errors", "errors", _format_int, "failed requests in the window"),
     Column("cpu_util_pct", "CPU %", _format_int, "CPU of the serving processes"),
     Column("rss_peak_mb", "RSS MB", _format_int, "peak resident memory"),
@@ -493,9 +514,34 @@ CACHE_FIGURE = (
 )
 
 
+# Shown where a generative model streamed tokens.
+GENERATIVE_FIGURES = (
+    (
+        "Time to first token and inter-token latency",
+        figures.token_latency_cdfs,
+        "The fraction of requests whose first token came within a given time of their intended "
+        "send (left), and of the gaps between streamed tokens within a given length (right), "
+        "per load point; the dotted line marks p99.",
+    ),
+    (
+        "Tokens/s per request against total tokens/s",
+        figures.tokens_per_s_tradeoff,
+        "Each load point's total output tokens per second against the pace one request gets "
+        "(1 / TPOT, median): more sequences in flight raise the total and slow each one.",
+    ),
+    (
+        "Goodput against offered rate",
+        figures.goodput_vs_offered,
+        "Requests per second completed (throughput) and completed within the TTFT and TPOT "
+        "SLOs (goodput), against the rate offered (achieved rate for closed-loop points).",
+    ),
+)
+
+
 def figure_panels(df: pd.DataFrame) -> list[dict]:
     """Each figure as an embedded PNG, with a title and caption; none without measured points
-    (the time series only where a trace point was measured, the cache's where a cache ran)."""
+    (the time series only where a trace point was measured, the cache's where a cache ran, the
+    token figures where a generative model streamed)."""
     measured = _measured(df)
     if measured.empty:
         return []
@@ -503,6 +549,10 @@ def figure_panels(df: pd.DataFrame) -> list[dict]:
     shown = [figure for figure in FIGURES if figure[1] is not figures.timeline or traced]
     if "cache_hit_ratio" in measured and measured["cache_hit_ratio"].notna().any():
         shown.append(CACHE_FIGURE)
+    if "ttft_p50_ms" in measured and measured["ttft_p50_ms"].notna().any():
+        shown.extend(GENERATIVE_FIGURES)
+        if not ("goodput_qps" in measured and measured["goodput_qps"].notna().any()):
+            shown.remove(GENERATIVE_FIGURES[2])
     return [
         {"title": title, "caption": caption, "src": png_data_uri(plot(df))}
         for title, plot, caption in shown

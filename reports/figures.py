@@ -992,3 +992,99 @@ def autoscaling(table: pd.DataFrame) -> Figure:
         right.legend(fontsize=7.5, loc="upper left")
     fig.suptitle("Autoscaling, simulated on the measured service times", fontweight="bold")
     return fig
+
+
+# --- generative models -------------------------------------------------------------------------
+
+
+def _generative(df: pd.DataFrame) -> pd.DataFrame:
+    rows = measured(df)
+    if "ttft_p50_ms" not in rows.columns:
+        return rows.iloc[0:0]
+    return rows[rows["ttft_p50_ms"].notna()]
+
+
+@_styled
+def token_latency_cdfs(df: pd.DataFrame) -> Figure:
+    """Per generative point: the distribution of TTFT and of inter-token gaps, side by side."""
+    fig = Figure(figsize=(_WIDTH, _HEIGHT), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    rows = _generative(df)
+    if rows.empty:
+        return _empty(fig, axes[0], "No generative points to plot")
+    colours = _colours(rows["legend"])
+    for ax, column, xlabel in (
+        (axes[0], "ttft_hist", "time to first token from intended send (ms)"),
+        (axes[1], "itl_hist", "gap between streamed tokens (ms)"),
+    ):
+        for config, group in rows.groupby("legend", sort=True):
+            shades = _shades(colours[config], len(group))
+            for shade, (_, row) in zip(shades, group.iterrows(), strict=True):
+                curve = cdf(row.get(column))
+                if curve is None:
+                    continue
+                name = _text(row.get("label")) or "load point"
+                ax.step(*curve, where="post", color=shade, lw=1.5,
+                        label=f"{config} · {name}" if config else name)  # fmt: skip
+        ax.axhline(0.99, color="#999999", lw=0.8, ls=":", zorder=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel(xlabel)
+        _plain_log_ticks(ax.xaxis)
+    axes[0].set_ylabel("fraction at or below")
+    fig.suptitle("TTFT and inter-token latency per load point", fontweight="bold", fontsize=11)
+    axes[0].set_title(common_label(rows), fontsize=8.5, fontweight="normal", color="#555555")
+    _legend_below(axes[0], axes[0].get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def tokens_per_s_tradeoff(df: pd.DataFrame) -> Figure:
+    """Per configuration, its points' total output tokens/s against one request's own pace."""
+    fig, ax = _new_figure()
+    rows = _generative(df)
+    if rows.empty or "request_output_tokens_per_s_p50" not in rows.columns:
+        return _empty(fig, ax, "No generative points to plot")
+    colours = _colours(rows["legend"])
+    for config, group in rows.groupby("legend", sort=True):
+        group = group.sort_values("output_tokens_per_s")
+        ax.plot(group["output_tokens_per_s"], group["request_output_tokens_per_s_p50"], "-o",
+                color=colours[config], lw=1.5, ms=5, label=config or "points")  # fmt: skip
+        if len(group) <= _MAX_ANNOTATED:
+            for _, row in group.iterrows():
+                ax.annotate(_text(row.get("label")), (row["output_tokens_per_s"],
+                            row["request_output_tokens_per_s_p50"]), xytext=(4, 4),
+                            textcoords="offset points", fontsize=7.5, color="#555555")  # fmt: skip
+    ax.set_xlabel("total output tokens/s")
+    ax.set_ylabel("output tokens/s of one request (median)")
+    _titles(fig, ax, "Tokens/s per request against total tokens/s", rows)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig
+
+
+@_styled
+def goodput_vs_offered(df: pd.DataFrame) -> Figure:
+    """Throughput and goodput (requests within the TTFT and TPOT SLOs) against offered rate."""
+    fig, ax = _new_figure()
+    rows = _generative(df)
+    if "goodput_qps" in rows.columns:
+        rows = rows[rows["goodput_qps"].notna()]
+    if rows.empty:
+        return _empty(fig, ax, "No point was judged against TTFT and TPOT SLOs")
+    offered = _column_or_nan(rows, "target_qps").fillna(rows["achieved_qps"])
+    rows = rows.assign(_offered=offered)
+    colours = _colours(rows["legend"])
+    for config, group in rows.groupby("legend", sort=True):
+        group = group.sort_values("_offered")
+        colour = colours[config]
+        ax.plot(group["_offered"], group["achieved_qps"], "--o", color=colour, lw=1.2, ms=4,
+                label=f"{config} · throughput" if config else "throughput")  # fmt: skip
+        ax.plot(group["_offered"], group["goodput_qps"], "-s", color=colour, lw=1.8, ms=5,
+                label=f"{config} · goodput" if config else "goodput")  # fmt: skip
+    top = float(np.nanmax(rows["_offered"]))
+    ax.plot([0, top], [0, top], color="#bbbbbb", lw=0.8, ls=":", zorder=1)
+    ax.set_xlabel("offered rate (requests/s)")
+    ax.set_ylabel("requests/s")
+    _titles(fig, ax, "Goodput against offered rate", rows)
+    _legend_below(ax, ax.get_legend_handles_labels()[0])
+    return fig

@@ -7,6 +7,8 @@ load and measures.
 BYTES tensor `text`, arrays as `input`); a server that also speaks our `bench_worker` extension
 tells which predictor it runs. `protocol: json` POSTs `request_template` to `url`, the request's
 items as a JSON list in place of `{{inputs}}`, and reads the outputs at `response_path`.
+`protocol: openai` streams generations from an OpenAI-compatible server at `url`/v1/...
+(`runners.openai_client`): ready when `GET /v1/models` answers, then one short generation.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from bench.load.sut import MetricsSource, Request, Response, Runner, RunnerError, RunnerFacts
 from bench.models import build_model
 from runners.http import V2HttpClient, error_text
+from runners.openai_client import WARM_UP_PROMPT, OpenAIClient
 from runners.remote import RemoteError
 
 _PLACEHOLDER = "{{inputs}}"
@@ -49,10 +52,24 @@ class EndpointRunner(Runner):
             st.client_connections,
             credential_headers(st),
         )
+        self._openai: OpenAIClient | None = None
+        if st.protocol == "openai":
+            self._openai = OpenAIClient(
+                self.model_name,
+                str(st.openai.api),
+                st.openai.ignore_eos,
+                st.client_connections,
+                credential_headers(st),
+            )
+            self._facts.strategy_facts["openai_api"] = str(st.openai.api)
 
     async def start(self) -> None:
-        """Wait up to `start_timeout_s` for the service to say it is ready (v2) or to answer a
-        request (json), then send it one request; RunnerError naming the URL if it does not."""
+        """Wait up to `start_timeout_s` for the service to say it is ready (v2, openai) or to
+        answer a request (json), then send it one request; RunnerError naming the URL if it
+        does not."""
+        if self._openai is not None:
+            await self._start_openai()
+            return
         await self._client.open()
         sample = build_model(self.cfg.model).samples(1, 0)
         try:
@@ -63,6 +80,31 @@ class EndpointRunner(Runner):
         except RemoteError as exc:
             await self.stop()
             raise RunnerError(f"strategy.url {self.url} refused the first request: {exc}") from None
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_openai(self) -> None:
+        """The served model is the server's: nothing is built here, one short generation."""
+        st = self.cfg.strategy
+        await self._openai.open()
+        try:
+            deadline = time.monotonic() + st.start_timeout_s
+            while not await self._openai.ready(self.url):
+                if time.monotonic() > deadline:
+                    raise RunnerError(
+                        f"strategy.url {self.url} is not ready after {st.start_timeout_s:g} s "
+                        f"(GET {self.url}/v1/models did not answer 200); start the server, or "
+                        "check the URL and strategy.protocol"
+                    )
+                await asyncio.sleep(_RETRY_S)
+            await self._openai.generate(self.url, [WARM_UP_PROMPT])
+        except RemoteError as exc:
+            await self.stop()
+            raise RunnerError(
+                f"strategy.url {self.url} refused the first generation (model "
+                f"{self.model_name!r}): {exc}"
+            ) from None
         except BaseException:
             await self.stop()
             raise
@@ -101,6 +143,8 @@ class EndpointRunner(Runner):
         return (await self._client.worker_facts(self.url)).get("predictor", {})
 
     async def infer(self, request: Request) -> Response:
+        if self._openai is not None:
+            return await self._openai.generate(self.url, request.samples)
         if self.cfg.strategy.protocol == "v2":
             served = await self._client.infer(self.url, request.samples)
             return Response(served.output, served.queue_s, served.compute_s)
@@ -125,6 +169,8 @@ class EndpointRunner(Runner):
 
     async def stop(self) -> None:
         await self._client.close()
+        if self._openai is not None:
+            await self._openai.close()
 
     def metrics_source(self) -> MetricsSource | None:
         url = self.cfg.strategy.metrics_url

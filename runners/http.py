@@ -18,8 +18,12 @@ from typing import Any
 
 import aiohttp
 
+from bench.config import generative
+from bench.load.generation import Prompt
+from bench.load.sut import Request, Response
 from runners import protocol
 from runners.batching import Served
+from runners.openai_client import OpenAIClient
 from runners.remote import RemoteError, RemoteRunner, served_from
 
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
@@ -96,6 +100,9 @@ class V2HttpClient:
 
 
 class HttpRunner(RemoteRunner):
+    """A generative model's prompts (`bench.config.generative`) are driven over the workers'
+    OpenAI API, streamed (`runners.openai_client`); every other request over v2 inference."""
+
     name = "http"
     protocol = "http"
 
@@ -103,9 +110,19 @@ class HttpRunner(RemoteRunner):
         super().__init__(cfg)
         st = cfg.strategy
         self._client = V2HttpClient(self.model_name, st.payload == "binary", st.client_connections)
+        self._openai: OpenAIClient | None = None
+        if generative(cfg):
+            self._openai = OpenAIClient(
+                self.model_name,
+                str(st.openai.api),
+                st.openai.ignore_eos,
+                st.client_connections,
+            )
 
     async def _open(self) -> None:
         await self._client.open()
+        if self._openai is not None:
+            await self._openai.open()
 
     async def _ready(self, target: str) -> bool:
         return await self._client.ready(f"http://{target}")
@@ -113,11 +130,22 @@ class HttpRunner(RemoteRunner):
     async def _call(self, target: str, samples: Sequence[Any]) -> Served:
         return await self._client.infer(f"http://{target}", samples)
 
+    async def infer(self, request: Request) -> Response:
+        # A prompt of the generative workload streams over /v1; anything else (the accuracy
+        # check's items: the next token's logits against the fp32 reference) over v2.
+        if self._openai is None or not isinstance(request.samples[0], Prompt):
+            return await super().infer(request)
+        target = self._targets[self._turn % len(self._targets)]
+        self._turn += 1
+        return await self._openai.generate(f"http://{target}", request.samples)
+
     async def _worker_facts(self, target: str) -> dict[str, Any]:
         return await self._client.worker_facts(f"http://{target}")
 
     async def _close(self) -> None:
         await self._client.close()
+        if self._openai is not None:
+            await self._openai.close()
 
 
 def error_text(payload: bytes) -> str:

@@ -74,7 +74,7 @@ def test_a_wrong_type_is_refused():
         ("strategy=http strategy.payload=xml", "[binary, json]"),
         ("strategy=container strategy.isolation=docker", "[auto, podman, cgroup, affinity]"),
         ("strategy=serverless strategy.overflow=drop", "[queue, reject]"),
-        ("strategy=endpoint strategy.protocol=grpc", "[v2, json]"),
+        ("strategy=endpoint strategy.protocol=grpc", "[v2, json, openai]"),
         ("catalog.serverless_pricing.billed_time=always", "[busy, lifetime]"),
     ],
 )

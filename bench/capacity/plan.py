@@ -27,6 +27,12 @@ from bench.capacity.autoscaling import (
     run_trace,
 )
 from bench.capacity.catalog import Catalog, load_catalog
+from bench.capacity.generative import (
+    GENERATIVE_FORMULA,
+    generative_sentence,
+    generative_sizing,
+    is_generative,
+)
 from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, manifests, readme
 from bench.capacity.measured import (
@@ -67,7 +73,15 @@ __all__ = [
 
 def target_of(cfg: DictConfig) -> Target:
     plan = cfg.plan
-    return Target(plan.peak_qps, plan.percentile, plan.slo_ms, plan.headroom, plan.min_servers)
+    return Target(
+        plan.peak_qps,
+        plan.percentile,
+        plan.slo_ms,
+        plan.headroom,
+        plan.min_servers,
+        plan.get("slo_ttft_ms"),
+        plan.get("slo_tpot_ms"),
+    )
 
 
 def write_plan(path: str | os.PathLike, cfg: DictConfig) -> Path:
@@ -133,6 +147,8 @@ def make_plan(
     `catalog.serverless_pricing`, `image` the image name the manifests give; `autoscaling`
     (`plan.autoscaling`) how the HPA's settings are chosen by simulation (None: defaults);
     `folder` where the plan will be written (the pod check's command names it)."""
+    if is_generative(frame):
+        return _generative_plan(frame, catalog, target)
     hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
     sizing = hosts_sizing(hosts, catalog, target)
     best = recommend(sizing) if not sizing.empty else None
@@ -258,6 +274,22 @@ def _serverless(
         memory_gb=float(memory_mb) / 1024.0,
         pricing=dict(pricing),
     )
+
+
+def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target) -> Plan:
+    """A generative model's plan: capacity at the TTFT and TPOT SLOs as measured, servers and
+    cost per million output tokens (`bench.capacity.generative`); no manifests or autoscaling
+    simulation, which rest on per-request service times a generating server does not have."""
+    percentile = str(target.percentile)
+    sizing = generative_sizing(
+        measured_hosts(frame), catalog, target.peak_qps, target.headroom, target.min_servers,
+        percentile, target.slo_ttft_ms, target.slo_tpot_ms,
+    )  # fmt: skip
+    best = recommend(sizing) if not sizing.empty else None
+    sentence = generative_sentence(
+        best, target.peak_qps, percentile, target.slo_ttft_ms, target.slo_tpot_ms
+    )
+    return Plan(recommendation=sentence, sizing=sizing, formula=GENERATIVE_FORMULA)
 
 
 def _artifact_sentence(measured: MeasuredConfig) -> str:

@@ -41,6 +41,9 @@ class Target:
     slo_ms: float
     headroom: float
     min_servers: int = 1
+    # Generative models: TTFT and TPOT SLOs at `percentile`, ms (None: not a constraint).
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
 
     @property
     def provisioned_qps(self) -> float:

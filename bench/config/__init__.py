@@ -23,7 +23,7 @@ from bench.config.optimization import OptimizationConfig
 from bench.config.plan import PlanConfig
 from bench.config.strategy import StrategyConfig
 from bench.load.scenarios.base import ScenarioConfig
-from bench.registry import as_dataclass, options, typed
+from bench.registry import as_dataclass, option_class, options, typed
 from bench.validation import ConfigError, at_least, positive, require
 
 
@@ -88,6 +88,15 @@ def _check_cache_workload(cfg: Any) -> None:
         )
 
 
+def generative(cfg: Any) -> bool:
+    """Whether the run's requests generate tokens, streamed: the model says it generates
+    (its config class's `generative`), or the strategy drives a generative server the user
+    runs (`strategy=endpoint strategy.protocol=openai`)."""
+    if cfg.strategy.name == "endpoint" and str(cfg.strategy.protocol) == "openai":
+        return True
+    return bool(getattr(option_class("model", cfg.model.name), "generative", False))
+
+
 def validate(cfg: Any) -> None:
     """Check what types alone cannot, option by option; a ConfigError names the field."""
     for group in options():
@@ -106,4 +115,4 @@ def validate(cfg: Any) -> None:
     positive(cfg.sample_interval_s, "sample_interval_s")
 
 
-__all__ = ["BenchConfig", "ConfigError", "register_configs", "validate"]
+__all__ = ["BenchConfig", "ConfigError", "generative", "register_configs", "validate"]

@@ -55,6 +55,10 @@ class PlanConfig:
     peak_qps: float = 100.0
     percentile: Percentile = Percentile.p99
     slo_ms: float = 100.0
+    # Generative models (`bench.capacity.generative`): time to first token and time per output
+    # token at `percentile`, ms (null: not a constraint); they replace `slo_ms` there.
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
     # Spare capacity on top of the peak: servers = ceil(peak * (1 + headroom) / capacity).
     headroom: float = 0.3
     # Never fewer servers than this (2: survive losing one).
@@ -76,6 +80,8 @@ class PlanConfig:
     def validate(self, at: str = "plan") -> None:
         positive(self.peak_qps, f"{at}.peak_qps")
         positive(self.slo_ms, f"{at}.slo_ms")
+        positive(self.slo_ttft_ms, f"{at}.slo_ttft_ms", nullable=True)
+        positive(self.slo_tpot_ms, f"{at}.slo_tpot_ms", nullable=True)
         at_least(self.headroom, 0, f"{at}.headroom")
         at_least(self.min_servers, 1, f"{at}.min_servers")
         positive(self.eur_per_usd, f"{at}.eur_per_usd", nullable=True)

@@ -43,6 +43,31 @@ class GenerationBatching(Choice):
 class EndpointProtocol(Choice):
     v2 = "v2"
     json = "json"
+    openai = "openai"
+
+
+class OpenAIApi(Choice):
+    completions = "completions"
+    chat = "chat"
+
+
+@dataclass
+class OpenAIClientConfig:
+    """How a generative model is asked, over OpenAI's API (`runners.openai_client`): streamed,
+    `max_tokens` the output length drawn for each request, `stream_options.include_usage` so
+    that the server counts the tokens where it can."""
+
+    # completions: POST /v1/completions with `prompt`; chat: POST /v1/chat/completions with
+    # the prompt as one user message.
+    api: OpenAIApi = OpenAIApi.completions
+    # Send `ignore_eos: true` (vLLM, SGLang, TGI's and llama.cpp's servers take it) so every
+    # request produces the output length asked for; false for a server that rejects it (then
+    # outputs may end early, and `output_tokens_mean` shows it).
+    ignore_eos: bool = True
+    # The served model's tokenizer, to cut prompts to exact lengths in tokens: a tokenizer.json
+    # or a folder holding one. null: the model's own where the harness builds it, else prompts
+    # are counted in words (each row says which, `input_tokens_counted_by`).
+    tokenizer: str | None = None
 
 
 @dataclass
@@ -200,6 +225,8 @@ class HttpStrategyConfig(ServedStrategyConfig):
     name: str = "http"
     # Tensors as Triton's binary extension (binary) or as JSON lists (json).
     payload: Payload = Payload.binary
+    # A generative model is driven over the worker's OpenAI API, streamed: how it is asked.
+    openai: OpenAIClientConfig = field(default_factory=OpenAIClientConfig)
     # The client's connection pool, all replicas together; a request past it waits, unseen by
     # the driver's late-send check, so keep it above the load's concurrency.
     client_connections: int = 1024
@@ -326,13 +353,18 @@ class ServerlessStrategyConfig(ProcessStrategyConfig):
 class EndpointStrategyConfig(StrategyConfig):
     """A service already deployed at `url`: the harness starts nothing, only sends requests and
     measures. `protocol: v2` speaks the Open Inference Protocol (Triton, KServe, MLServer, our
-    workers) at `url`/v2/...; `protocol: json` POSTs `request_template` to `url` itself."""
+    workers) at `url`/v2/...; `protocol: json` POSTs `request_template` to `url` itself;
+    `protocol: openai` streams generations from an OpenAI-compatible server (vLLM, TGI,
+    llama.cpp's server, Ollama, SGLang) at `url`/v1/..."""
 
     name: str = "endpoint"
     url: str = "http://127.0.0.1:8000"
-    # v2: the served model's name; null: model.name.
+    # v2: the served model's name; null: model.name. openai: the `model` every request names,
+    # as the server's GET /v1/models lists it (required).
     model_name: str | None = None
     protocol: EndpointProtocol = EndpointProtocol.v2
+    # protocol=openai: how generations are asked for.
+    openai: OpenAIClientConfig = field(default_factory=OpenAIClientConfig)
     # v2 tensors as JSON lists (json, every v2 server) or Triton's binary extension (binary).
     payload: Payload = Payload.json
     # json: the body, with `{{inputs}}` where the request's items go as a JSON list (sentences
@@ -364,6 +396,12 @@ class EndpointStrategyConfig(StrategyConfig):
             f"{at}.url",
             f"must be an http:// or https:// URL, got {self.url!r}",
         )
+        if self.protocol == EndpointProtocol.openai:
+            require(
+                bool(self.model_name),
+                f"{at}.model_name",
+                "protocol=openai needs the served model's name, as GET <url>/v1/models lists it",
+            )
         if self.protocol == EndpointProtocol.json:
             require(
                 "{{inputs}}" in self.request_template,

@@ -226,6 +226,8 @@ class _Issue:
                 log.compute_s[index] = result.compute_s
                 if result.cache_hit is not None:
                     log.cache_hit[index] = float(result.cache_hit)
+                if result.tokens is not None:
+                    log.tokens(index, result.tokens)
             self.driver._completed += 1
 
     def _settle(self) -> None:

@@ -11,6 +11,12 @@ connection). `done`: when its response came (taken in the thread that finished i
 `cache_hit`: 1 where a response cache answered, 0 where the model did behind one, NaN where
 there was no cache. `sender_cpu`: the CPU seconds the sender process had used when it
 dispatched the request (NaN where no sender process paces the load).
+
+A generative request (its response streamed tokens) also records `first_token` and
+`last_token` (when the first and the last chunk carrying text arrived), `output_tokens` and
+`input_tokens`, `tokens_from_usage` (1: the server's `usage` counted them, 0: the harness
+counted one token per chunk), and `token_times`, every chunk's arrival, from which each
+inter-token gap is read. These columns exist only in logs of generative points.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from bench.load.sut import TokenStream
 
 
 class RequestLog:
@@ -35,13 +43,22 @@ class RequestLog:
         "cache_hit",
         "sender_cpu",
     )
+    _TOKEN_COLUMNS = (
+        "first_token",
+        "last_token",
+        "output_tokens",
+        "input_tokens",
+        "tokens_from_usage",
+    )
 
     def __init__(self, capacity: int = 1024) -> None:
         self.size = 0
-        for name in self._FLOAT_COLUMNS:
+        for name in self._FLOAT_COLUMNS + self._TOKEN_COLUMNS:
             setattr(self, name, np.full(capacity, np.nan))
+        self.token_times: list[np.ndarray | None] = [None] * capacity
         self.ok = np.zeros(capacity, dtype=bool)
         self.errors: dict[str, int] = {}
+        self.generative = False  # a response streamed tokens
 
     def new(
         self,
@@ -66,16 +83,34 @@ class RequestLog:
         self.done[index] = done
         self.errors[message] = self.errors.get(message, 0) + 1
 
+    def tokens(self, index: int, stream: TokenStream) -> None:
+        """Record what request `index` streamed."""
+        self.generative = True
+        times = np.asarray(stream.times, dtype=float)
+        self.token_times[index] = times
+        if len(times):
+            self.first_token[index], self.last_token[index] = times[0], times[-1]
+        self.output_tokens[index] = stream.output_tokens
+        self.input_tokens[index] = stream.input_tokens
+        self.tokens_from_usage[index] = float(stream.counted_by == "usage")
+
     def _grow(self) -> None:
-        for name in self._FLOAT_COLUMNS:
+        for name in self._FLOAT_COLUMNS + self._TOKEN_COLUMNS:
             old = getattr(self, name)
             setattr(self, name, np.concatenate([old, np.full(len(old), np.nan)]))
+        self.token_times.extend([None] * len(self.token_times))
         self.ok = np.concatenate([self.ok, np.zeros(len(self.ok), dtype=bool)])
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The filled part of every column."""
-        cols = {name: getattr(self, name)[: self.size] for name in self._FLOAT_COLUMNS}
+        """The filled part of every column (the token columns only where a request streamed)."""
+        names = self._FLOAT_COLUMNS + (self._TOKEN_COLUMNS if self.generative else ())
+        cols = {name: getattr(self, name)[: self.size] for name in names}
         cols["ok"] = self.ok[: self.size]
+        if self.generative:
+            times = np.empty(self.size, dtype=object)
+            for index, streamed in enumerate(self.token_times[: self.size]):
+                times[index] = np.zeros(0) if streamed is None else streamed
+            cols["token_times"] = times
         return cols
 
 

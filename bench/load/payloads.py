@@ -161,11 +161,23 @@ class _Cycle:
         return index % self.n
 
 
+class _Each:
+    """Request i -> payload i: every request a payload of its own."""
+
+    def __call__(self, count: int) -> np.ndarray:
+        return np.arange(count)
+
+    def at(self, index: int) -> int:
+        return index
+
+
 class Payloads:
     """The payload of each request of one load point, made once per payload id and shared by
     every request that repeats it; safe to index from any thread."""
 
-    def __init__(self, ids: PayloadIds | _Cycle, make: Callable[[int], Sequence[Any]]) -> None:
+    def __init__(
+        self, ids: PayloadIds | _Cycle | _Each, make: Callable[[int], Sequence[Any]]
+    ) -> None:
         self._ids = ids
         self._make = make
         self._made: dict[int, Sequence[Any]] = {}
@@ -178,6 +190,11 @@ class Payloads:
             raise ValueError("batches: need at least one batch of samples to send")
         made = list(batches)
         return cls(_Cycle(len(made)), made.__getitem__)
+
+    @classmethod
+    def each(cls, make: Callable[[int], Sequence[Any]]) -> Payloads:
+        """Request i carries `make(i)`: no two requests the same."""
+        return cls(_Each(), make)
 
     def __getitem__(self, index: int) -> Sequence[Any]:
         with self._lock:

@@ -44,6 +44,24 @@ def passed(row: dict, slo_ms: float, percentile: str, max_late_fraction: float) 
     )
 
 
+def attainment_of(percentile: str) -> float:
+    """The share of requests a generative point must serve within its SLOs, from the scenario's
+    `slo_percentile` ("p99": 0.99, "p999": 0.999)."""
+    digits = percentile[1:]
+    return float(f"0.{digits}")
+
+
+def goodput_passed(row: dict, percentile: str, max_late_fraction: float) -> bool:
+    """A generative rate passes when at least `percentile` of its requests met the TTFT and TPOT
+    SLOs (its goodput is that share of its rate; a failed request meets none), with the
+    client's connections not holding sends back."""
+    return (
+        row.get("status") == "measured"
+        and row.get("slo_attainment", math.nan) >= attainment_of(percentile)
+        and row.get("blocked_send_fraction", 0.0) <= max_late_fraction
+    )
+
+
 def bracket(trials: Sequence[Trial]) -> tuple[Trial | None, Trial | None]:
     """(highest passing trial, lowest failing trial above it)."""
     lo = max((t for t in trials if t.passed), key=lambda t: t.rate, default=None)

@@ -29,6 +29,21 @@ class Request:
 
 
 @dataclass(frozen=True)
+class TokenStream:
+    """What a generative request streamed back: when each chunk carrying text arrived (in
+    `time.perf_counter()` seconds, the driver's clock), and its token counts, with where the
+    output count came from: "usage" (the server's `usage.completion_tokens`) or "stream" (one
+    token per chunk carrying text, where the server gave no usage)."""
+
+    times: tuple[float, ...]
+    output_tokens: int
+    # The server's `usage.prompt_tokens` where given, else the harness's own count of the
+    # prompt (the tokenizer's, or words: see `bench.load.generation`).
+    input_tokens: int
+    counted_by: str  # "usage" or "stream"
+
+
+@dataclass(frozen=True)
 class Response:
     output: np.ndarray
     # Server-side time: waiting for a worker (and for a batch to form), then preprocessing +
@@ -38,6 +53,8 @@ class Response:
     # Answered by a response cache in front of the model (True), by the model behind one
     # (False), or no cache (None).
     cache_hit: bool | None = None
+    # A generative request's streamed tokens (None: the model does not generate).
+    tokens: TokenStream | None = None
 
 
 _NAN = float("nan")

@@ -346,6 +346,8 @@ def _accuracy(stats: dict, floor: float | None) -> Check:
 
 
 def _slo(stats: dict, sc: ScenarioConfig) -> Check:
+    if sc.generative_slos and "slo_attainment" in stats:
+        return _generative_slo(stats, sc)
     if sc.slo_ms is None:
         return Check("slo", "No latency SLO was set, so none is judged.", None)
     percentile = str(sc.slo_percentile)
@@ -374,4 +376,30 @@ def _slo(stats: dict, sc: ScenarioConfig) -> Check:
         False,
         f"SLO missed: {percentile} {observed:.1f} ms > {sc.slo_ms:g} ms",
         "lower the load, batch, add workers, or choose a faster configuration",
+    )
+
+
+def _generative_slo(stats: dict, sc: ScenarioConfig) -> Check:
+    """A generative point's SLOs: at least `slo_percentile` of its requests met every one set
+    (TTFT and TPOT); its end-to-end latency (`slo_ms`) is not judged, it grows with the output
+    length asked for."""
+    percentile = str(sc.slo_percentile)
+    share = float(percentile[1:]) / 10 ** (len(percentile) - 3)
+    limits = [
+        f"{name} at or below {value:g} ms"
+        for name, value in (("TTFT", sc.slo_ttft_ms), ("TPOT", sc.slo_tpot_ms))
+        if value is not None
+    ]
+    rule = f"Generative SLOs: at least {share:g}% of requests with {' and '.join(limits)}."
+    attained = stats.get("slo_attainment", np.nan)
+    if attained * 100 >= share:
+        return Check("slo", rule, True)
+    return Check(
+        "slo",
+        rule,
+        False,
+        f"SLO missed: {attained:.1%} of requests met {' and '.join(limits)} "
+        f"(goodput {stats.get('goodput_qps', np.nan):.3g} of "
+        f"{stats.get('achieved_qps', np.nan):.3g} requests/s)",
+        "lower the load, shorten the outputs, or serve with more replicas or a faster model",
     )

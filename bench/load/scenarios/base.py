@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from omegaconf import MISSING
 
+from bench.load.generation import Lengths
 from bench.load.payloads import Repeats
 from bench.load.points import LoadPoint
 from bench.load.sampling import CONFIDENCE
@@ -63,6 +64,19 @@ class ScenarioConfig:
     repeat_ratio: float | None = None
     distinct: int | None = None
     zipf_s: float | None = None
+    # Generative models only (`bench.load.generation`): each request's prompt length and the
+    # output length it asks for (`max_tokens`, end-of-sequence ignored), in tokens: a mean and
+    # a spread (normal, seeded by `payload_seed`; 0: every request the mean).
+    input_tokens: int = 128
+    input_tokens_stddev: float = 0.0
+    output_tokens: int = 128
+    output_tokens_stddev: float = 0.0
+    # Generative SLOs, ms: time to first token (from the intended send) and time per output
+    # token (a request's mean gap after its first token). A request meets them when it meets
+    # both (null: that one is not judged); `goodput_qps` counts such requests per second, and
+    # a point meets them when at least `slo_percentile` of its requests do (p99: 99%).
+    slo_ttft_ms: float | None = None
+    slo_tpot_ms: float | None = None
 
     # How the verdict judges this scenario's points. Sparse: a window holds a few requests,
     # cold and warm by design, so windows are not compared. Open-ended: the point lasts until
@@ -86,6 +100,9 @@ class ScenarioConfig:
         positive(self.slo_ms, f"{at}.slo_ms", nullable=True)
         positive(self.drain_timeout_s, f"{at}.drain_timeout_s")
         self.repeats.validate(at)
+        self.lengths.validate(at)
+        positive(self.slo_ttft_ms, f"{at}.slo_ttft_ms", nullable=True)
+        positive(self.slo_tpot_ms, f"{at}.slo_tpot_ms", nullable=True)
         require(
             0.5 <= self.confidence < 1.0,
             f"{at}.confidence",
@@ -95,6 +112,19 @@ class ScenarioConfig:
     @property
     def repeats(self) -> Repeats:
         return Repeats(self.repeat_ratio, self.distinct, self.zipf_s)
+
+    @property
+    def lengths(self) -> Lengths:
+        return Lengths(
+            self.input_tokens,
+            self.input_tokens_stddev,
+            self.output_tokens,
+            self.output_tokens_stddev,
+        )
+
+    @property
+    def generative_slos(self) -> bool:
+        return self.slo_ttft_ms is not None or self.slo_tpot_ms is not None
 
     def points(self) -> list[LoadPoint]:
         """The load points, in the order they are measured (scenarios that choose each point

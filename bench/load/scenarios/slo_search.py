@@ -1,4 +1,7 @@
-"""`slo_search`: the highest Poisson rate whose latency percentile meets the SLO.
+"""`slo_search`: the highest Poisson rate whose latency percentile meets the SLO, or, for a
+generative model with TTFT and TPOT SLOs (`slo_ttft_ms`, `slo_tpot_ms`), whose goodput does: at
+least `slo_percentile` of its requests met both (the search then steers by the share that
+missed, against the share allowed to).
 
 A closed-loop probe estimates the saturation throughput; then each `server` point's rate is
 chosen from the points measured so far (`bench.load.slo_search`: small pure functions over the
@@ -13,7 +16,14 @@ from dataclasses import dataclass
 
 from bench.load.points import LoadPoint
 from bench.load.scenarios.base import ScenarioConfig
-from bench.load.slo_search import PROBE_CONCURRENCY, Trial, next_rate, passed
+from bench.load.slo_search import (
+    PROBE_CONCURRENCY,
+    Trial,
+    attainment_of,
+    goodput_passed,
+    next_rate,
+    passed,
+)
 from bench.registry import option
 from bench.validation import at_least, positive, require
 
@@ -35,9 +45,10 @@ class SloSearchScenarioConfig(ScenarioConfig):
     def validate(self, at: str = "scenario") -> None:
         super().validate(at)
         require(
-            self.slo_ms is not None,
+            self.slo_ms is not None or self.generative_slos,
             f"{at}.slo_ms",
-            "slo_search needs a latency SLO to search for: set scenario.slo_ms",
+            "slo_search needs an SLO to search for: set scenario.slo_ms, or for a generative "
+            "model scenario.slo_ttft_ms and/or scenario.slo_tpot_ms",
         )
         positive(self.tolerance, f"{at}.tolerance")
         at_least(self.max_points, 1, f"{at}.max_points")
@@ -52,18 +63,29 @@ class SloSearchScenarioConfig(ScenarioConfig):
         if probe_row.get("status") != "measured":
             return None  # no saturation estimate to search from; the failed probe says why
         percentile = str(self.slo_percentile)
-        trials = [
-            Trial(
-                rate=r["target_qps"],
-                percentile_ms=r.get(f"latency_{percentile}_ms", float("nan")),
-                passed=passed(r, self.slo_ms, percentile, self.max_late_fraction),
-            )
-            for r in measured
-            if json.loads(r["point"])["scenario"] == "server"
-        ]
-        rate = next_rate(
-            trials, self.slo_ms, probe_row["achieved_qps"], self.tolerance, self.max_points
-        )
+        servers = [r for r in measured if json.loads(r["point"])["scenario"] == "server"]
+        if self.generative_slos:
+            # Steered by the share of requests that missed, against the share allowed to.
+            limit = 1.0 - attainment_of(percentile)
+            trials = [
+                Trial(
+                    rate=r["target_qps"],
+                    percentile_ms=1.0 - r.get("slo_attainment", float("nan")),
+                    passed=goodput_passed(r, percentile, self.max_late_fraction),
+                )
+                for r in servers
+            ]
+        else:
+            limit = self.slo_ms
+            trials = [
+                Trial(
+                    rate=r["target_qps"],
+                    percentile_ms=r.get(f"latency_{percentile}_ms", float("nan")),
+                    passed=passed(r, self.slo_ms, percentile, self.max_late_fraction),
+                )
+                for r in servers
+            ]
+        rate = next_rate(trials, limit, probe_row["achieved_qps"], self.tolerance, self.max_points)
         if rate is None:
             return None
         return self.point(

@@ -1,0 +1,211 @@
+"""Sizing a generative deployment under TTFT and TPOT SLOs, from stored generative points.
+
+A server generating with continuous batching has no per-request service time to simulate:
+its throughput grows with the sequences in flight until TTFT and TPOT give way. So the
+capacity is measured, not simulated: per configuration, the highest achieved rate among its
+valid points whose TTFT and TPOT at the plan's percentile meet `plan.slo_ttft_ms` and
+`plan.slo_tpot_ms` (an `slo_search` or a `rate_sweep` finds it), with the output tokens per
+second it served there. Then, as for every model: servers = ceil(peak * (1 + headroom) /
+capacity), and the cost per million output tokens = the monthly cost over the tokens a month
+at the peak.
+
+On a catalog server the measured deployment (its replicas, as run) is assumed to serve at
+the measured capacity times the server's memory-bound scale factor (decoding reads every
+weight per token: memory bandwidth bounds it), with that factor's band; GPU servers are sized
+from GPU runs only. A server the user runs (`strategy=endpoint`) is sized as itself: how many
+copies of the deployment at its URL, hardware unknown to the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.capacity.catalog import Catalog
+from bench.capacity.measured import DEPLOYABLE, MeasuredHost, deployable, sound
+from bench.capacity.scaling import gpu_status, scale
+
+SECONDS_PER_MONTH = 30.44 * 24 * 3600
+GENERATIVE_FORMULA = (
+    "capacity(server) = the highest achieved rate of a valid point whose TTFT and TPOT at the "
+    "plan's percentile meet plan.slo_ttft_ms and plan.slo_tpot_ms, x the server's memory-bound "
+    "scale factor (1 where measured; a server the user runs is sized as itself); servers = "
+    "ceil(peak * (1 + headroom) / capacity); cost per million output tokens = monthly cost / "
+    "(peak x mean output tokens x seconds a month / 1e6)"
+)
+# Percentiles the generative columns store (`ttft_p50_ms` ...); others are judged at p99.
+_STORED = ("p50", "p90", "p99")
+
+
+def is_generative(frame: pd.DataFrame) -> bool:
+    """Whether `frame` holds generative points (their TTFT columns)."""
+    return "ttft_p50_ms" in frame and frame["ttft_p50_ms"].notna().any()
+
+
+def stored_percentile(percentile: str) -> str:
+    return percentile if percentile in _STORED else "p99"
+
+
+def generative_capacity(
+    rows: pd.DataFrame, percentile: str, slo_ttft_ms: float | None, slo_tpot_ms: float | None
+) -> list[dict]:
+    """Per configuration: its label, deployable config, and the highest valid rate meeting the
+    SLOs, with its output tokens/s and output length; capacity 0 where no point meets them."""
+    p = stored_percentile(percentile)
+    generative = rows[sound(rows) & rows.get("ttft_p50_ms", pd.Series(dtype=float)).notna()]
+    found = []
+    for key, group in generative.groupby(
+        generative["config"].map(lambda c: json.dumps(deployable(c), sort_keys=True))
+    ):
+        meets = pd.Series(True, index=group.index)
+        if slo_ttft_ms is not None:
+            meets &= group[f"ttft_{p}_ms"] <= slo_ttft_ms
+        if slo_tpot_ms is not None:
+            meets &= ~(group[f"tpot_{p}_ms"] > slo_tpot_ms)
+        config = json.loads(key)
+        entry = {
+            "configuration": " / ".join(str(group.iloc[0][g]) for g in DEPLOYABLE),
+            "config": config,
+            "points": ", ".join(group["label"].astype(str)),
+            "capacity_qps": 0.0,
+            "capacity_output_tokens_per_s": 0.0,
+            "output_tokens_mean": float(group["output_tokens_mean"].mean()),
+            "replicas": int(group.iloc[0].get("replicas", 1) or 1),
+            "precision": str(group.iloc[0].get("predictor_precision") or "fp32"),
+            "uses_gpu": "cuda" in str(group.iloc[0].get("predictor_provider", "")).lower(),
+            "served_here": config["strategy"]["name"] != "endpoint",
+            "url": config["strategy"].get("url", ""),
+        }
+        if meets.any():
+            best = group[meets].sort_values("achieved_qps").iloc[-1]
+            entry.update(
+                capacity_qps=float(best["achieved_qps"]),
+                capacity_output_tokens_per_s=float(best["output_tokens_per_s"]),
+                capacity_point=str(best["label"]),
+            )
+        found.append(entry)
+    return found
+
+
+def generative_sizing(
+    hosts: list[MeasuredHost],
+    catalog: Catalog,
+    peak_qps: float,
+    headroom: float,
+    min_servers: int,
+    percentile: str,
+    slo_ttft_ms: float | None,
+    slo_tpot_ms: float | None,
+) -> pd.DataFrame:
+    """One row per configuration and server (a server the user runs: one row, itself)."""
+    out = []
+    for host in hosts:
+        for c in generative_capacity(host.rows, percentile, slo_ttft_ms, slo_tpot_ms):
+            base = {
+                "configuration": c["configuration"],
+                "host": host.name,
+                "sized_from": c.get("capacity_point", ""),
+                "output_tokens_mean": c["output_tokens_mean"],
+            }
+            if not c["served_here"]:
+                out.append(_sized(base | {"server": f"the deployment at {c['url']}",
+                                          "tag": "measured", "cores": np.nan,
+                                          "memory_gb": np.nan},
+                                  c, 1.0, 1.0, peak_qps, headroom, min_servers, None))  # fmt: skip
+                continue
+            for server in catalog.servers:
+                row = base | {
+                    "server_id": server.id,
+                    "server": server.name,
+                    "cores": server.cpu.cores,
+                    "memory_gb": server.memory_gb,
+                }
+                if c["uses_gpu"] or server.gpus:
+                    status = gpu_status(server, c["uses_gpu"])
+                    if c["uses_gpu"] or status != "not measured":
+                        out.append(row | {"tag": status, "servers": np.nan,
+                                          "unsized_reason": status})  # fmt: skip
+                        continue
+                precision = c["precision"] if c["precision"] in ("fp32", "bf16", "int8") else "fp32"
+                factor = scale(host.facts, server, precision, "memory")
+                row["tag"] = factor.tag
+                out.append(
+                    _sized(row, c, factor.factor, factor.low, peak_qps, headroom, min_servers,
+                           server.price)
+                )  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def _sized(
+    row: dict,
+    c: dict,
+    factor: float,
+    low: float,
+    peak_qps: float,
+    headroom: float,
+    min_servers: int,
+    price,
+) -> dict:
+    capacity = c["capacity_qps"] * factor
+    row = row | {
+        "scale_factor": factor,
+        "capacity_qps": capacity,
+        "capacity_output_tokens_per_s": c["capacity_output_tokens_per_s"] * factor,
+        "replicas_per_server": c["replicas"],
+    }
+    if capacity <= 0:
+        return row | {"servers": np.nan, "unsized_reason": "no measured rate meets the SLOs"}
+    provisioned = peak_qps * (1.0 + headroom)
+    servers = max(min_servers, math.ceil(provisioned / capacity))
+    slow = c["capacity_qps"] * low
+    monthly = servers * price.eur_per_month if price else np.nan
+    tokens_month = peak_qps * c["output_tokens_mean"] * SECONDS_PER_MONTH
+    return row | {
+        "servers": servers,
+        "servers_high": max(min_servers, math.ceil(provisioned / slow)) if slow > 0 else np.nan,
+        "replicas": servers * c["replicas"],
+        "monthly_cost_eur": monthly,
+        "price_as_of": price.as_of if price else "",
+        "cost_per_million_output_tokens_eur": monthly / (tokens_month / 1e6) if price else np.nan,
+    }
+
+
+def generative_sentence(
+    best: pd.Series | None,
+    peak_qps: float,
+    percentile: str,
+    slo_ttft_ms: float | None,
+    slo_tpot_ms: float | None,
+) -> str:
+    """The generative plan in one sentence."""
+    p = stored_percentile(percentile)
+    slos = (
+        " and ".join(
+            f"{name} {p} under {value:g} ms"
+            for name, value in (("TTFT", slo_ttft_ms), ("TPOT", slo_tpot_ms))
+            if value is not None
+        )
+        or "no TTFT or TPOT SLO (plan.slo_ttft_ms, plan.slo_tpot_ms: the highest valid rate)"
+    )
+    if best is None:
+        return (
+            f"No measured generative configuration serves {peak_qps:g} requests/s with {slos} "
+            "on any server; see the sizing table for why."
+        )
+    cost = (
+        f"about EUR {best['monthly_cost_eur']:,.0f} a month, EUR "
+        f"{best['cost_per_million_output_tokens_eur']:,.2f} per million output tokens"
+        if pd.notna(best.get("monthly_cost_eur"))
+        else "at a price the catalog does not know (set catalog.prices to compare costs)"
+    )
+    return (
+        f"To serve {peak_qps:g} requests/s ({peak_qps * best['output_tokens_mean']:,.0f} output "
+        f"tokens/s) with {slos}, deploy {int(best['servers'])} x {best['server']} "
+        f"({int(best['replicas'])} replicas of {best['configuration']}; each server "
+        f"{best['capacity_qps']:.3g} requests/s, {best['capacity_output_tokens_per_s']:,.0f} "
+        f"output tokens/s at the SLOs), {cost}; estimate {best['tag']}. Sized from the valid "
+        f"point {best['sized_from']}."
+    )
