@@ -266,3 +266,36 @@ def test_slo_search_steers_by_goodput():
     assert climbed > 5.0
     between = sc.next_point([*rows, measured(5.0, 1.0), measured(8.0, 0.9)]).target_qps
     assert 5.0 < between < 8.0
+
+
+def test_the_built_in_model_served_over_http_is_measured_token_by_token(tmp_path, cache_dir):
+    """`bench model=causal_lm strategy=http`: the workload streams over the worker's /v1, and
+    the point has its token figures, counted by the usage the worker reports."""
+    tiny = ["model.hidden_size=32", "model.layers=2", "model.heads=2", "model.intermediate_size=64"]
+    cfg = compose(
+        [
+            "model=causal_lm",
+            *tiny,
+            "strategy=http",
+            "backend.threads=1",
+            "scenario=concurrency",
+            "scenario.levels=[2]",
+            "scenario.warmup_s=0.3",
+            "scenario.duration_s=1.5",
+            "scenario.input_tokens=12",
+            "scenario.output_tokens=6",
+            "accuracy_samples=2",
+            "progress=false",
+            f"cache_dir={cache_dir}",
+            *LENIENT,
+        ]
+    )
+    assert generative(cfg)
+    row = run_benchmark(cfg, tmp_path).iloc[0]
+    assert row["status"] == "measured" and row["errors"] == 0, row["error"]
+    assert row["output_tokens_counted_by"] == "usage" and row["output_tokens_mean"] == 6
+    assert row["input_tokens_counted_by"] == "tokenizer causal_lm"
+    assert row["ttft_p50_ms"] > 0 and row["tpot_p50_ms"] > 0
+    assert row["output_tokens_per_s"] == pytest.approx(6 * row["achieved_qps"])
+    # The accuracy check stays on v2: the next token's top-1 against the fp32 reference.
+    assert row["accuracy_top1_agreement"] == 1.0

@@ -158,6 +158,9 @@ class CausalLMConfig(ModelConfig):
     # Prompts of v2 inference requests (and accuracy checks) are cut to this many tokens.
     max_prompt_tokens: int = 512
     builder: ClassVar[str] = "bench.models.causal_lm:build"
+    # Its prompts stream tokens over OpenAI's API wherever it is served over HTTP, and its
+    # points report TTFT, inter-token latency and goodput (`bench.config.generative`).
+    generative: ClassVar[bool] = True
 
     def validate(self, at: str = "model") -> None:
         at_least(self.hidden_size, 8, f"{at}.hidden_size")
