@@ -3,6 +3,7 @@ the dynamic batcher (the serving core every strategy shares, with nothing in fro
 
 from __future__ import annotations
 
+import math
 import time
 
 from bench.backends import Predictor
@@ -51,7 +52,12 @@ class DirectRunner(Runner):
             else:
                 complete(_response(result))
 
-        self._core.submit(request.samples, served)
+        # Handed over as the sender sent it: it reached the server then, and the thread that
+        # received it may serve it (what comes meanwhile waits in the sender's pipe).
+        if math.isnan(request.sent):
+            self._core.submit(request.samples, served)
+        else:
+            self._core.submit(request.samples, served, request.sent, inline=True)
 
     async def stop(self) -> None:
         await self._core.stop()

@@ -9,11 +9,12 @@ handlers, so the strategies differ only by what sits in front of it.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,96 @@ clock = time.perf_counter
 def build_from_config(cfg: Any) -> Predictor:
     """The predictor the config describes, built here, in this process."""
     return build_predictor(build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir)
+
+
+class _Instances:
+    """The model instances: `count` threads taking jobs from one queue. A job is a callable
+    run on one of them. Leaner than a `ThreadPoolExecutor` (no future, lock or condition per
+    job; a C queue): the direct path pays this once per request.
+
+    With one instance, a thread that submits work and is free to wait (not an event loop's)
+    runs it itself when the instance is idle, as a server's one thread serves the request it
+    has just read: on this host a thread's wake-up costs some 35 us of CPU, more than the call
+    of a small model, and that hand-off would be most of what the harness measures."""
+
+    def __init__(self, count: int) -> None:
+        self.jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        # One instance: held by whichever thread runs it, the caller's or the instance's own.
+        self.one = threading.Lock() if count == 1 else None
+        self.threads = [
+            threading.Thread(target=self._work, name=f"predict_{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        get, one = self.jobs.get, self.one
+        while (job := get()) is not None:
+            try:
+                if one is None:
+                    job()
+                else:
+                    with one:
+                        job()
+            except Exception:  # a broken callback must not take a model instance with it
+                traceback.print_exc()
+
+    def serve(self, job: Callable[[], None], inline: bool) -> None:
+        """`job` on the instance: in the calling thread where `inline` lets it and it may (see
+        the class), else queued for an instance's thread."""
+        one = self.one
+        # Not on an event loop (it would stall) and not while this thread holds the instance
+        # (a completion that issues the next request): those queue.
+        if (
+            inline
+            and one is not None
+            and asyncio._get_running_loop() is None
+            and one.acquire(False)
+        ):
+            try:
+                job()
+            finally:
+                one.release()
+            return
+        self.jobs.put(job)
+
+    def run(self, fn: Callable, *args) -> asyncio.Future:
+        """`fn(*args)` on an instance, awaited from the running event loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+        self.jobs.put(job)
+        return future
+
+    def stop(self) -> None:
+        """Drop the jobs not yet begun, let those running finish, and end the threads."""
+        while True:
+            try:
+                self.jobs.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if future.done():  # the awaiting coroutine was cancelled meanwhile
+        return
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
 
 
 class ServingCore:
@@ -55,7 +146,7 @@ class ServingCore:
         # inference is not counted.
         self.batch_sizes: Counter[int] = Counter()
         self.batch_compute_s: Counter[int] = Counter()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _Instances | None = None
         self._counting = threading.Lock()  # the batch counters, counted from predictor threads too
         self._batcher: DynamicBatcher | None = None
 
@@ -73,17 +164,14 @@ class ServingCore:
     async def start(self, source: Predictor | Callable[[], Predictor]) -> None:
         """Build the predictor (timed, in the pool: the event loop stays free) and run it once
         on one sample, timed, so the first request served is not the first call."""
-        loop = asyncio.get_running_loop()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="predict")
+        self._pool = _Instances(self.workers)
         if isinstance(source, Predictor):
             self.predictor = source
         else:
             began = clock()
-            self.predictor = await loop.run_in_executor(self._pool, source)
+            self.predictor = await self._pool.run(source)
             self.model_load_s = clock() - began
-        first = await loop.run_in_executor(
-            self._pool, self._predict, self.predictor.bundle.samples(1, 0)
-        )
+        first = await self._pool.run(self._predict, self.predictor.bundle.samples(1, 0))
         self.first_inference_s = first.compute_s
         self.example_output = first.outputs
         if self.max_batch_size > 1:
@@ -127,17 +215,27 @@ class ServingCore:
         served = Served(output, 0.0, took, len(items), 1, cache_hit=True, cache_lookup_s=took)
         return key, served
 
-    def submit(self, items: Sequence[Any], complete: Callable[[Served | BaseException], None]):
-        """Run `items` on a predictor thread from any thread, without an event loop, and call
-        `complete` there with what it served (or the exception). Not with a batcher."""
+    def submit(
+        self,
+        items: Sequence[Any],
+        complete: Callable[[Served | BaseException], None],
+        arrived: float | None = None,
+        inline: bool = False,
+    ):
+        """Run `items` on a model instance from any thread, without an event loop, and call
+        `complete` in the thread that ran it with what it served (or the exception).
+        `arrived`: when the request reached the server (default now), its queue time counted
+        from then. `inline`: the calling thread may serve it itself (see `_Instances`); only a
+        caller that nothing else waits on may say so. Not with a batcher."""
         if self._pool is None or self._batcher is not None:
             raise RuntimeError("the serving core is not started, or batches requests")
-        arrived = clock()
+        arrived = clock() if arrived is None else arrived
         key, hit = self._look_up(items) if self.cache is not None else (b"", None)
         if isinstance(hit, Served):  # answered here, in the calling thread
             complete(hit)
             return
-        self._pool.submit(self._serve, list(items), arrived, complete, key, hit)
+        items = list(items)
+        self._pool.serve(lambda: self._serve(items, arrived, complete, key, hit), inline)
 
     def _serve(
         self, items: list[Any], arrived: float, complete, key: bytes, lookup_s: float | None
@@ -167,15 +265,13 @@ class ServingCore:
             await self._batcher.stop()
             self._batcher = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            await asyncio.get_running_loop().run_in_executor(None, pool.stop)
 
     async def _execute(self, items: list[Any]) -> Executed:
         if self._pool is None:
             raise RuntimeError("the serving core is not started")
-        executed = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._predict, items
-        )
+        executed = await self._pool.run(self._predict, items)
         self._count(len(items), executed)
         return executed
 

@@ -21,6 +21,7 @@ Two ways to hand a request over, one flow of callbacks over both:
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import subprocess
@@ -167,6 +168,32 @@ class _Issue:
             dispatched = now() if dispatched is None else dispatched
             return self.log.new(intended, dispatched, ready, sender_cpu)
 
+    def issue_sent(self, intended: float, dispatched: float, ready: float, sender_cpu: float):
+        """The direct path of an open loop with no connection limit, as one step per request
+        (the harness's hot path at high rates): a slot for the request the sender dispatched,
+        handed to the runner from this (the pipe reader's) thread, started and sent when the
+        sender dispatched it."""
+        log = self.log
+        with self.lock:
+            self.outstanding += 1
+            index = log.new(intended, dispatched, ready, sender_cpu)
+            log.started[index] = log.sent[index] = dispatched
+        request = Request(index, self.driver.payloads[self.first + index], dispatched)
+        try:
+            self.runner.issue(request, functools.partial(self._finish, index))
+        except Exception as exc:  # later, from the loop, as `_transmit` does
+            self.loop.call_soon_threadsafe(self._finish, index, exc)
+
+    def _finish(self, index: int, result: Response | BaseException) -> None:
+        """`_record` and `_settle` under one lock: request `index` came back now."""
+        done = now()
+        with self.lock:
+            self._record_locked(index, done, result)
+            self.outstanding -= 1
+            idle = self.all_started and self.outstanding == 0
+        if idle:
+            self.loop.call_soon_threadsafe(self.idle.set)
+
     def start(self, index: int, on_done: OnDone, gate: _Gate | None = None) -> None:
         """Begin request `index`: from the thread that got it (direct) or the event loop."""
         with self.lock:  # handed to the runner as it came from the sender: started then
@@ -213,22 +240,25 @@ class _Issue:
             finished(task.result())
 
     def _record(self, index: int, done: float, result: Response | BaseException) -> None:
-        log = self.log
         with self.lock:
-            if self.closed:
-                return
-            if isinstance(result, BaseException):
-                log.fail(index, done, f"{type(result).__name__}: {result}"[:200])
-            else:
-                log.done[index] = done
-                log.ok[index] = True
-                log.queue_s[index] = result.queue_s
-                log.compute_s[index] = result.compute_s
-                if result.cache_hit is not None:
-                    log.cache_hit[index] = float(result.cache_hit)
-                if result.tokens is not None:
-                    log.tokens(index, result.tokens)
-            self.driver._completed += 1
+            self._record_locked(index, done, result)
+
+    def _record_locked(self, index: int, done: float, result: Response | BaseException) -> None:
+        if self.closed:
+            return
+        log = self.log
+        if isinstance(result, BaseException):
+            log.fail(index, done, f"{type(result).__name__}: {result}"[:200])
+        else:
+            log.done[index] = done
+            log.ok[index] = True
+            log.queue_s[index] = result.queue_s
+            log.compute_s[index] = result.compute_s
+            if result.cache_hit is not None:
+                log.cache_hit[index] = float(result.cache_hit)
+            if result.tokens is not None:
+                log.tokens(index, result.tokens)
+        self.driver._completed += 1
 
     def _settle(self) -> None:
         with self.lock:
@@ -339,6 +369,7 @@ class Driver:
         loop = asyncio.get_running_loop()
         issue = _Issue(self, log, loop)
         gate = _Gate(shape.connections) if shape.connections else None
+        fast = issue.direct and gate is None
         all_sent = asyncio.Event()
         received = 0
 
@@ -348,11 +379,14 @@ class Driver:
             nonlocal received
             try:
                 for index, ready, dispatched, cpu in sender.records():
-                    issue.new(start + offsets[index], dispatched, ready, cpu)
-                    if issue.direct:
-                        issue.start(index, ignore, gate)
+                    if fast:
+                        issue.issue_sent(start + offsets[index], dispatched, ready, cpu)
                     else:
-                        loop.call_soon_threadsafe(issue.start, index, ignore, gate)
+                        issue.new(start + offsets[index], dispatched, ready, cpu)
+                        if issue.direct:
+                            issue.start(index, ignore, gate)
+                        else:
+                            loop.call_soon_threadsafe(issue.start, index, ignore, gate)
                     received += 1
             finally:
                 loop.call_soon_threadsafe(all_sent.set)

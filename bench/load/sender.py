@@ -10,7 +10,11 @@ processes.
   offsets (float64 seconds from the start); then, for each request in order, writes a record
   (`RECORD`: index, when it became ready to wait for it, when it sent it, and the CPU time this
   process had used by then, which tells its own work from waiting for a core) and exits after
-  the last. A closed pipe (the harness gone) ends it.
+  the last. A closed pipe (the harness gone) ends it. Records the harness has not read yet
+  wait in this process (the pipe is written without blocking), never the sends: a harness
+  busy serving a request (`direct` serves in the thread that reads the pipe) delays only its
+  own taking of the next, as a busy server's full socket buffer would not stop an open-loop
+  client.
 
 Only the standard library is imported here: the process starts in tens of milliseconds.
 """
@@ -18,6 +22,7 @@ Only the standard library is imported here: the process starts in tens of millis
 from __future__ import annotations
 
 import os
+import select
 import struct
 import sys
 import time
@@ -49,23 +54,41 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _write_some(fd: int, out: bytearray) -> None:
+    """Write what the pipe takes now (non-blocking) and drop it from `out`."""
+    try:
+        while out:
+            del out[: os.write(fd, out)]
+    except BlockingIOError:
+        pass
+
+
 def serve(read_fd: int, write_fd: int) -> None:
     _write_all(write_fd, b"R")
     start, count = _HEADER.unpack(_read_exactly(read_fd, _HEADER.size))
     raw = _read_exactly(read_fd, 8 * count)
     offsets = struct.unpack(f"={count}d", raw) if count else ()
+    os.set_blocking(write_fd, False)
     ready = now()
     pending: list[bytes] = []
+    out = bytearray()  # records the pipe had no room for yet
     for index, offset in enumerate(offsets):
         intended = start + offset
         while (delay := intended - now()) > 0:
-            time.sleep(min(delay, _NAP_S))
+            if out:  # wake when the pipe has room, or when this request is due
+                select.select([], [write_fd], [], min(delay, _NAP_S))
+                _write_some(write_fd, out)
+            else:
+                time.sleep(min(delay, _NAP_S))
         pending.append(RECORD.pack(index, ready, now(), time.process_time()))
         last = index + 1 == count
         if last or start + offsets[index + 1] - now() > _COALESCE_S:
-            _write_all(write_fd, b"".join(pending))
+            out += b"".join(pending)
             pending.clear()
+            _write_some(write_fd, out)
         ready = now()
+    os.set_blocking(write_fd, True)
+    _write_all(write_fd, bytes(out))
 
 
 def header(start: float, count: int) -> bytes:

@@ -10,6 +10,7 @@ from its event loop, then `stop()`; a runner never generates load or computes st
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,11 @@ class RunnerError(RuntimeError):
 class Request:
     id: int
     samples: Sequence[Any]
+    # Set where the thread that received it from the load sender issues it, as it was sent
+    # (perf_counter seconds; NaN otherwise): an in-process server counts its queue time from
+    # then and may serve it in that thread (what the sender sends meanwhile waits in its pipe,
+    # as behind a server's socket).
+    sent: float = math.nan
 
 
 @dataclass(frozen=True)
