@@ -52,12 +52,9 @@ class DirectRunner(Runner):
             else:
                 complete(_response(result))
 
-        # Handed over as the sender sent it: it reached the server then, and the thread that
-        # received it may serve it (what comes meanwhile waits in the sender's pipe).
-        if math.isnan(request.sent):
-            self._core.submit(request.samples, served)
-        else:
-            self._core.submit(request.samples, served, request.sent, inline=True)
+        # In this process a request reaches the server when it is sent.
+        sent = None if math.isnan(request.sent) else request.sent
+        self._core.submit(request.samples, served, sent, inline=request.serve_here)
 
     async def stop(self) -> None:
         await self._core.stop()

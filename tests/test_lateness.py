@@ -113,11 +113,17 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader():
     """`direct` serves in this process: the event loop takes no part in its requests, and the
     schedule is kept by a process of its own."""
     threads: set[str] = set()
+    served_in: set[str] = set()
 
     class Recording(DirectRunner):
         def issue(self, request, complete):
             threads.add(threading.current_thread().name)
-            super().issue(request, complete)
+
+            def completed(result):
+                served_in.add(threading.current_thread().name)
+                complete(result)
+
+            super().issue(request, completed)
 
     predictor = SleepPredictor(0.0005)
     runner = Recording.from_predictor(direct_cfg(1), predictor)
@@ -133,5 +139,30 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader():
     measurement = asyncio.run(main())
     cols = measurement.log.columns()
     assert threads == {"load-receiver"}
+    # Caught up with the sender, the reader serves the request itself: no thread hand-off.
+    assert "load-receiver" in served_in
     assert np.array_equal(cols["started"], cols["dispatched"])
     assert cols["ok"].all() and np.all(cols["done"] >= cols["sent"])
+
+
+def test_an_in_process_backlog_is_queued_in_order_and_cut_by_the_drain_timeout():
+    """Offered twice what the one instance serves, the pipe's reader stops serving requests
+    itself and queues them (it would otherwise serve the backlog with no end): they are served
+    in the order sent, and those still out when the drain timeout ends are timeouts."""
+    predictor = SleepPredictor(0.004)
+    runner = DirectRunner.from_predictor(direct_cfg(1), predictor)
+    point = LoadPoint("server", 1, 0.1, 0.6, schedule_seed=0, target_qps=500.0)
+
+    async def main():
+        await runner.start()
+        try:
+            driver = Driver(runner, [predictor.bundle.samples(1, 0)], drain_timeout_s=0.2)
+            return await driver.run(point)
+        finally:
+            await runner.stop()
+
+    log = asyncio.run(main()).log
+    cols = log.columns()
+    assert any(error.startswith("timeout") for error in log.errors)
+    done = cols["done"][cols["ok"]]
+    assert cols["ok"].sum() > 10 and np.all(np.diff(done) > 0)

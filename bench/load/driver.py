@@ -80,14 +80,16 @@ class _Sender:
         stdin.write(np.ascontiguousarray(offsets, dtype=np.float64).tobytes())
         stdin.flush()
 
-    def records(self) -> Iterator[tuple[int, float, float, float]]:
+    def records(self) -> Iterator[list[tuple[int, float, float, float]]]:
         """(index, ready, dispatched, sender CPU seconds) of each request as the sender sends
-        it, until it ends."""
+        it, until it ends: a list of those one read found (more than one: the reader is
+        behind)."""
         fd, left = self.process.stdout.fileno(), b""
         while chunk := os.read(fd, 1 << 16):
             data = left + chunk
             whole = len(data) - len(data) % RECORD.size
-            yield from RECORD.iter_unpack(data[:whole])
+            if whole:
+                yield list(RECORD.iter_unpack(data[:whole]))
             left = data[whole:]
 
     def stop(self) -> None:
@@ -138,7 +140,11 @@ class _Issue:
     its outcome in the log, and says when every request started has come back."""
 
     def __init__(
-        self, driver: Driver, log: RequestLog, loop: asyncio.AbstractEventLoop, first: int = 0
+        self,
+        driver: Driver,
+        log: RequestLog,
+        loop: asyncio.AbstractEventLoop,
+        first: int = 0,
     ) -> None:
         """`first`: the payload of the log's request 0 (the requests before went in another
         log: an offline point's warm-up)."""
@@ -168,17 +174,25 @@ class _Issue:
             dispatched = now() if dispatched is None else dispatched
             return self.log.new(intended, dispatched, ready, sender_cpu)
 
-    def issue_sent(self, intended: float, dispatched: float, ready: float, sender_cpu: float):
+    def issue_sent(
+        self,
+        intended: float,
+        dispatched: float,
+        ready: float,
+        sender_cpu: float,
+        caught_up: bool,
+    ) -> None:
         """The direct path of an open loop with no connection limit, as one step per request
         (the harness's hot path at high rates): a slot for the request the sender dispatched,
         handed to the runner from this (the pipe reader's) thread, started and sent when the
-        sender dispatched it."""
+        sender dispatched it. `caught_up`: no later request is waiting to be read, so the
+        runner may serve this one in this thread (`Request.serve_here`)."""
         log = self.log
         with self.lock:
             self.outstanding += 1
             index = log.new(intended, dispatched, ready, sender_cpu)
             log.started[index] = log.sent[index] = dispatched
-        request = Request(index, self.driver.payloads[self.first + index], dispatched)
+        request = Request(index, self.driver.payloads[self.first + index], dispatched, caught_up)
         try:
             self.runner.issue(request, functools.partial(self._finish, index))
         except Exception as exc:  # later, from the loop, as `_transmit` does
@@ -378,16 +392,19 @@ class Driver:
         def receive(start: float) -> None:
             nonlocal received
             try:
-                for index, ready, dispatched, cpu in sender.records():
-                    if fast:
-                        issue.issue_sent(start + offsets[index], dispatched, ready, cpu)
-                    else:
-                        issue.new(start + offsets[index], dispatched, ready, cpu)
-                        if issue.direct:
-                            issue.start(index, ignore, gate)
+                for found in sender.records():
+                    last = found[-1][0]
+                    for index, ready, dispatched, cpu in found:
+                        if fast:  # served here only when caught up: a backlog is queued
+                            intended = start + offsets[index]
+                            issue.issue_sent(intended, dispatched, ready, cpu, index == last)
                         else:
-                            loop.call_soon_threadsafe(issue.start, index, ignore, gate)
-                    received += 1
+                            issue.new(start + offsets[index], dispatched, ready, cpu)
+                            if issue.direct:
+                                issue.start(index, ignore, gate)
+                            else:
+                                loop.call_soon_threadsafe(issue.start, index, ignore, gate)
+                    received += len(found)
             finally:
                 loop.call_soon_threadsafe(all_sent.set)
 
@@ -416,7 +433,10 @@ class Driver:
             sender.close()
         window_start = start + point.warmup_s
         return Measurement(
-            log, window_start, window_start + point.duration_s, connections=shape.connections
+            log,
+            window_start,
+            window_start + point.duration_s,
+            connections=shape.connections,
         )
 
     async def _offline(self, point: LoadPoint, shape: Burst) -> Measurement:

@@ -27,11 +27,14 @@ class RunnerError(RuntimeError):
 class Request:
     id: int
     samples: Sequence[Any]
-    # Set where the thread that received it from the load sender issues it, as it was sent
-    # (perf_counter seconds; NaN otherwise): an in-process server counts its queue time from
-    # then and may serve it in that thread (what the sender sends meanwhile waits in its pipe,
-    # as behind a server's socket).
+    # When it was sent, where the load sender sent it and the thread that read it from the
+    # sender's pipe issues it (perf_counter seconds; NaN otherwise): an in-process server
+    # counts its queue time from then.
     sent: float = math.nan
+    # The issuing thread has nothing else to do before the next request comes (the pipe's
+    # reader, caught up): an in-process runner may serve this one in it; what the sender sends
+    # meanwhile waits in its pipe, as behind a server's socket.
+    serve_here: bool = False
 
 
 @dataclass(frozen=True)
