@@ -35,6 +35,7 @@ def test_cross_tier_prediction_and_the_tiers_experiment(benchmark, tmp_path):
     wall = benchmark.pedantic(run, rounds=1, iterations=1)
     table = Plan.read(sweep).cross_tier
     print(f"\n+experiment=tiers took {wall:.0f} s on this host")
+    assert not table.empty, "no cross-tier prediction: fewer than two tiers had a valid point"
     print(table.to_string(
         columns=["from_tier", "to_tier", "predicted_qps", "predicted_low_qps",
                  "predicted_high_qps", "measured_qps", "error_pct", "cpu_factor"],
