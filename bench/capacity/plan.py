@@ -164,7 +164,7 @@ def make_plan(
         sentence = no_valid_point_sentence(target, left_out(frame))
     deployment, files, watch, build_image, scaling, check = None, {}, {}, None, None, None
     if best is not None:
-        measured = _chosen(hosts, best)
+        host, measured = _chosen(hosts, best)
         sentence += _artifact_sentence(measured)
         settings = autoscaling if autoscaling is not None else AutoscalingConfig()
         if settings.enabled:
@@ -173,7 +173,6 @@ def make_plan(
         deployment = _deployment(best, measured, target, image, scaling)
         files = manifests(deployment)
         watch = monitoring(deployment, _objective(best, measured, target))
-        host = next(host for host, _ in hosts if host.id == best["host_id"])
         check = pod_check(measured, host, deployment, target)
         build_image = partial(
             write_image,
@@ -303,10 +302,10 @@ def _artifact_sentence(measured: MeasuredConfig) -> str:
 
 def _chosen(
     hosts: list[tuple[MeasuredHost, list[MeasuredConfig]]], best: pd.Series
-) -> MeasuredConfig:
-    """The measured configuration a sizing row was sized from."""
+) -> tuple[MeasuredHost, MeasuredConfig]:
+    """The measured configuration a sizing row was sized from, and the host that measured it."""
     return next(
-        config
+        (host, config)
         for host, found in hosts
         if host.id == best["host_id"]
         for config in found
