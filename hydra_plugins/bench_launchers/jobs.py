@@ -6,11 +6,37 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra.types import HydraContext
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench.cluster.configuration import Configuration
+
+
+class SweepLauncher(Launcher):
+    """What both launchers do before sending anything: keep the sweep's config at setup (the
+    task function is not used: each machine runs `python -m bench` itself), then set up Hydra's
+    globals and logging and read the jobs as configurations. Abstract: Hydra's plugin scan
+    passes it over."""
+
+    config: DictConfig | None = None
+    hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+
+    def jobs(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> tuple[list[Configuration], dict[int, DictConfig]]:
+        """`configurations` of the jobs, Hydra's globals and logging set up first."""
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return configurations(self.config, self.hydra_context, job_overrides, initial_job_idx)
 
 
 def configurations(

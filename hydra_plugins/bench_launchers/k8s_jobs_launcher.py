@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.utils import JobReturn
+from omegaconf import OmegaConf
 
-from hydra_plugins.bench_launchers.jobs import configurations, refuse, returns, task_config
+from hydra_plugins.bench_launchers.jobs import SweepLauncher, refuse, returns, task_config
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +60,9 @@ bench-report {sweep}
 """
 
 
-class K8sJobsLauncher(Launcher):
+class K8sJobsLauncher(SweepLauncher):
     def __init__(self, **settings) -> None:
         self.settings = K8sJobsLauncherConf(**settings)
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config = config
-        self.hydra_context = hydra_context
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -83,17 +73,12 @@ class K8sJobsLauncher(Launcher):
         from bench.capacity.manifests import pinned
         from bench.cluster.k8s_jobs import sweep_manifests
 
-        setup_globals()
-        assert self.config is not None and self.hydra_context is not None
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         s = self.settings
         if s.parallelism < 1:
             refuse(f"hydra.launcher.parallelism: must be >= 1, got {s.parallelism}")
         if s.retries < 0:
             refuse(f"hydra.launcher.retries: must be >= 0, got {s.retries}")
-        found, configs = configurations(
-            self.config, self.hydra_context, job_overrides, initial_job_idx
-        )
+        found, configs = self.jobs(job_overrides, initial_job_idx)
         sweep = Path(self.config.hydra.sweep.dir)
         folder = sweep / "kubernetes"
         folder.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn, configure_log, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from hydra.core.utils import JobReturn
 
-from hydra_plugins.bench_launchers.jobs import configurations, refuse, returns, task_config
+from hydra_plugins.bench_launchers.jobs import SweepLauncher, refuse, returns, task_config
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +35,10 @@ class RayLauncherConf:
 ConfigStore.instance().store(group="hydra/launcher", name="ray", node=RayLauncherConf)
 
 
-class RayLauncher(Launcher):
+class RayLauncher(SweepLauncher):
     def __init__(self, address: str = "auto", retries: int = 1) -> None:
         self.address = address
         self.retries = retries
-        self.config: DictConfig | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        # The task function is not used: each node runs `python -m bench` itself.
-        self.config = config
-        self.hydra_context = hydra_context
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -58,14 +46,9 @@ class RayLauncher(Launcher):
         from bench.cluster.ray_sweep import ClusterError, run_sweep
         from bench.run import points_left
 
-        setup_globals()
-        assert self.config is not None and self.hydra_context is not None
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         if self.retries < 0:
             refuse(f"hydra.launcher.retries: must be >= 0, got {self.retries}")
-        found, configs = configurations(
-            self.config, self.hydra_context, job_overrides, initial_job_idx
-        )
+        found, configs = self.jobs(job_overrides, initial_job_idx)
         log.info(f"Ray launcher: {len(found)} configurations, to {self.address}")
         try:
             failures = run_sweep(
