@@ -7,6 +7,9 @@ fast anything is.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -65,6 +68,12 @@ def test_server_scenario_offers_the_target_rate():
     assert stats["latency_p50_ms"] >= 2.0
     # Every request was sent at or after its intended time.
     assert np.all(cols["sent"] >= cols["intended"])
+    # The sender ran real-time wherever a process here may (CAP_SYS_NICE), and said which.
+    may = subprocess.run(
+        [sys.executable, "-c", "import os; os.sched_setscheduler(0, os.SCHED_FIFO, "
+         "os.sched_param(1))"], capture_output=True,
+    ).returncode == 0  # fmt: skip
+    assert stats["sender_real_time"] is may
 
 
 def test_a_stall_shows_in_latency_from_intended_time_but_not_from_send():

@@ -231,6 +231,17 @@ def test_a_late_point_names_the_culprit(split, culprit, advice):
     assert advice in verdict.recommendation
 
 
+@pytest.mark.parametrize("real_time", [True, False])
+def test_a_host_late_point_says_when_the_sender_lacked_real_time_priority(real_time):
+    shares = {"late_generator_fraction": 0.0, "late_process_fraction": 0.0}
+    point = stats(
+        late_send_fraction=0.3, late_host_fraction=0.3, late_sut_fraction=0.0,
+        sender_real_time=real_time, **shares,
+    )  # fmt: skip
+    verdict = judge(point, SERVER)
+    assert ("CAP_SYS_NICE" in verdict.recommendation) is not real_time
+
+
 def test_sends_late_behind_a_stall_of_the_server_are_not_the_generators():
     verdict = judge(
         stats(

@@ -39,7 +39,7 @@ from bench.load.log import Measurement, RequestLog
 from bench.load.payloads import Payloads
 from bench.load.points import LoadPoint
 from bench.load.scenarios import shape_of
-from bench.load.sender import RECORD, header
+from bench.load.sender import READY, READY_REAL_TIME, RECORD, header
 from bench.load.shapes import Burst, ClosedLoop, OpenLoop
 from bench.load.sut import Request, Response, Runner
 
@@ -70,9 +70,12 @@ class _Sender:
             env={**os.environ, "PYTHONPATH": path},
         )
 
-    def wait_ready(self) -> None:
-        if os.read(self.process.stdout.fileno(), 1) != b"R":
+    def wait_ready(self) -> bool:
+        """Wait for the sender to start; whether it runs under the real-time policy."""
+        found = os.read(self.process.stdout.fileno(), 1)
+        if found not in (READY_REAL_TIME, READY):
             raise RuntimeError(f"the load sender did not start: {self.errors()}")
+        return found == READY_REAL_TIME
 
     def schedule(self, start: float, offsets: np.ndarray) -> None:
         stdin = self.process.stdin
@@ -411,7 +414,7 @@ class Driver:
         sender = _Sender()
         reader: threading.Thread | None = None
         try:
-            await asyncio.wait_for(
+            real_time = await asyncio.wait_for(
                 loop.run_in_executor(None, sender.wait_ready), _SENDER_START_TIMEOUT_S
             )
             start = now() + _SENDER_LEAD_S
@@ -437,6 +440,7 @@ class Driver:
             window_start,
             window_start + point.duration_s,
             connections=shape.connections,
+            sender_real_time=real_time,
         )
 
     async def _offline(self, point: LoadPoint, shape: Burst) -> Measurement:

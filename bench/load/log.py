@@ -127,3 +127,6 @@ class Measurement:
     connections: int | None = None
     # The payload index of the log's request 0 (offline: its warm-up's requests came before).
     first_payload: int = 0
+    # Open loop: whether the sender process ran under the real-time policy (`bench.load.sender`);
+    # None where no sender timed the load (closed loop, offline).
+    sender_real_time: bool | None = None

@@ -5,16 +5,24 @@ Python code holds that process's GIL, cannot delay the sends, only its own takin
 it would a client's; `time.perf_counter` is the system's monotonic clock, the same in both
 processes.
 
+It asks for the lowest real-time priority (SCHED_FIFO 1): woken at a send's time, it then runs
+at once rather than waiting for a busy core's time slice to end. With the model busy on every
+core that wait was 2-4 ms at the 99th percentile under the kernel's EEVDF scheduler (MiniLM,
+two workers on two cores), and made the points INVALID for late sends that the system under
+test caused; under SCHED_FIFO, beside two busy processes, no wake-up was late by 1 ms (the
+worst 0.16 ms). It sleeps nearly all the time, so it takes almost nothing from what it measures.
+The policy needs CAP_SYS_NICE; without it the sender runs as an ordinary process, and says so.
+
 `python -m bench.load.sender`, spoken to over stdin/stdout (binary, native byte order):
-  it writes b"R" once started; then reads the start time and the count n (`_HEADER`) and n
-  offsets (float64 seconds from the start); then, for each request in order, writes a record
-  (`RECORD`: index, when it became ready to wait for it, when it sent it, and the CPU time this
-  process had used by then, which tells its own work from waiting for a core) and exits after
-  the last. A closed pipe (the harness gone) ends it. Records the harness has not read yet
-  wait in this process (the pipe is written without blocking), never the sends: a harness
-  busy serving a request (`direct` serves in the thread that reads the pipe) delays only its
-  own taking of the next, as a busy server's full socket buffer would not stop an open-loop
-  client.
+  it writes b"F" once started (b"R" where it could not get the real-time policy); then reads
+  the start time and the count n (`_HEADER`) and n offsets (float64 seconds from the start);
+  then, for each request in order, writes a record (`RECORD`: index, when it became ready to
+  wait for it, when it sent it, and the CPU time this process had used by then, which tells
+  its own work from waiting for a core) and exits after the last. A closed pipe (the harness
+  gone) ends it. Records the harness has not read yet wait in this process (the pipe is
+  written without blocking), never the sends: a harness busy serving a request (`direct`
+  serves in the thread that reads the pipe) delays only its own taking of the next, as a busy
+  server's full socket buffer would not stop an open-loop client.
 
 Only the standard library is imported here: the process starts in tens of milliseconds.
 """
@@ -29,6 +37,8 @@ import time
 
 _HEADER = struct.Struct("=dI")  # start (perf_counter seconds), number of requests
 RECORD = struct.Struct("=Iddd")  # index, ready, dispatched, CPU seconds used
+# The byte the sender writes when it has started: real-time or ordinary scheduling.
+READY_REAL_TIME, READY = b"F", b"R"
 _NAP_S = 0.1  # the longest single sleep
 # Requests due within this of each other go in one write: a sender that is behind catches up
 # without a system call per request.
@@ -63,8 +73,17 @@ def _write_some(fd: int, out: bytearray) -> None:
         pass
 
 
+def _real_time() -> bool:
+    """Run under SCHED_FIFO at priority 1, if this process may."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (AttributeError, OSError):  # not Linux, or no CAP_SYS_NICE
+        return False
+    return True
+
+
 def serve(read_fd: int, write_fd: int) -> None:
-    _write_all(write_fd, b"R")
+    _write_all(write_fd, READY_REAL_TIME if _real_time() else READY)
     start, count = _HEADER.unpack(_read_exactly(read_fd, _HEADER.size))
     raw = _read_exactly(read_fd, 8 * count)
     offsets = struct.unpack(f"={count}d", raw) if count else ()

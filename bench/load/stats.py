@@ -98,6 +98,7 @@ def summarize(
         "achieved_samples_per_s": completed * batch_size / length if length > 0 else np.nan,
         **lateness(cols, measured, late_send_s),
         "connections_limit": np.nan if m.connections is None else m.connections,
+        "sender_real_time": m.sender_real_time,
         **percentiles_ms(lat_hist, "latency"),
         **percentiles_ms(sent_hist, "sent_latency"),
         **_early_stopping(latency, confidence),

@@ -269,7 +269,13 @@ def _generator(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
         f"{head}: {late:.1%} of requests ({count} of {requests}) sent over "
         f"{sc.late_send_ms:g} ms late (limit {sc.max_late_fraction:.0%}): {culprits}"
     )
-    return Check("generator", rule, False, reason, _CULPRIT_WORDS[named[0][1]][1])
+    advice = _CULPRIT_WORDS[named[0][1]][1]
+    if named[0][1] == "host" and stats.get("sender_real_time") is False:
+        advice += (
+            " (the sender ran without real-time priority: run the harness with CAP_SYS_NICE, "
+            "as root does, so a busy core does not hold up its wake-ups)"
+        )
+    return Check("generator", rule, False, reason, advice)
 
 
 def _connections(stats: dict, sc: ScenarioConfig, open_ended: bool) -> Check:
