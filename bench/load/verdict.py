@@ -162,8 +162,11 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
         + ("" if open_ended else "p50 and p99 latency ")
         + f"differ by at most {sc.stability_tolerance:.0%} beyond each window's own sampling "
         f"noise (throughput: the binomial spread of steady arrivals; a percentile: the gap "
-        f"between the windows' {confidence:.0%} order-statistic intervals, over the median; a "
-        "percentile the windows hold too few requests to bound on both sides is not compared)."
+        f"between the windows' {confidence:.0%} order-statistic intervals, over the larger of "
+        f"the median and the harness's timing tolerance, {sc.late_send_ms:g} ms "
+        "(scenario.late_send_ms: a gap below what the harness counts as a late send is not "
+        "drift); a percentile the windows hold too few requests to bound on both sides is not "
+        "compared)."
     )
     # An offline burst's latency grows by design as the queue empties: only throughput counts.
     compared = {"throughput": stats.get("window_qps_spread_beyond_noise", np.nan)}
