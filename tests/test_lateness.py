@@ -8,6 +8,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from bench.load import Driver, LoadPoint, judge, summarize
 from bench.load.lateness import lateness, sut_stalls
@@ -109,23 +110,26 @@ def test_sends_delayed_behind_a_servers_burst_are_blamed_on_the_server():
     assert check.passed or not check.reason.startswith("generator fell behind")
 
 
-def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader():
+@pytest.mark.parametrize("service_s", [0.0, 0.0005])
+def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader(service_s):
     """`direct` serves in this process: the event loop takes no part in its requests, and the
-    schedule is kept by a process of its own."""
+    schedule is kept by a process of its own. The pipe's reader serves a short model call
+    itself; a longer one (0.5 ms) it hands to the model's thread, since the reader runs on
+    the sender's core and would hold the sender off it."""
     threads: set[str] = set()
-    served_in: set[str] = set()
+    served_in: list[str] = []
 
     class Recording(DirectRunner):
         def issue(self, request, complete):
             threads.add(threading.current_thread().name)
 
             def completed(result):
-                served_in.add(threading.current_thread().name)
+                served_in.append(threading.current_thread().name)
                 complete(result)
 
             super().issue(request, completed)
 
-    predictor = SleepPredictor(0.0005)
+    predictor = SleepPredictor(service_s)
     runner = Recording.from_predictor(direct_cfg(1), predictor)
     point = LoadPoint("server", 1, 0.1, 0.5, schedule_seed=0, target_qps=200.0)
 
@@ -139,8 +143,10 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader():
     measurement = asyncio.run(main())
     cols = measurement.log.columns()
     assert threads == {"load-receiver"}
-    # Caught up with the sender, the reader serves the request itself: no thread hand-off.
-    assert "load-receiver" in served_in
+    if service_s == 0.0:  # caught up with the sender, the reader serves it: no hand-off
+        assert "load-receiver" in served_in
+    else:  # only the first, before any call was timed
+        assert served_in[1:] and set(served_in[1:]) == {"predict_0"}
     assert np.array_equal(cols["started"], cols["dispatched"])
     assert cols["ok"].all() and np.all(cols["done"] >= cols["sent"])
 

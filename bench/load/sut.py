@@ -32,8 +32,8 @@ class Request:
     # counts its queue time from then.
     sent: float = math.nan
     # The issuing thread has nothing else to do before the next request comes (the pipe's
-    # reader, caught up): an in-process runner may serve this one in it; what the sender sends
-    # meanwhile waits in its pipe, as behind a server's socket.
+    # reader, caught up, and the model's calls short): an in-process runner may serve this one
+    # in it; what the sender sends meanwhile waits in its pipe, as behind a server's socket.
     serve_here: bool = False
 
 
