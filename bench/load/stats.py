@@ -21,7 +21,13 @@ from hdrh.histogram import HdrHistogram
 
 from bench.load.lateness import lateness
 from bench.load.log import Measurement
-from bench.load.sampling import CONFIDENCE, binomial_cdf, early_stopping, quantile_interval
+from bench.load.sampling import (
+    CONFIDENCE,
+    binomial_cdf,
+    early_stopping,
+    independent_share,
+    quantile_interval,
+)
 from bench.load.scenarios.base import TIMELINE_WINDOW_S
 from bench.results.histogram import PERCENTILE_METHOD as PERCENTILE_METHOD
 from bench.results.histogram import decode, encode, percentile
@@ -238,12 +244,15 @@ def _windows(
         in_slice = good & (done >= lo) & (done < hi)
         counts.append(int(in_slice.sum()))
         qps.append(float(in_slice.sum() / (hi - lo)) if hi > lo else np.nan)
-        lat = np.sort(done[in_slice] - intended[in_slice]) * 1e3
+        sent_order = (done[in_slice] - intended[in_slice]) * 1e3  # the log is in send order
+        lat = np.sort(sent_order)
         hist = histogram(lat / 1e3)
         for name, q in WINDOW_PERCENTILES.items():
             if len(lat):
-                values[name].append(hist.get_value_at_percentile(q * 100) / 1000.0)
-                bounds[name].append(quantile_interval(lat, q, WINDOW_CONFIDENCE))
+                value = hist.get_value_at_percentile(q * 100) / 1000.0
+                share = independent_share(sent_order <= value)
+                values[name].append(value)
+                bounds[name].append(quantile_interval(lat, q, WINDOW_CONFIDENCE, share))
             else:
                 values[name].append(np.nan)
     row: dict = {

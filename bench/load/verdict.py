@@ -165,8 +165,9 @@ def _stability(stats: dict, sc: ScenarioConfig, sparse: bool, open_ended: bool) 
         f"between the windows' {confidence:.0%} order-statistic intervals, over the larger of "
         f"the median and the harness's timing tolerance, {sc.late_send_ms:g} ms "
         "(scenario.late_send_ms: a gap below what the harness counts as a late send is not "
-        "drift); a percentile the windows hold too few requests to bound on both sides is not "
-        "compared)."
+        "drift), each window's requests counted as the independent ones they are worth (a "
+        "queue's latencies come in runs); a percentile the windows hold too few requests to "
+        "bound on both sides is not compared)."
     )
     # An offline burst's latency grows by design as the queue empties: only throughput counts.
     compared = {"throughput": stats.get("window_qps_spread_beyond_noise", np.nan)}
