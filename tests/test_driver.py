@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.load import LoadPoint
+from bench.load.driver import _Sender
 from bench.load.scenarios.server import poisson_offsets
 from tests.synthetic import SleepPredictor, StallOncePredictor, drive
 
@@ -115,3 +117,15 @@ def test_failing_requests_are_counted_not_raised():
     assert stats["errors"] == stats["requests"] > 0
     assert stats["completed"] == 0
     assert "RuntimeError: model exploded" in m.log.errors
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is Linux's")
+def test_the_sender_wakes_without_timer_slack():
+    """Linux may wake a sleeper up to 50 us late to batch wake-ups; the sender asks for none."""
+    sender = _Sender()
+    try:
+        sender.wait_ready()
+        slack = Path(f"/proc/{sender.process.pid}/timerslack_ns").read_text()
+    finally:
+        sender.close()
+    assert int(slack) == 1
