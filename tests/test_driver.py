@@ -121,11 +121,12 @@ def test_failing_requests_are_counted_not_raised():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is Linux's")
 def test_the_sender_wakes_without_timer_slack():
-    """Linux may wake a sleeper up to 50 us late to batch wake-ups; the sender asks for none."""
+    """Linux may wake a sleeper up to 50 us late to batch wake-ups; the sender asks for none
+    (1 ns; a real-time sender has 0)."""
     sender = _Sender()
     try:
         sender.wait_ready()
         slack = Path(f"/proc/{sender.process.pid}/timerslack_ns").read_text()
     finally:
         sender.close()
-    assert int(slack) == 1
+    assert int(slack) <= 1

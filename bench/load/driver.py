@@ -57,8 +57,9 @@ OnDone = Callable[[int], None]
 # woken by the sender's write, is placed by the scheduler on the sender's core; a call it
 # serves there holds the sender off that core for as long as it runs. With a model taking 2 ms
 # in Python at 400 requests/s, 5.9% of sends went over 1 ms late (p99 3.1 ms) while the reader
-# served inline, 0% (p99 0.25 ms) with every call handed to the model's thread. Below this the
-# hand-off (a thread's wake-up, some 35 us of CPU here) would be most of a request's cost.
+# served inline, 0% (p99 0.25 ms) with every call handed to the model's thread (a sender of
+# ordinary priority; a real-time one preempts the reader). Below this the hand-off (a thread's
+# wake-up, some 35 us of CPU here) would be most of a request's cost.
 _INLINE_MAX_S = 100e-6
 
 
