@@ -14,7 +14,6 @@ import asyncio
 import re
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,11 @@ class LoadGenSUT:
         self.payloads = payloads
         self.loop = loop  # where `infer` runs when the runner cannot `issue`
         self.failures = 0
-        self.issued: list[float] = []  # when each query reached the SUT (perf_counter seconds)
         address, _ = _EMPTY.__array_interface__["data"]
         self._address = address
 
     def issue_queries(self, samples: list) -> None:
         for sample in samples:
-            self.issued.append(time.perf_counter())
             request = Request(sample.index, self.payloads[sample.index % len(self.payloads)])
             if self.runner.issues_directly:
                 self.runner.issue(request, self._completer(sample.id))
@@ -74,7 +71,6 @@ class LoadGenResult:
     mean_ms: float
     achieved_qps: float
     summary: str
-    issued_s: tuple[float, ...]  # when each query reached the SUT, in order
 
 
 def _ns_field(summary: str, label: str) -> float:
@@ -145,5 +141,4 @@ def run_server(
         mean_ms=_ns_field(summary, "Mean latency (ns)") / 1e6,
         achieved_qps=_ns_field(summary, "Completed samples per second"),
         summary=summary,
-        issued_s=tuple(adapter.issued),
     )
