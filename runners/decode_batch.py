@@ -6,6 +6,11 @@ that no row needs any more.
 
 Pure tensor work on a transformers causal LM whose cache layers are all `DynamicLayer` (full
 attention: Llama, GPT-2, Qwen2, Mistral without a sliding window): no threads, no clocks.
+
+Every tensor the model is given is made in inference mode and the cache is kept contiguous, so
+a `torch.compile`d model sees one kind of input at every step: an inference tensor beside a
+plain one, or a cache laid out otherwise (a prefill's transposed view, a slice), fails its
+compiled graph's guards and recompiles it.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ def _choose(logits: torch.Tensor, sampling: Sequence[Sampling], generator: torch
     return chosen
 
 
+@torch.inference_mode()
 def prefill(
     lm: Any,
     prompts: Sequence[Sequence[int]],
@@ -88,35 +94,35 @@ def prefill(
         mask[row, width - len(prompt) :] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     device = lm.device
-    with torch.inference_mode():
-        out = lm(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        chosen = _choose(out.logits[:, -1], sampling, generator)
-    _layers(out.cache)
+    out = lm(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    chosen = _choose(out.logits[:, -1], sampling, generator)
+    for layer in _layers(out.cache):  # attention leaves them transposed views
+        layer.keys, layer.values = layer.keys.contiguous(), layer.values.contiguous()
     batch = DecodeBatch(out.cache, mask, mask.sum(dim=1), chosen.unsqueeze(1))
     return batch, chosen.tolist()
 
 
+@torch.inference_mode()
 def step(
     lm: Any, batch: DecodeBatch, sampling: Sequence[Sampling], generator: torch.Generator
 ) -> list[int]:
     """Feed every row its last token; the next token of each, the batch one column longer."""
     mask = torch.cat([batch.mask, torch.ones((batch.rows, 1), dtype=torch.long)], dim=1)
     device = lm.device
-    with torch.inference_mode():
-        out = lm(
-            input_ids=batch.last.to(device),
-            attention_mask=mask.to(device),
-            position_ids=batch.lengths.unsqueeze(1).to(device),
-            cache=batch.cache,
-            use_cache=True,
-        )
-        chosen = _choose(out.logits[:, -1], sampling, generator)
+    out = lm(
+        input_ids=batch.last.to(device),
+        attention_mask=mask.to(device),
+        position_ids=batch.lengths.unsqueeze(1).to(device),
+        cache=batch.cache,
+        use_cache=True,
+    )
+    chosen = _choose(out.logits[:, -1], sampling, generator)
     batch.cache = out.cache
     batch.mask = mask
     batch.lengths = batch.lengths + 1
@@ -132,6 +138,7 @@ def _pad_left(tensor: torch.Tensor, columns: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
+@torch.inference_mode()
 def merge(a: DecodeBatch, b: DecodeBatch) -> DecodeBatch:
     """One batch of `a`'s rows then `b`'s, the shorter left-padded to the longer."""
     width = max(a.columns, b.columns)
@@ -151,12 +158,24 @@ def merge(a: DecodeBatch, b: DecodeBatch) -> DecodeBatch:
     )
 
 
+@torch.inference_mode()
 def keep(batch: DecodeBatch, rows: Sequence[int]) -> DecodeBatch:
     """The batch of `rows` only, without the leading columns that none of them uses."""
     index = torch.tensor(list(rows), dtype=torch.long)
     mask = batch.mask[index]
     unused = int(batch.columns - batch.lengths[index].max())
     for layer in _layers(batch.cache):
-        layer.keys = layer.keys[index.to(layer.keys.device), :, unused:]
-        layer.values = layer.values[index.to(layer.values.device), :, unused:]
+        layer.keys = layer.keys[index.to(layer.keys.device), :, unused:].contiguous()
+        layer.values = layer.values[index.to(layer.values.device), :, unused:].contiguous()
     return DecodeBatch(batch.cache, mask[:, unused:], batch.lengths[index], batch.last[index])
+
+
+def warm_up(lm: Any, prompt: Sequence[int], pad_id: int) -> None:
+    """Prefill `prompt` and take a decode step, as one row and as two: the shapes a compiled
+    model builds its graphs for (torch specialises a size of 1; longer prompts, more rows and
+    a longer cache reuse the graphs of two)."""
+    generator = torch.Generator().manual_seed(0)
+    for rows in (1, 2):
+        sampling = [Sampling()] * rows
+        batch, _ = prefill(lm, [prompt] * rows, sampling, generator, pad_id)
+        step(lm, batch, sampling, generator)

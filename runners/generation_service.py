@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from runners.decode_batch import warm_up
 from runners.generate_requests import BadRequest, TextRequest
 from runners.generation import GenerationEngine
 from runners.generation_messages import GenerationRequest, Piece
@@ -116,11 +117,13 @@ class GenerationService:
 
 
 async def start_generation(name: str, predictor: Any, settings: Any) -> GenerationService:
-    """The generation service of a torch predictor of a generative model (its module's `lm`),
-    batching as `settings` (`strategy.generation`) says, its engine started and warmed."""
+    """The generation service of a torch predictor of a generative model (its
+    `language_model()`), batching as `settings` (`strategy.generation`) says, its engine
+    started and warmed: first the model alone on every shape a compiled model builds a graph
+    for (`warm_up`), then one generation through the engine."""
     from bench.models.causal_lm import context_length
 
-    lm = predictor.module.lm
+    lm = predictor.language_model()
     tokenizer = predictor.bundle.tokenizer()
     engine = GenerationEngine(
         lm,
@@ -131,6 +134,7 @@ async def start_generation(name: str, predictor: Any, settings: Any) -> Generati
         pad_token_id=tokenizer.pad_token_id,
         context_length=context_length(lm),
     )
+    warm_up(lm, tokenizer("warm up")["input_ids"], tokenizer.pad_token_id)
     engine.start()
     service = GenerationService(name, tokenizer, engine)
     warm = GenerationRequest(tuple(tokenizer("warm up")["input_ids"]), 2, ignore_eos=True)

@@ -116,9 +116,10 @@ class ModelService:
         if self.generation_settings is None:
             self.generation_refusal = f"strategy {self.protocol!r} serves no generation"
             return
-        if predictor.info.backend != "torch":
+        if not hasattr(predictor, "language_model"):
             self.generation_refusal = (
-                f"generation runs with backend=torch, not backend={predictor.info.backend}"
+                "generation runs on a torch module (backend=torch or torch_compile), not "
+                f"backend={predictor.info.backend}"
             )
             return
         self.generation = await start_generation(self.name, predictor, self.generation_settings)

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import torch
 
+from bench.config import ConfigError, validate
 from bench.config.model import CausalLMConfig
 from bench.models import build_model
 from runners import Request, build_runner
@@ -258,13 +259,8 @@ def tiny_lm():
     return bundle.load_module().lm, bundle.tokenizer()
 
 
-@pytest.mark.parametrize("batching", ["static", "none", "continuous"])
-def test_each_batching_mode_batches_as_it_says(tiny_lm, batching):
-    """Four requests of 40 tokens at once, then one of 6 while they run."""
-    lm, tokenizer = tiny_lm
-    torch.set_num_threads(1)
-    engine = GenerationEngine(lm, batching, 8, 4096, tokenizer.eos_token_id, 0, 1024)
-    engine.start()
+def _join_and_leave(engine: GenerationEngine, tokenizer) -> list[list[int]]:
+    """Four requests of 40 tokens at once, then one of 6 while they run: their tokens."""
     prompts = [tuple(tokenizer(p)["input_ids"]) for p in ["a b c", "d e", "f", "g h i j", "k"]]
 
     async def run():
@@ -278,10 +274,20 @@ def test_each_batching_mode_batches_as_it_says(tiny_lm, batching):
         late = asyncio.ensure_future(one(prompts[4], 6))
         return await asyncio.gather(*first, late)
 
+    engine.start()
     try:
-        outputs = asyncio.run(run())
+        return asyncio.run(run())
     finally:
         engine.stop()
+
+
+@pytest.mark.parametrize("batching", ["static", "none", "continuous"])
+def test_each_batching_mode_batches_as_it_says(tiny_lm, batching):
+    """Four requests of 40 tokens at once, then one of 6 while they run."""
+    lm, tokenizer = tiny_lm
+    torch.set_num_threads(1)
+    engine = GenerationEngine(lm, batching, 8, 4096, tokenizer.eos_token_id, 0, 1024)
+    outputs = _join_and_leave(engine, tokenizer)
     facts = engine.facts()
     assert [len(o) for o in outputs] == [40] * 4 + [6]
     assert facts["sequences_finished"] == 5 and facts["tokens_generated"] == 166
@@ -292,6 +298,41 @@ def test_each_batching_mode_batches_as_it_says(tiny_lm, batching):
         assert facts["joined_running_batch"] == 0 and facts["max_step_rows"] >= 2
     else:  # the late one fills the place of the first to finish, while the others run
         assert facts["joined_running_batch"] >= 1
+
+
+def test_a_compiled_model_generates_as_eager_and_compiles_only_while_warming_up(tiny_lm):
+    """backend=torch_compile on the generation path: after `warm_up`, sequences join and leave
+    the batch (rows, cache length and prompt width all change) without a graph more, and the
+    tokens are eager's."""
+    from torch._dynamo.utils import counters
+
+    from bench.backends.torch_compile import compiled_language_model
+    from runners.decode_batch import warm_up
+
+    lm, tokenizer = tiny_lm
+    torch.set_num_threads(1)
+    compiled = compiled_language_model(lm, "default")
+    before = counters["stats"]["unique_graphs"]
+    warm_up(compiled, tokenizer("warm up")["input_ids"], 0)
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs == before + 4  # prefill and decode, of one row and of several
+    outputs = {
+        name: _join_and_leave(
+            GenerationEngine(lm, "continuous", 8, 4096, tokenizer.eos_token_id, 0, 1024),
+            tokenizer,
+        )
+        for name, lm in [("eager", lm), ("compiled", compiled)]
+    }
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert outputs["compiled"] == outputs["eager"]
+
+
+def test_a_compiled_generative_model_needs_dynamic_shapes():
+    served = ["model=causal_lm", "strategy=http", "backend=torch_compile"]
+    validate(compose(served))
+    with pytest.raises(ConfigError, match="backend.dynamic: must be true"):
+        validate(compose([*served, "backend.dynamic=false"]))
+    validate(compose(["model=mlp", "backend=torch_compile", "backend.dynamic=false"]))
 
 
 def test_a_checkpoint_folder_loads_as_a_real_one_would(tiny_lm, tmp_path):

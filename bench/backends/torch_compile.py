@@ -35,6 +35,7 @@ class TorchCompilePredictor(TorchPredictor):
                 f"backend=torch_compile: model={bundle.name} is TorchScript, which torch.compile "
                 "refuses; serve it with backend=torch or export it with torch.export instead"
             )
+        self.cfg = cfg
         self.module = torch.compile(self.module, mode=cfg.mode, dynamic=cfg.dynamic)
         started = time.perf_counter()
         # Two sizes, so the batch axis is compiled symbolic and not specialised to one.
@@ -49,3 +50,16 @@ class TorchCompilePredictor(TorchPredictor):
     @property
     def info(self) -> PredictorInfo:
         return self._info
+
+    def language_model(self) -> torch.nn.Module:
+        """A generative model's transformers model, compiled for generation on its own (the
+        v2 module compiled above runs whole prompts, without a cache)."""
+        return compiled_language_model(self.module._orig_mod.lm, self.cfg.mode)
+
+
+def compiled_language_model(lm: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """`lm` compiled for token-by-token generation: with dynamic shapes, as the cache grows a
+    column per step and rows join and leave (validation refuses `backend.dynamic=false` for
+    a generative model). Its graphs are built when the engine warms up
+    (`runners.decode_batch.warm_up`)."""
+    return torch.compile(lm, mode=mode, dynamic=True)

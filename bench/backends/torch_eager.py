@@ -73,6 +73,11 @@ class TorchPredictor(Predictor):
     def info(self) -> PredictorInfo:
         return self._info
 
+    def language_model(self) -> torch.nn.Module:
+        """The transformers model a generative model's module holds (`lm`), as the generation
+        engine runs its prefill and decode steps: here, the eager (optimized) one."""
+        return self.module.lm
+
     def set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)  # process-wide, as at construction
 

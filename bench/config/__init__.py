@@ -88,6 +88,20 @@ def _check_cache_workload(cfg: Any) -> None:
         )
 
 
+def _check_compiled_generation(cfg: Any) -> None:
+    """A generative model that the harness serves compiled needs dynamic shapes."""
+    backend = cfg.get("backend")
+    if backend is None or backend.name != "torch_compile" or backend.dynamic:
+        return
+    require(
+        not (generative(cfg) and typed("strategy", cfg.strategy).serves_here),
+        "backend.dynamic",
+        "must be true for a generative model: its key-value cache grows by a column at every "
+        "decode step and rows join and leave the batch, so static shapes would recompile at "
+        "every step (and run eagerly once torch's recompile limit is reached)",
+    )
+
+
 def generative(cfg: Any) -> bool:
     """Whether the run's requests generate tokens, streamed: the model says it generates
     (its config class's `generative`), or the strategy drives a generative server the user
@@ -105,6 +119,7 @@ def validate(cfg: Any) -> None:
     if cfg.get("plan") is not None:
         as_dataclass(PlanConfig, cfg.plan).validate("plan")
     _check_cache_workload(cfg)
+    _check_compiled_generation(cfg)
     require(
         cfg.accuracy_floor is None or -1.0 <= cfg.accuracy_floor <= 1.0,
         "accuracy_floor",

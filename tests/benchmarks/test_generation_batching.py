@@ -11,6 +11,15 @@ TPOT p99 (mean gap after the first token, per request). One worker per mode, sta
 one intra-op thread (on a 2-core host the server has a core, the clients the other); the modes
 alternate within each round, so a noisy neighbour slows a whole round alike; each figure is the
 median over rounds, the spread beside it.
+
+The optimizations that apply to generation (`optimization=bf16`, `optimization=int8_dynamic`,
+`backend=torch_compile`) against fp32 eager, continuous batching, the same clients: output
+tokens/s and TPOT p50, beside the drift of the next-token distribution from fp32's, measured
+in this process on the model each worker decodes with (`language_model()`): the same prompts
+prefilled into its cache and fed fp32's greedy tokens one step at a time (teacher forcing),
+so every step compares the two distributions over the same text. Drift columns: the mean and
+the largest KL divergence KL(fp32 || variant) in nats, and the share of steps whose most
+likely token is fp32's.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ import time
 
 import aiohttp
 import numpy as np
+import torch
 
+from bench.backends import build_predictor
 from bench.models import build_model
 from bench.models.text_corpus import SENTENCES
 from runners import build_runner
@@ -88,6 +99,7 @@ async def _saturate(url: str, prompts: list[list[int]]) -> dict[str, float]:
     return {
         "tokens_per_s": tokens / WINDOW_S,
         "ttft_p99_ms": float(np.percentile(ttft, 99) * 1e3),
+        "tpot_p50_ms": float(np.percentile(tpot, 50) * 1e3),
         "tpot_p99_ms": float(np.percentile(tpot, 99) * 1e3),
         "requests": len(inside),
     }
@@ -160,3 +172,127 @@ def test_continuous_batching_against_static_and_none(benchmark):
     assert facts["continuous"]["joined_running_batch"] > 0
     assert facts["static"]["joined_running_batch"] == 0
     assert facts["none"]["max_step_rows"] == 1
+
+
+VARIANTS = {
+    "fp32": [],
+    "bf16": ["optimization=bf16"],
+    "int8_dynamic": ["optimization=int8_dynamic"],
+    "torch_compile": ["backend=torch_compile"],
+}
+OPT_ROUNDS = 2
+DRIFT_PROMPTS = 8
+
+
+def _variant(overrides: list[str], cache_dir: str):
+    return compose(
+        [
+            "model=causal_lm",
+            "strategy=http",
+            "backend.threads=1",
+            "progress=false",
+            f"strategy.generation.max_sequences={CLIENTS}",
+            "strategy.start_timeout_s=900",
+            f"cache_dir={cache_dir}",
+            *overrides,
+        ]
+    )
+
+
+@torch.inference_mode()
+def _forced_logits(lm, prompts: torch.Tensor, forced: torch.Tensor) -> torch.Tensor:
+    """Next-token logits (rows, steps + 1, vocabulary) after each prompt and after each of
+    `forced`'s tokens fed in turn through the cache, as the engine decodes."""
+    rows, width = prompts.shape
+    out = lm(input_ids=prompts, attention_mask=torch.ones_like(prompts), use_cache=True)
+    logits = [out.logits[:, -1].float()]
+    for i in range(forced.shape[1]):
+        mask = torch.ones((rows, width + i + 1), dtype=torch.long)
+        positions = torch.full((rows, 1), width + i, dtype=torch.long)
+        out = lm(
+            input_ids=forced[:, i : i + 1],
+            attention_mask=mask,
+            position_ids=positions,
+            cache=out.cache,
+            use_cache=True,
+        )
+        logits.append(out.logits[:, -1].float())
+    return torch.stack(logits, dim=1)
+
+
+def _drift(cache_dir: str, prompts: list[list[int]]) -> dict[str, dict[str, float]]:
+    """Per variant: KL(fp32 || variant) mean and max (nats), top-1 agreement, over every step
+    of DRIFT_PROMPTS prompts decoded OUT_TOKENS steps on fp32's greedy tokens."""
+    torch.set_num_threads(1)
+    ids = torch.tensor(prompts[:DRIFT_PROMPTS], dtype=torch.long)
+    found, reference, forced = {}, None, None
+    for name, overrides in VARIANTS.items():
+        cfg = _variant(overrides, cache_dir)
+        predictor = build_predictor(
+            build_model(cfg.model), cfg.backend, cfg.optimization, cfg.cache_dir
+        )
+        lm = predictor.language_model()
+        if reference is None:  # fp32 first: its greedy tokens are everyone's text
+            steps = []
+            with torch.inference_mode():
+                out = lm(input_ids=ids, use_cache=True)
+                for _ in range(OUT_TOKENS - 1):
+                    steps.append(out.logits[:, -1].argmax(dim=-1, keepdim=True))
+                    out = lm(input_ids=steps[-1], cache=out.cache, use_cache=True)
+            forced = torch.cat(steps, dim=1)
+        logits = _forced_logits(lm, ids, forced)
+        if reference is None:
+            reference = logits
+        p_log = torch.log_softmax(reference, dim=-1)
+        q_log = torch.log_softmax(logits, dim=-1)
+        kl = (p_log.exp() * (p_log - q_log)).sum(dim=-1)
+        found[name] = {
+            "kl_mean": float(kl.mean()),
+            "kl_max": float(kl.max()),
+            "top1": float((reference.argmax(-1) == logits.argmax(-1)).float().mean()),
+        }
+    return found
+
+
+def test_optimizations_on_the_generation_path(benchmark, cache_dir):
+    runners = {}
+    figures = {v: {"tokens_per_s": [], "tpot_p50_ms": []} for v in VARIANTS}
+    started = {}
+
+    async def main():
+        try:
+            for name, overrides in VARIANTS.items():
+                began = time.perf_counter()
+                runners[name] = build_runner(_variant(overrides, cache_dir))
+                await runners[name].start()
+                started[name] = time.perf_counter() - began
+            prompts = _prompts(build_model(runners["fp32"].cfg.model).tokenizer(), 64)
+            for _ in range(OPT_ROUNDS):
+                for name in VARIANTS:
+                    url = f"http://{runners[name].addresses[0]}/v1/completions"
+                    measured = await _saturate(url, prompts)
+                    for key in figures[name]:
+                        figures[name][key].append(measured[key])
+            return prompts
+        finally:
+            for runner in runners.values():
+                await runner.stop()
+
+    prompts = benchmark.pedantic(lambda: asyncio.run(main()), rounds=1, iterations=1)
+    drift = _drift(cache_dir, prompts)
+    print(f"\n{CLIENTS} streaming clients, in {IN_TOKENS} / out {OUT_TOKENS} tokens, continuous "
+          f"batching, 1 thread, {OPT_ROUNDS} rounds of {WINDOW_S:g} s; median [min-max]; drift "
+          f"over {DRIFT_PROMPTS} prompts x {OUT_TOKENS} steps against fp32")  # fmt: skip
+    print(f"{'variant':>14} {'output tok/s':>24} {'TPOT p50 ms':>24} {'KL mean':>9} "
+          f"{'KL max':>9} {'top-1':>6} {'start s':>8}")  # fmt: skip
+    for name in VARIANTS:
+        f, d = figures[name], drift[name]
+        speed = f"{_spread(f['tokens_per_s']):>24} {_spread(f['tpot_p50_ms']):>24}"
+        print(f"{name:>14} {speed} {d['kl_mean']:9.2e} {d['kl_max']:9.2e} {d['top1']:6.3f} "
+              f"{started[name]:8.1f}")  # fmt: skip
+    fp32 = statistics.median(figures["fp32"]["tokens_per_s"])
+    for name in VARIANTS:
+        ratio = statistics.median(figures[name]["tokens_per_s"]) / fp32
+        benchmark.extra_info[f"{name}_tokens_per_s_vs_fp32"] = round(ratio, 3)
+        benchmark.extra_info[f"{name}_kl_mean"] = drift[name]["kl_mean"]
+    assert drift["fp32"]["kl_max"] == 0.0 and drift["fp32"]["top1"] == 1.0
