@@ -184,6 +184,27 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     assert "plan/kubernetes/" in served.recommendation
 
 
+def test_bench_compare_gates_a_server_whose_tokens_come_slower(paced_server, tmp_path, cache_dir):
+    """Two real runs at one rate, the candidate's server pacing its tokens twice as far apart:
+    the comparison reads TTFT and TPOT from the stored streams, and fails the gate on TPOT."""
+    from bench.compare import compare
+    from bench.compare.gate import GateConfig
+
+    base = tmp_path / "base"
+    run_benchmark(compose(_endpoint(paced_server, cache_dir)), base)
+    slower = ("--first-token-ms", str(FIRST_TOKEN_MS), "--token-ms", str(2 * TOKEN_MS))
+    with serving(*slower) as url:
+        run_benchmark(compose(_endpoint(url, cache_dir)), tmp_path / "slow")
+    comparison = compare(base, tmp_path / "slow", GateConfig())
+    assert set(comparison.changed) == {"strategy.url"}
+    changes = {c.metric: c for c in comparison.points[0].changes}
+    assert changes["TPOT p99"].baseline >= TOKEN_MS
+    assert str(changes["TPOT p99"].verdict) == "slower" and changes["TPOT p99"].fails
+    # An open loop at one rate: the tokens a second are the rate's, whatever the pace.
+    assert not changes["output tokens/s"].fails
+    assert not comparison.passed
+
+
 def test_a_missed_ttft_slo_counts_no_goodput_and_fails_the_point(paced_server, tmp_path, cache_dir):
     # The server takes 40 ms to its first token: a 20 ms SLO cannot be met.
     cfg = compose(_endpoint(paced_server, cache_dir, "scenario.slo_ttft_ms=20"))
