@@ -368,3 +368,9 @@ def test_the_built_in_model_served_over_http_is_measured_token_by_token(tmp_path
         "ServiceMonitor"
     )
     assert (plan / "image" / "Dockerfile").is_file()
+    # The report names them, and sizes in output tokens/s.
+    from reports.build import build_report
+
+    html = build_report(tmp_path).read_text()
+    assert "Manifests in plan/kubernetes/" in html and "prometheus-adapter" in html
+    assert '<th class="num">output tokens/s</th>' in html
