@@ -182,6 +182,12 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     [metric] = served.manifests["hpa.yaml"]["spec"]["metrics"]
     assert metric["pods"]["target"]["averageValue"] == f"{round(held / 1.3 * 1000)}m"
     assert "plan/kubernetes/" in served.recommendation
+    # Without the point's request log, what it held in flight is unknown: no manifests, said.
+    (tmp_path / "requests" / f"{row['point_id']}.parquet").unlink()
+    unlogged = plan_results(here, priced, tmp_path)
+    assert not unlogged.manifests
+    assert "No manifests: the results of" in unlogged.recommendation
+    assert "the requests it held in flight (its request log)" in unlogged.recommendation
 
 
 def test_bench_compare_gates_a_server_whose_tokens_come_slower(paced_server, tmp_path, cache_dir):

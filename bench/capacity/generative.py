@@ -96,7 +96,9 @@ def generative_capacity(
                 capacity_output_tokens_per_s=float(best["output_tokens_per_s"]),
                 capacity_point=str(best["label"]),
                 capacity_point_id=str(best["point_id"]),
-                **per_replica(best),
+                # What a replica held and used: of the harness's own workers only (a server
+                # the user runs is not measured from here).
+                **(per_replica(best) if entry["served_here"] else {}),
             )
         found.append(entry)
     return found
@@ -226,6 +228,20 @@ def in_flight_mean(row: pd.Series) -> float:
     return float(np.clip(inside, 0.0, None).sum() / (end - start))
 
 
+def unmeasured(best: pd.Series) -> str:
+    """What the manifests need of a sizing row's point that its results do not hold ("" where
+    they hold it all): the requests it held in flight (from its request log) and its memory."""
+    missing = [
+        words
+        for key, words in (
+            ("in_flight_per_replica", "the requests it held in flight (its request log)"),
+            ("rss_mb_per_replica", "its memory"),
+        )
+        if not float(best.get(key, np.nan)) > 0
+    ]
+    return " and ".join(missing)
+
+
 def measured_threads(point: pd.Series) -> int:
     """The intra-op threads a replica ran with at `point`: as set, else as the runtime chose."""
     config = json.loads(point["config"])
@@ -243,7 +259,8 @@ def generative_deployment(
     threads = measured_threads(point)
     # Whole cores covering what a replica used, never fewer than its threads: a CPU limit below
     # them throttles the intra-op pool mid-token.
-    cores = max(int(threads), math.ceil(round(float(best["cpu_cores_per_replica"]), 2)))
+    used = float(best["cpu_cores_per_replica"])
+    cores = max(threads, math.ceil(round(used, 2))) if np.isfinite(used) else threads
     held = float(best["in_flight_per_replica"])
     target = held / (1.0 + headroom)
     per_replica_qps = float(best["capacity_qps"]) / replicas_per_server

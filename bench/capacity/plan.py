@@ -35,6 +35,7 @@ from bench.capacity.generative import (
     is_generative,
     manifests_sentence,
     measured_threads,
+    unmeasured,
 )
 from bench.capacity.image import write_image
 from bench.capacity.manifests import Deployment, deployment_name, manifests, readme
@@ -303,10 +304,10 @@ def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target, imag
             f" No manifests: {best['server']} is yours, on hardware the harness does not know."
         )
         return plan
-    if not best["in_flight_per_replica"] > 0:
+    if missing := unmeasured(best):
         plan.recommendation += (
-            f" No manifests: the request log of {best['sized_from']} is not stored, so the "
-            "requests it held in flight, which the autoscaler's target comes from, are unknown."
+            f" No manifests: the results of {best['sized_from']} do not hold {missing}, which "
+            "the pods' resources and the autoscaler's target come from."
         )
         return plan
     point = frame[frame["point_id"] == best["point_id"]].iloc[0]
