@@ -121,6 +121,7 @@ def generative_sizing(
             base = {
                 "configuration": c["configuration"],
                 "host": host.name,
+                "host_id": host.id,
                 "sized_from": c.get("capacity_point", ""),
                 "point_id": c.get("capacity_point_id", ""),
                 "output_tokens_mean": c["output_tokens_mean"],

@@ -43,6 +43,7 @@ from bench.capacity.measured import (
     MeasuredConfig,
     MeasuredHost,
     deployable,
+    host_ids,
     left_out,
     measured_configs,
     measured_hosts,
@@ -310,7 +311,10 @@ def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target, imag
             "the pods' resources and the autoscaler's target come from."
         )
         return plan
-    point = frame[frame["point_id"] == best["point_id"]].iloc[0]
+    # The point the capacity came from, on the host that measured it (shards of several
+    # hosts may hold one point each).
+    on_host = frame[host_ids(frame) == best["host_id"]]
+    point = on_host[on_host["point_id"] == best["point_id"]].iloc[0]
     deployment, source = generative_deployment(best, point, image, target.peak_qps, target.headroom)
     plan.recommendation += _artifact_sentence_of(
         deployment.model_sha256, deployment.model_artifact
