@@ -329,6 +329,7 @@ _format_share = _formatter(lambda v: f"{v:.1%}")
 _format_sci = _formatter(lambda v: f"{v:.1e}" if v else "0")
 _format_cosine = _formatter(lambda v: f"{v:.5f}")
 _format_seconds = _formatter(lambda v: f"{v:,.2f}")
+_format_eur = _formatter(lambda v: f"{v:,.2f}")
 
 
 def _format_text(value: object) -> str:
@@ -698,13 +699,17 @@ SIZING_COLUMNS = (
     ("configuration", "configuration", str),
     ("host", "measured on", str),
     ("workers_per_server", "replicas / server", _format_int),
+    ("replicas_per_server", "replicas / server", _format_int),  # a generative plan's
     ("capacity_qps", "capacity qps", _format_qps),
     ("capacity_qps_low", "low", _format_qps),
     ("capacity_qps_high", "high", _format_qps),
+    # A generative plan's: at the TTFT and TPOT SLOs.
+    ("capacity_output_tokens_per_s", "output tokens/s", _format_int),
     ("servers", "servers", _format_int),
     ("cache_hit_ratio", "cache hits", _format_share),
     ("servers_without_cache", "without cache", _format_int),
     ("monthly_cost_eur", "EUR / month", _format_int),
+    ("cost_per_million_output_tokens_eur", "EUR / M output tokens", _format_eur),
     ("tag", "estimate", str),
 )
 
@@ -749,6 +754,9 @@ def plan_section(plan: Plan | None) -> dict | None:
             for title, table in plan.tables.items()
         ],
         "folder": str(plan.folder),
+        "manifests": bool(plan.manifests),
+        # Sized at TTFT and TPOT SLOs from measured rates, not by simulating service times.
+        "generative": "capacity_output_tokens_per_s" in sizing.columns,
         "autoscaling": _autoscaling(plan),
         "pod_check": plan.pod_check_sentence,
         "checked": _checked(plan),

@@ -71,7 +71,12 @@ def test_the_sweep_jobs_validate_against_the_kubernetes_schemas(exported):
     assert (folder / "image" / "Dockerfile").is_file()
 
 
-def test_the_planners_manifests_validate_against_the_kubernetes_schemas():
+# A generating server's: scaled on requests in flight per pod, OpenAI's paths routed unbuffered.
+GENERATING = {"target_cpu_pct": None, "target_in_flight": 2.5, "generates": True}
+
+
+@pytest.mark.parametrize("scaling", [{"target_cpu_pct": 60}, GENERATING], ids=["cpu", "in-flight"])
+def test_the_planners_manifests_validate_against_the_kubernetes_schemas(scaling):
     deployment = Deployment(
         name="minilm-torch",
         image="registry.example.com/minilm",
@@ -80,10 +85,10 @@ def test_the_planners_manifests_validate_against_the_kubernetes_schemas():
         max_replicas=6,
         cpu_per_replica=2,
         rss_mb_per_replica=612.4,
-        target_cpu_pct=60,
         node_selector={"node.kubernetes.io/instance-type": "c7a.xlarge"},
         model_sha256="ab" * 32,
         model_artifact="minilm.onnx",
+        **scaling,
     )
     files = manifests(deployment)
     kinds = {m["kind"] for m in files.values()}

@@ -97,6 +97,69 @@ def stored_run(
     return folder
 
 
+def stored_generation(
+    folder: Path, ttft_ms: float, tpot_ms: float, seed: int, slo_tpot_ms: float | None = None
+) -> Path:
+    """A generative run folder: one closed-loop stream at a time, each request's first token
+    `ttft_ms` and then 7 more `tpot_ms` apart (lognormal spread), as its request log stores
+    them (`first_token`, `last_token`, `output_tokens`)."""
+    rng = np.random.default_rng(seed)
+    intended, first, last = [], [], []
+    t = 0.0
+    while t < WINDOW[1] + 1.0:
+        start = t + ttft_ms / 1e3 * rng.lognormal(0.0, 0.1)
+        end = start + 7 * tpot_ms / 1e3 * rng.lognormal(0.0, 0.1)
+        intended.append(t), first.append(start), last.append(end)
+        t = end
+    n = len(intended)
+    requests = {
+        "intended": np.asarray(intended),
+        "done": np.asarray(last),
+        "ok": np.ones(n, dtype=bool),
+        "first_token": np.asarray(first),
+        "last_token": np.asarray(last),
+        "output_tokens": np.full(n, 8.0),
+    }
+    config = {
+        "model": {"name": "causal_lm", "hidden_size": 64},
+        "scenario": {"name": "concurrency", "slo_tpot_ms": slo_tpot_ms},
+    }
+    point = {"concurrency": 1, "duration_s": 10.0, "warmup_s": 1.0}
+    row = _row("concurrency 1", config, point, requests, **{"scenario.slo_tpot_ms": slo_tpot_ms})
+    ResultsStore(folder).append(row, requests)
+    return folder
+
+
+def test_a_slower_decode_is_gated_on_tpot_tokens_per_second_and_goodput(tmp_path):
+    # The same first token; each later one 50% slower. Goodput at a TPOT SLO of 12 ms: the
+    # baseline's 10 ms tokens meet it, the candidate's 15 ms ones do not (but for the spread).
+    base = stored_generation(tmp_path / "a", 50.0, 10.0, seed=1, slo_tpot_ms=12.0)
+    again = stored_generation(tmp_path / "b", 50.0, 10.0, seed=2, slo_tpot_ms=12.0)
+    slow = stored_generation(tmp_path / "c", 50.0, 15.0, seed=3, slo_tpot_ms=12.0)
+    rerun = compare(base, again, GateConfig())
+    verdicts = _verdicts(rerun)
+    for metric in ("TTFT p99", "TPOT p99", "output tokens/s"):
+        assert verdicts[metric] in ("same", "unsure"), (metric, verdicts)
+    assert rerun.passed
+    comparison = compare(base, slow, GateConfig())
+    changes = {c.metric: c for c in comparison.points[0].changes}
+    assert str(changes["TTFT p99"].verdict) in ("same", "unsure")
+    assert str(changes["TPOT p99"].verdict) == "slower" and changes["TPOT p99"].fails
+    tokens = changes["output tokens/s"]
+    assert str(tokens.verdict) == "slower" and tokens.unit == "tok/s"
+    # 8 tokens a request, one request at a time: about 8 / (50 + 7 x 10 ms) tokens a second.
+    assert tokens.baseline == pytest.approx(8 / 0.120, rel=0.1)
+    goodput = changes["goodput"]
+    assert goodput.candidate < 0.1 * goodput.baseline and goodput.fails
+    failures = " ".join(comparison.failures)
+    assert "TPOT p99 worse by" in failures and "goodput worse by" in failures
+    text = markdown(comparison)
+    assert "| concurrency 1 | TPOT p99 |" in text and "tok/s" in text
+    # Goodput is gated only where the candidate's scenario set an SLO to count it against.
+    unset = stored_generation(tmp_path / "d", 50.0, 15.0, seed=3)
+    assert "goodput" not in _verdicts(compare(base, unset, GateConfig()))
+
+
 def _verdicts(comparison) -> dict[str, str]:
     return {c.metric: str(c.verdict) for c in comparison.points[0].changes}
 

@@ -5,11 +5,16 @@ computed from what it streamed."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import kubernetes_validate
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
+from bench.capacity.plan import write_plan
 from bench.cli import summary_table
 from bench.config import generative, validate
 from bench.load.generation import Lengths, TokenCounter, load_tokenizer, prompt_supply
@@ -153,7 +158,10 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
             "{eur_per_month: 90, as_of: 2026-10-07, source: test}}",
         ]
     )
-    table = plan_results(here, priced, tmp_path).sizing
+    # The deployment at the URL is the user's: sized, but no manifests for hardware not known.
+    assert "No manifests" in plan.recommendation and not plan.manifests
+    served = plan_results(here, priced, tmp_path)
+    table = served.sizing
     cpu_only = table[table["unsized_reason"].isna()] if "unsized_reason" in table else table
     assert len(cpu_only) > 1 and (cpu_only["capacity_qps"] > 0).all()
     priced_row = table[table["server_id"] == "intel-core-i7-8700"].iloc[0]
@@ -161,6 +169,46 @@ def test_the_plan_sizes_generation_at_ttft_and_tpot_slos(paced_server, tmp_path,
     assert priced_row["cost_per_million_output_tokens_eur"] == pytest.approx(
         priced_row["servers"] * 90 / (tokens_a_month / 1e6)
     )
+    # Served here, it gets manifests whose HPA scales on the requests in flight per pod: the
+    # mean the point held (Little's law over its request log), less the plan's headroom.
+    log = pd.read_parquet(tmp_path / "requests" / f"{row['point_id']}.parquet")
+    meant = log[
+        (log["intended"] >= row["window_start_s"]) & (log["intended"] <= row["window_end_s"])
+    ]
+    held = served.sizing["in_flight_per_replica"].iloc[0]
+    assert held == pytest.approx(
+        row["achieved_qps"] * (meant["done"] - meant["sent"]).mean(), rel=0.25
+    )
+    [metric] = served.manifests["hpa.yaml"]["spec"]["metrics"]
+    assert metric["pods"]["target"]["averageValue"] == f"{round(held / 1.3 * 1000)}m"
+    assert "plan/kubernetes/" in served.recommendation
+    # Without the point's request log, what it held in flight is unknown: no manifests, said.
+    (tmp_path / "requests" / f"{row['point_id']}.parquet").unlink()
+    unlogged = plan_results(here, priced, tmp_path)
+    assert not unlogged.manifests
+    assert "No manifests: the results of" in unlogged.recommendation
+    assert "the requests it held in flight (its request log)" in unlogged.recommendation
+
+
+def test_bench_compare_gates_a_server_whose_tokens_come_slower(paced_server, tmp_path, cache_dir):
+    """Two real runs at one rate, the candidate's server pacing its tokens twice as far apart:
+    the comparison reads TTFT and TPOT from the stored streams, and fails the gate on TPOT."""
+    from bench.compare import compare
+    from bench.compare.gate import GateConfig
+
+    base = tmp_path / "base"
+    run_benchmark(compose(_endpoint(paced_server, cache_dir)), base)
+    slower = ("--first-token-ms", str(FIRST_TOKEN_MS), "--token-ms", str(2 * TOKEN_MS))
+    with serving(*slower) as url:
+        run_benchmark(compose(_endpoint(url, cache_dir)), tmp_path / "slow")
+    comparison = compare(base, tmp_path / "slow", GateConfig())
+    assert set(comparison.changed) == {"strategy.url"}
+    changes = {c.metric: c for c in comparison.points[0].changes}
+    assert changes["TPOT p99"].baseline >= TOKEN_MS
+    assert str(changes["TPOT p99"].verdict) == "slower" and changes["TPOT p99"].fails
+    # An open loop at one rate: the tokens a second are the rate's, whatever the pace.
+    assert not changes["output tokens/s"].fails
+    assert not comparison.passed
 
 
 def test_a_missed_ttft_slo_counts_no_goodput_and_fails_the_point(paced_server, tmp_path, cache_dir):
@@ -272,24 +320,23 @@ def test_the_built_in_model_served_over_http_is_measured_token_by_token(tmp_path
     """`bench model=causal_lm strategy=http`: the workload streams over the worker's /v1, and
     the point has its token figures, counted by the usage the worker reports."""
     tiny = ["model.hidden_size=32", "model.layers=2", "model.heads=2", "model.intermediate_size=64"]
-    cfg = compose(
-        [
-            "model=causal_lm",
-            *tiny,
-            "strategy=http",
-            "backend.threads=1",
-            "scenario=concurrency",
-            "scenario.levels=[2]",
-            "scenario.warmup_s=0.3",
-            "scenario.duration_s=1.5",
-            "scenario.input_tokens=12",
-            "scenario.output_tokens=6",
-            "accuracy_samples=2",
-            "progress=false",
-            f"cache_dir={cache_dir}",
-            *LENIENT,
-        ]
-    )
+    overrides = [
+        "model=causal_lm",
+        *tiny,
+        "strategy=http",
+        "backend.threads=1",
+        "scenario=concurrency",
+        "scenario.levels=[2]",
+        "scenario.warmup_s=0.3",
+        "scenario.duration_s=1.5",
+        "scenario.input_tokens=12",
+        "scenario.output_tokens=6",
+        "accuracy_samples=2",
+        "progress=false",
+        f"cache_dir={cache_dir}",
+        *LENIENT,
+    ]
+    cfg = compose(overrides)
     assert generative(cfg)
     row = run_benchmark(cfg, tmp_path).iloc[0]
     assert row["status"] == "measured" and row["errors"] == 0, row["error"]
@@ -299,3 +346,37 @@ def test_the_built_in_model_served_over_http_is_measured_token_by_token(tmp_path
     assert row["output_tokens_per_s"] == pytest.approx(6 * row["achieved_qps"])
     # The accuracy check stays on v2: the next token's top-1 against the fp32 reference.
     assert row["accuracy_top1_agreement"] == 1.0
+    # Planned: the manifests a user applies, checked against Kubernetes' own schemas; the HPA
+    # holds each pod near the 2 requests in flight that the closed loop of 2 kept while it met
+    # the SLOs, less the headroom; a pod's CPU and memory as that point measured them.
+    lax = ["plan.peak_qps=20", "plan.slo_ttft_ms=60000", "plan.slo_tpot_ms=60000"]
+    plan = write_plan(tmp_path, compose([*overrides, *lax]))
+    written = {p.name: yaml.safe_load(p.read_text()) for p in (plan / "kubernetes").glob("*.yaml")}
+    for manifest in written.values():
+        kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
+    [metric] = written["hpa.yaml"]["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "bench_requests_in_flight"
+    target = float(metric["pods"]["target"]["averageValue"].removesuffix("m")) / 1e3
+    assert 1.6 / 1.3 <= target <= 2.0 / 1.3 + 1e-3
+    [container] = written["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    cores = int(container["resources"]["limits"]["cpu"])
+    used = max(1.0, row["cpu_cores_used"] - row["harness_cpu_cores_used"])  # the worker's alone
+    assert (
+        container["resources"]["requests"]["cpu"] == str(cores)
+        and round(used, 2) <= cores < used + 1
+    )
+    assert (
+        container["resources"]["requests"]["memory"] == f"{math.ceil(row['rss_peak_mb'] * 1.25)}Mi"
+    )
+    readme = (plan / "kubernetes" / "README.md").read_text()
+    assert "prometheus-adapter" in readme and row["point_id"] in readme
+    assert yaml.safe_load((plan / "monitoring" / "servicemonitor.yaml").read_text())["kind"] == (
+        "ServiceMonitor"
+    )
+    assert (plan / "image" / "Dockerfile").is_file()
+    # The report names them, and sizes in output tokens/s.
+    from reports.build import build_report
+
+    html = build_report(tmp_path).read_text()
+    assert "Manifests in plan/kubernetes/" in html and "prometheus-adapter" in html
+    assert '<th class="num">output tokens/s</th>' in html

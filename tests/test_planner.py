@@ -151,6 +151,39 @@ def test_manifests_give_whole_cores_and_cover_measured_memory():
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (4, 6)
 
 
+def test_a_generating_server_scales_on_requests_in_flight_and_streams_unbuffered():
+    d = Deployment(
+        "causal-lm-torch",
+        "img",
+        replicas=4,
+        min_replicas=3,
+        max_replicas=4,
+        cpu_per_replica=1,
+        rss_mb_per_replica=500.0,
+        target_cpu_pct=None,
+        target_in_flight=1.54,
+        generates=True,
+    )
+    files = manifests(d)
+    [metric] = files["hpa.yaml"]["spec"]["metrics"]
+    assert metric == {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": "bench_requests_in_flight"},
+            "target": {"type": "AverageValue", "averageValue": "1540m"},
+        },
+    }
+    ingress = files["ingress.yaml"]
+    paths = ingress["spec"]["rules"][0]["http"]["paths"]
+    assert [p["path"] for p in paths] == ["/v1", "/v2"]
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off"
+    }
+    # Without a target of either kind, the HPA has nothing to scale on: said, not guessed.
+    with pytest.raises(ValueError, match="causal-lm-torch: neither a CPU nor an in-flight"):
+        manifests(Deployment("causal-lm-torch", "img", 1, 1, 1, 1, 500.0, None))
+
+
 @pytest.mark.parametrize(
     "image, pinned_as",
     [

@@ -14,19 +14,29 @@ the measured capacity times the server's memory-bound scale factor (decoding rea
 weight per token: memory bandwidth bounds it), with that factor's band; GPU servers are sized
 from GPU runs only. A server the user runs (`strategy=endpoint`) is sized as itself: how many
 copies of the deployment at its URL, hardware unknown to the harness.
+
+The deployment of a recommendation served here (`generative_deployment`) is one pod per measured
+replica, from the point the capacity came from: its CPU (whole cores covering the worker's
+measured use, and at least its threads) and peak memory per replica, and an HPA on the requests
+in flight per replica (`bench.capacity.manifests`), whose target is the mean in flight per
+replica that point held while meeting the SLOs (measured from its request log: the time each
+request spent between its send and its answer, over the window), less the plan's headroom.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.capacity.catalog import Catalog
+from bench.capacity.manifests import Deployment, deployment_name
 from bench.capacity.measured import DEPLOYABLE, MeasuredHost, deployable, sound
 from bench.capacity.scaling import gpu_status, scale
+from bench.results.store import REQUESTS_DIR
 
 SECONDS_PER_MONTH = 30.44 * 24 * 3600
 GENERATIVE_FORMULA = (
@@ -85,6 +95,10 @@ def generative_capacity(
                 capacity_qps=float(best["achieved_qps"]),
                 capacity_output_tokens_per_s=float(best["output_tokens_per_s"]),
                 capacity_point=str(best["label"]),
+                capacity_point_id=str(best["point_id"]),
+                # What a replica held and used: of the harness's own workers only (a server
+                # the user runs is not measured from here).
+                **(per_replica(best) if entry["served_here"] else {}),
             )
         found.append(entry)
     return found
@@ -107,8 +121,11 @@ def generative_sizing(
             base = {
                 "configuration": c["configuration"],
                 "host": host.name,
+                "host_id": host.id,
                 "sized_from": c.get("capacity_point", ""),
+                "point_id": c.get("capacity_point_id", ""),
                 "output_tokens_mean": c["output_tokens_mean"],
+                **{key: c.get(key, np.nan) for key in PER_REPLICA},
             }
             if not c["served_here"]:
                 out.append(_sized(base | {"server": f"the deployment at {c['url']}",
@@ -171,6 +188,122 @@ def _sized(
         "price_as_of": price.as_of if price else "",
         "cost_per_million_output_tokens_eur": monthly / (tokens_month / 1e6) if price else np.nan,
     }
+
+
+# What a replica held and used at the point its configuration's capacity came from.
+PER_REPLICA = ("in_flight_per_replica", "cpu_cores_per_replica", "rss_mb_per_replica")
+
+
+def per_replica(row: pd.Series) -> dict[str, float]:
+    """The point's mean requests in flight, CPU cores and peak memory (MB), per replica of the
+    measured deployment. The cores are the workers' alone where they ran in their own processes
+    (`protocol` not none), the harness's load driver taken off; in-process (`direct`), the
+    process's, the load driver's share with them."""
+    replicas = max(1, int(row.get("replicas") or 1))
+    cores = float(row.get("cpu_cores_used", np.nan))
+    if str(row.get("protocol", "none")) != "none":
+        cores -= float(row.get("harness_cpu_cores_used", 0.0))
+    return {
+        "in_flight_per_replica": in_flight_mean(row) / replicas,
+        "cpu_cores_per_replica": cores / replicas,
+        "rss_mb_per_replica": float(row.get("rss_peak_mb", np.nan)) / replicas,
+    }
+
+
+def in_flight_mean(row: pd.Series) -> float:
+    """The mean number of the point's requests in flight (sent, not yet answered) over its
+    measured window, from its request log: each request's time in flight inside the window,
+    summed, over the window's length (Little's law, counted, not assumed). What the workers'
+    in-flight gauge read, up to the wire's share. NaN where the log or the window is not
+    stored."""
+    start, end = row.get("window_start_s", np.nan), row.get("window_end_s", np.nan)
+    path = Path(str(row.get("run_dir", ""))) / REQUESTS_DIR / f"{row.get('point_id')}.parquet"
+    if not (np.isfinite(start) and np.isfinite(end) and end > start) or not path.is_file():
+        return np.nan
+    log = pd.read_parquet(path, columns=["sent", "done"])
+    sent = log["sent"].to_numpy(dtype=float)
+    # A request unanswered when the point ended was in flight to the window's end.
+    done = np.nan_to_num(log["done"].to_numpy(dtype=float), nan=end)
+    sent_at = np.isfinite(sent)
+    inside = np.clip(done[sent_at], start, end) - np.clip(sent[sent_at], start, end)
+    return float(np.clip(inside, 0.0, None).sum() / (end - start))
+
+
+def unmeasured(best: pd.Series) -> str:
+    """What the manifests need of a sizing row's point that its results do not hold ("" where
+    they hold it all): the requests it held in flight (from its request log) and its memory."""
+    missing = [
+        words
+        for key, words in (
+            ("in_flight_per_replica", "the requests it held in flight (its request log)"),
+            ("rss_mb_per_replica", "its memory"),
+        )
+        if not float(best.get(key, np.nan)) > 0
+    ]
+    return " and ".join(missing)
+
+
+def measured_threads(point: pd.Series) -> int:
+    """The intra-op threads a replica ran with at `point`: as set, else as the runtime chose."""
+    config = json.loads(point["config"])
+    return int(config["backend"].get("threads") or point.get("predictor_threads") or 1)
+
+
+def generative_deployment(
+    best: pd.Series, point: pd.Series, image: str, peak_qps: float, headroom: float
+) -> tuple[Deployment, str]:
+    """The Deployment for a recommended sizing row `best` served here, from `point`, the row of
+    the point its capacity came from; and, in words, where the HPA's in-flight target came
+    from (for the manifests' README)."""
+    config = deployable(point["config"])
+    replicas_per_server = int(best["replicas_per_server"])
+    threads = measured_threads(point)
+    # Whole cores covering what a replica used, never fewer than its threads: a CPU limit below
+    # them throttles the intra-op pool mid-token.
+    used = float(best["cpu_cores_per_replica"])
+    cores = max(threads, math.ceil(round(used, 2))) if np.isfinite(used) else threads
+    held = float(best["in_flight_per_replica"])
+    target = held / (1.0 + headroom)
+    per_replica_qps = float(best["capacity_qps"]) / replicas_per_server
+    deployment = Deployment(
+        name=deployment_name(config),
+        image=image,
+        replicas=int(best["replicas"]),
+        # Enough for the peak without headroom, as for every plan without a simulated HPA.
+        min_replicas=max(1, math.ceil(peak_qps / per_replica_qps)),
+        max_replicas=int(best["replicas"]),
+        cpu_per_replica=cores,
+        rss_mb_per_replica=float(best["rss_mb_per_replica"]),
+        target_cpu_pct=None,
+        target_in_flight=target,
+        node_selector={"node.kubernetes.io/instance-type": str(best["server_id"])},
+        model_sha256=str(point.get("model_sha256") or ""),
+        model_artifact=str(point.get("model_artifact") or ""),
+        generates=True,
+    )
+    source = (
+        f"Its target, {target:.3g} requests in flight per pod on average, is the mean of "
+        f"{held:.3g} per replica that the measured point {best['sized_from']} "
+        f"(`point_id` {best['point_id']}, {float(point['achieved_qps']):.3g} requests/s on "
+        f"{point.get('host_name') or 'the measuring host'}) held while meeting the TTFT and "
+        f"TPOT SLOs, over 1 + the plan's "
+        f"headroom of {headroom:g}: pods scale out before each holds what the SLOs were last "
+        "seen met at. The in-flight mean is counted from that point's request log (each "
+        "request's time between its send and its answer, over the window)."
+    )
+    return deployment, source
+
+
+def manifests_sentence(d: Deployment) -> str:
+    """What the plan's manifests deploy, in words, after the recommendation."""
+    return (
+        f" Manifests in plan/kubernetes/: {d.replicas} pods of {d.cpu_per_replica} "
+        f"core{'s' if d.cpu_per_replica != 1 else ''}, memory above the "
+        f"{d.rss_mb_per_replica:,.0f} MB peak measured, scaled by an HPA between "
+        f"{d.min_replicas} and {d.max_replicas} on "
+        f"{d.target_in_flight:.3g} requests in flight per pod (served to it by "
+        "prometheus-adapter: see the README there)."
+    )
 
 
 def generative_sentence(

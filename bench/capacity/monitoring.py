@@ -213,18 +213,25 @@ def monitoring(d: Deployment, o: Objective) -> dict[str, dict]:
             "metadata": {"name": d.name, "labels": labels},
             "spec": {"groups": groups},
         },
-        SERVICE_MONITOR: {
-            "apiVersion": "monitoring.coreos.com/v1",
-            "kind": "ServiceMonitor",
-            "metadata": {"name": d.name, "labels": labels},
-            "spec": {
-                "selector": {"matchLabels": labels},
-                "endpoints": [
-                    {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL}
-                ],
-            },
-        },
+        SERVICE_MONITOR: service_monitor(d),
         DASHBOARD: dashboard(d, o),
+    }
+
+
+def service_monitor(d: Deployment) -> dict:
+    """The Prometheus Operator's ServiceMonitor scraping the worker's `/metrics` on the pods of
+    the Deployment's Service (each series labelled with its namespace and pod)."""
+    labels = {"app": d.name}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": d.name, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "endpoints": [
+                {"port": METRICS_PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL}
+            ],
+        },
     }
 
 

@@ -29,21 +29,27 @@ from bench.capacity.autoscaling import (
 from bench.capacity.catalog import Catalog, load_catalog
 from bench.capacity.generative import (
     GENERATIVE_FORMULA,
+    generative_deployment,
     generative_sentence,
     generative_sizing,
     is_generative,
+    manifests_sentence,
+    measured_threads,
+    unmeasured,
 )
 from bench.capacity.image import write_image
-from bench.capacity.manifests import Deployment, manifests, readme
+from bench.capacity.manifests import Deployment, deployment_name, manifests, readme
 from bench.capacity.measured import (
     MeasuredConfig,
     MeasuredHost,
+    deployable,
+    host_ids,
     left_out,
     measured_configs,
     measured_hosts,
     unsized_configs,
 )
-from bench.capacity.monitoring import Objective, monitoring
+from bench.capacity.monitoring import SERVICE_MONITOR, Objective, monitoring, service_monitor
 from bench.capacity.planner import (
     SECONDS_PER_MONTH,
     Target,
@@ -148,7 +154,7 @@ def make_plan(
     (`plan.autoscaling`) how the HPA's settings are chosen by simulation (None: defaults);
     `folder` where the plan will be written (the pod check's command names it)."""
     if is_generative(frame):
-        return _generative_plan(frame, catalog, target)
+        return _generative_plan(frame, catalog, target, image)
     hosts = [(host, measured_configs(host.rows, host.cores)) for host in measured_hosts(frame)]
     sizing = hosts_sizing(hosts, catalog, target)
     best = recommend(sizing) if not sizing.empty else None
@@ -275,10 +281,13 @@ def _serverless(
     )
 
 
-def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target) -> Plan:
+def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target, image: str) -> Plan:
     """A generative model's plan: capacity at the TTFT and TPOT SLOs as measured, servers and
-    cost per million output tokens (`bench.capacity.generative`); no manifests or autoscaling
-    simulation, which rest on per-request service times a generating server does not have."""
+    cost per million output tokens (`bench.capacity.generative`); for a recommendation served
+    here, the manifests (an HPA on the requests in flight per pod), the ServiceMonitor through
+    which that metric reaches Prometheus, and the image's build context. No autoscaling
+    simulation or pod check: both rest on per-request service times, which a generating server
+    does not have."""
     percentile = str(target.percentile)
     sizing = generative_sizing(
         measured_hosts(frame), catalog, target.peak_qps, target.headroom, target.min_servers,
@@ -288,15 +297,47 @@ def _generative_plan(frame: pd.DataFrame, catalog: Catalog, target: Target) -> P
     sentence = generative_sentence(
         best, target.peak_qps, percentile, target.slo_ttft_ms, target.slo_tpot_ms
     )
-    return Plan(recommendation=sentence, sizing=sizing, formula=GENERATIVE_FORMULA)
+    plan = Plan(recommendation=sentence, sizing=sizing, formula=GENERATIVE_FORMULA)
+    if best is None:
+        return plan
+    if pd.isna(best.get("server_id")):
+        plan.recommendation += (
+            f" No manifests: {best['server']} is yours, on hardware the harness does not know."
+        )
+        return plan
+    if missing := unmeasured(best):
+        plan.recommendation += (
+            f" No manifests: the results of {best['sized_from']} do not hold {missing}, which "
+            "the pods' resources and the autoscaler's target come from."
+        )
+        return plan
+    # The point the capacity came from, on the host that measured it (shards of several
+    # hosts may hold one point each).
+    on_host = frame[host_ids(frame) == best["host_id"]]
+    point = on_host[on_host["point_id"] == best["point_id"]].iloc[0]
+    deployment, source = generative_deployment(best, point, image, target.peak_qps, target.headroom)
+    plan.recommendation += _artifact_sentence_of(
+        deployment.model_sha256, deployment.model_artifact
+    ) + manifests_sentence(deployment)
+    plan.manifests = manifests(deployment)
+    plan.manifests_readme = readme(image, source)
+    plan.monitoring = {SERVICE_MONITOR: service_monitor(deployment)}
+    plan.image = partial(
+        write_image, config=deployable(point["config"]), threads=measured_threads(point)
+    )
+    return plan
 
 
 def _artifact_sentence(measured: MeasuredConfig) -> str:
     """Which model artifact the recommendation sized, as its rows recorded it."""
-    if measured.model_sha256:
-        return f" Sized for {measured.model_artifact} (model_sha256 {measured.model_sha256})."
-    if measured.model_artifact:
-        return f" Sized from points that served {measured.model_artifact}."
+    return _artifact_sentence_of(measured.model_sha256, measured.model_artifact)
+
+
+def _artifact_sentence_of(model_sha256: str, model_artifact: str) -> str:
+    if model_sha256:
+        return f" Sized for {model_artifact} (model_sha256 {model_sha256})."
+    if model_artifact:
+        return f" Sized from points that served {model_artifact}."
     return ""
 
 
@@ -377,9 +418,7 @@ def _deployment(
     per_replica = _per_replica_qps(best)
     hpa = scaling.hpa if scaling is not None else None
     return Deployment(
-        name=f"{measured.config['model']['name']}-{measured.config['backend']['name']}".replace(
-            "_", "-"
-        ),
+        name=deployment_name(measured.config),
         image=image,
         replicas=int(best["replicas"]),
         # Chosen by simulating the HPA over a trace where it was; else enough for the peak

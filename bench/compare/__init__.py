@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.compare.gate import GateConfig, OnInvalid
 from bench.compare.match import ABSENT, match
-from bench.compare.samples import point_samples, rss_samples, runs
+from bench.compare.samples import point_samples, rss_samples, runs, slos_of
 from bench.compare.verdict import (
     Change,
     PointComparison,
@@ -84,7 +84,9 @@ def _point(
         candidate_reasons="" if _valid(after) else _reasons(after),
     )
     point.gated = point.valid or gate.invalid is OnInvalid.fail
-    samples = point_samples(before), point_samples(after)
+    # Goodput on both sides at the SLOs the candidate is held to.
+    held_to = slos_of(after)
+    samples = point_samples(before, held_to), point_samples(after, held_to)
     if all(s is not None and len(s.latency_s) for s in samples):
         point.changes += speed_changes(*samples, gate, seed)
         point.changes.append(memory_change(rss_samples(before), rss_samples(after), gate))

@@ -26,10 +26,12 @@ class OnInvalid(Choice):
 @dataclass(frozen=True)
 class GateConfig:
     """What `bench-compare` fails on. Each `max_*_regression` is the largest regression
-    tolerated (a fraction of the baseline; None: not gated): p50 and p99 latency (higher),
-    throughput (lower: achieved, and at the SLO where the scenario has one), peak memory
-    (higher). `min_accuracy` is the floor of the candidate's accuracy against its fp32
-    reference (top-1 agreement, or the lowest cosine similarity for embeddings)."""
+    tolerated (a fraction of the baseline; None: not gated): p50 and p99 latency (higher; p99
+    also of a generative point's time to first token and time per output token), throughput
+    (lower: achieved, at the SLO where the scenario has one, and a generative point's output
+    tokens per second and goodput), peak memory (higher). `min_accuracy` is the floor of the
+    candidate's accuracy against its fp32 reference (top-1 agreement, or the lowest cosine
+    similarity for embeddings)."""
 
     max_p50_regression: float | None = 0.10
     max_p99_regression: float | None = 0.10

@@ -113,7 +113,10 @@ def speed_changes(
     gate: GateConfig,
     seed: int,
 ) -> list[Change]:
-    """p50 and p99 latency (from the intended send) and achieved throughput."""
+    """p50 and p99 latency (from the intended send) and achieved throughput; where both sides
+    streamed tokens, also p99 TTFT and TPOT (gated as p99 latency), output tokens per second
+    and, where the candidate's scenario set TTFT or TPOT SLOs, goodput at them (both gated as
+    throughput)."""
     rng = np.random.default_rng(seed)
     quantiles = (50.0, 99.0)
     before = resample(baseline, quantiles, gate.resamples, rng)
@@ -124,7 +127,14 @@ def speed_changes(
         ("p50", "p50 latency", "ms", 1e3, "higher", gate.max_p50_regression),
         ("p99", "p99 latency", "ms", 1e3, "higher", gate.max_p99_regression),
         ("rate", "throughput", "req/s", 1.0, "lower", gate.max_throughput_regression),
-    ):
+        ("ttft_p99", "TTFT p99", "ms", 1e3, "higher", gate.max_p99_regression),
+        ("tpot_p99", "TPOT p99", "ms", 1e3, "higher", gate.max_p99_regression),
+        ("output_tokens_per_s", "output tokens/s", "tok/s", 1.0, "lower",
+         gate.max_throughput_regression),
+        ("goodput", "goodput", "req/s", 1.0, "lower", gate.max_throughput_regression),
+    ):  # fmt: skip
+        if name not in before or name not in after:
+            continue  # a generative figure where one side streamed no tokens (or had no SLO)
         low, high = ratio_interval(before[name], after[name], gate.confidence)
         change = Change(
             metric=label,
