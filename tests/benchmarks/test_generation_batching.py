@@ -105,6 +105,16 @@ async def _saturate(url: str, prompts: list[list[int]]) -> dict[str, float]:
     }
 
 
+async def _interleaved(runners: dict, prompts: list[list[int]], rounds: int, figures: dict) -> None:
+    """Saturate each runner in turn, `rounds` times, adding each round's figures to its lists:
+    the variants see the same host conditions in alternation."""
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            measured = await _saturate(f"http://{runner.addresses[0]}/v1/completions", prompts)
+            for key in figures[name]:
+                figures[name][key].append(measured[key])
+
+
 def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):8.1f} [{min(values):7.1f}-{max(values):7.1f}]"
 
@@ -131,12 +141,7 @@ def test_continuous_batching_against_static_and_none(benchmark):
     async def rounds():
         tokenizer = build_model(runners["none"].cfg.model).tokenizer()
         prompts = _prompts(tokenizer, 64)
-        for _ in range(ROUNDS):
-            for mode in MODES:
-                url = f"http://{runners[mode].addresses[0]}/v1/completions"
-                measured = await _saturate(url, prompts)
-                for key in figures[mode]:
-                    figures[mode][key].append(measured[key])
+        await _interleaved({mode: runners[mode] for mode in MODES}, prompts, ROUNDS, figures)
         facts = {}
         async with aiohttp.ClientSession() as session:
             for mode in MODES:
@@ -267,12 +272,9 @@ def test_optimizations_on_the_generation_path(benchmark, cache_dir):
                 await runners[name].start()
                 started[name] = time.perf_counter() - began
             prompts = _prompts(build_model(runners["fp32"].cfg.model).tokenizer(), 64)
-            for _ in range(OPT_ROUNDS):
-                for name in VARIANTS:
-                    url = f"http://{runners[name].addresses[0]}/v1/completions"
-                    measured = await _saturate(url, prompts)
-                    for key in figures[name]:
-                        figures[name][key].append(measured[key])
+            await _interleaved(
+                {name: runners[name] for name in VARIANTS}, prompts, OPT_ROUNDS, figures
+            )
             return prompts
         finally:
             for runner in runners.values():
