@@ -158,3 +158,43 @@ def test_threads_are_probed_unless_pinned(tmp_path):
         assert pinned.info.as_row()["predictor_threads_choice"] == "pinned: backend.threads=2"
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cpu_quota_caps_the_threads_a_probe_tries(tmp_path):
+    """In a cgroup with a CFS quota of half a core (as `--cpus=0.5` or a 500m limit sets), the
+    predictor may run on both cores but gets one core's worth: one thread, not a probe."""
+    import subprocess
+    import sys
+    import uuid
+
+    from runners.cgroups import v1_hierarchy, v2_hierarchy
+
+    v1 = v1_hierarchy("cpu")
+    v2 = v2_hierarchy()
+    group = None
+    if v1 is not None:
+        group = v1 / f"bench-test-{uuid.uuid4().hex[:8]}"
+        quota_file, quota = "cpu.cfs_quota_us", "50000"
+    elif v2 is not None and "cpu" in (v2 / "cgroup.controllers").read_text().split():
+        group = v2 / f"bench-test-{uuid.uuid4().hex[:8]}"
+        quota_file, quota = "cpu.max", "50000 100000"
+    try:
+        group.mkdir()
+        (group / quota_file).write_text(quota)
+    except (AttributeError, OSError):
+        pytest.skip("no writable cgroup cpu controller here")
+    script = (
+        "import os, sys\n"
+        f"open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n"
+        "from bench.cpu import cpu_quota_cores\n"
+        "from bench.backends.threads import available_cores\n"
+        "print(cpu_quota_cores(), len(os.sched_getaffinity(0)), available_cores())\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.split()
+    finally:
+        group.rmdir()
+    assert float(out[0]) == 0.5
+    assert int(out[2]) == 1 <= int(out[1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -21,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.backends.base import Predictor
+from bench.cpu import cpu_quota_cores
 
 # Each count is timed on this many calls, each after this long idle (longer than the runtimes'
 # spin before their threads sleep, so the wake-up a sparse request pays is in the time).
@@ -32,8 +34,12 @@ MARGIN = 0.10
 
 
 def available_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """The cores this process may run on, and no more than its CPU quota rounds up to: in a pod
+    limited to one CPU, two intra-op threads share one core's quota and are throttled together
+    (the probe on the whole host would have chosen two)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cpu_quota_cores()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
 
 
 def candidates(most: int) -> list[int]:
