@@ -40,3 +40,15 @@ def test_overload_and_impossible_slos():
     service = np.full(10, 0.010)
     assert predicted_percentile_ms(service, 150.0, 1, "p99") == math.inf
     assert capacity_qps(service, 4, slo_ms=5.0, percentile="p99") == 0.0
+
+
+def test_slow_spells_build_queues_that_scattered_slow_requests_do_not():
+    # Half the requests take 9 ms, half 1 ms: in spells of 1,000 (a host slowed for seconds) a
+    # queue at 150/s builds during each slow spell (9 ms > 1/150 s); the same times in random
+    # order keep the mean utilisation at 75% and the queue short.
+    spells = np.concatenate([np.full(1000, 0.009), np.full(1000, 0.001)] * 5)
+    scattered = np.random.default_rng(0).permutation(spells)
+    in_spells = predicted_percentile_ms(spells, 150.0, 1, "p99")
+    one_by_one = predicted_percentile_ms(scattered, 150.0, 1, "p99")
+    assert in_spells > 3 * one_by_one
+    assert capacity_qps(spells, 1, 50.0, "p99") < capacity_qps(scattered, 1, 50.0, "p99")

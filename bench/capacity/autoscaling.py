@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bench import traces
-from bench.capacity.queueing import Pool, on_demand, percentile_ms
+from bench.capacity.queueing import Pool, on_demand, percentile_ms, replayed
 from bench.capacity.serverless import cost_per_million
 
 
@@ -165,7 +165,7 @@ def simulate_hpa(
     utilisation, the `percentile` latency of the requests arriving in it (ms) and whether it
     met `slo_ms` (a period with no request meets it). Starts at `min_replicas`, all ready."""
     rng = np.random.default_rng(seed)
-    services = rng.choice(np.asarray(service_s, dtype=float), size=len(arrivals), replace=True)
+    services = replayed(service_s, len(arrivals), rng)
     sync = hpa.sync_period_s
     end = float(length_s if length_s is not None else (arrivals[-1] if len(arrivals) else 0.0))
     pool = Pool(hpa.min_replicas)
@@ -484,7 +484,7 @@ def _serverless(
     """The measured serverless configuration on the same trace: its SLO share (per sync
     period, as the HPA's), cold starts and cost at the configured prices."""
     rng = np.random.default_rng(seed)
-    services = rng.choice(measured.service_s, size=len(arrivals), replace=True)
+    services = replayed(measured.service_s, len(arrivals), rng)
     found = on_demand(
         arrivals, services, measured.cold_start_s, measured.keep_alive_s, measured.max_instances
     )

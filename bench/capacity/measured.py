@@ -24,7 +24,7 @@ DEPLOYABLE = ("model", "backend", "optimization", "strategy")
 class MeasuredConfig:
     label: str  # "minilm / onnxruntime / int8_dynamic / direct"
     config: dict  # the deployable part of the run config
-    service_s: np.ndarray  # per-request server-side service times, seconds
+    service_s: np.ndarray  # per-request server-side service times, seconds, in the order sent
     service_points: str  # which points they came from (valid ones only: see `sound`)
     workers: int  # workers serving in parallel on the measuring host
     threads_per_worker: int
