@@ -412,11 +412,18 @@ def _cross_rows(cross: pd.DataFrame) -> list[dict]:
             "predicted": _format_qps(row.get("predicted_qps")),
             "band": f"{_format_qps(row.get('predicted_low_qps'))}–"
             f"{_format_qps(row.get('predicted_high_qps'))}",
-            "measured": _format_qps(row.get("measured_qps")),
+            "measured": _format_qps(row.get("measured_qps"))
+            + _ceiling(row.get("measured_ceiling_qps")),
             "error": _format_error(row.get("error_pct")),
         }
         for _, row in cross.iterrows()
     ]
+
+
+def _ceiling(value: object) -> str:
+    """ "(missed at X)": the lowest rate above the measured capacity that missed the SLO."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return "" if pd.isna(number) else f" (missed at {_format_qps(number)})"
 
 
 def _format_error(value: object) -> str:

@@ -685,7 +685,8 @@ def tier_latency_cdfs(best: pd.DataFrame) -> Figure:
 @_styled
 def cross_tier(table: pd.DataFrame) -> Figure:
     """Predicted against measured capacity (columns from_tier, to_tier, predicted_qps,
-    predicted_low_qps, predicted_high_qps, measured_qps), with the diagonal of a perfect
+    predicted_low_qps, predicted_high_qps, measured_qps, optionally measured_ceiling_qps: a
+    horizontal whisker to the lowest rate that missed the SLO), with the diagonal of a perfect
     prediction and a 25% corridor around it."""
     fig, ax = _new_figure()
     if not {"measured_qps", "predicted_qps", "from_tier", "to_tier"} <= set(table.columns):
@@ -697,7 +698,8 @@ def cross_tier(table: pd.DataFrame) -> Figure:
     predicted = pd.to_numeric(rows["predicted_qps"], errors="coerce")
     low = _column_or_nan(rows, "predicted_low_qps")
     high = _column_or_nan(rows, "predicted_high_qps")
-    top = float(np.nanmax([measured_qps.max(), high.max(), predicted.max()])) * 1.1
+    ceiling = _column_or_nan(rows, "measured_ceiling_qps")
+    top = float(np.nanmax([measured_qps.max(), high.max(), predicted.max(), ceiling.max()])) * 1.1
     line = np.array([0, top])
     ax.fill_between(line, line * 0.75, line * 1.25, color="#2ca02c", alpha=0.08, lw=0)
     ax.plot(line, line, color="#777777", lw=1, ls="--")
@@ -708,6 +710,7 @@ def cross_tier(table: pd.DataFrame) -> Figure:
             measured_qps.iloc[i],
             predicted.iloc[i],
             yerr=_error_span(predicted.iloc[[i]], low.iloc[[i]], high.iloc[[i]]),
+            xerr=_error_span(measured_qps.iloc[[i]], measured_qps.iloc[[i]], ceiling.iloc[[i]]),
             fmt="o",
             color=colours[pair],
             capsize=3,

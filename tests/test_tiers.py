@@ -15,8 +15,9 @@ import pytest
 from bench import results
 from bench.capacity.measured import measured_hosts
 from bench.capacity.plan import target_of
+from bench.capacity.planner import Target
 from bench.capacity.store import Plan
-from bench.capacity.tiers import COLUMNS, amdahl_share, cross_tier_table, speed
+from bench.capacity.tiers import COLUMNS, amdahl_share, cross_tier_table, measured_ceiling, speed
 from bench.results.tier import derived_tier, tier_of
 from tests.conftest import LENIENT, checkout_env, compose
 from tests.test_container import needs_quota
@@ -55,6 +56,21 @@ def test_a_worker_below_one_core_runs_at_its_share_and_threads_help_by_amdahl():
     assert speed(0.5, 0.9) == pytest.approx(0.5)
     assert speed(2, 0.0) == 1.0 and speed(2, 1.0) == pytest.approx(2.0)
     assert amdahl_share(2.0, 2) == pytest.approx(1.0) and amdahl_share(1.0, 2) == 0.0
+
+
+def test_the_capacity_lies_below_the_lowest_rate_above_it_that_missed_the_slo():
+    # A search's points: offered rate, p99 (ms); 100 ms is the SLO; valid or not, a miss bounds.
+    tried = pd.DataFrame(
+        {
+            "target_qps": [None, 100.0, 150.0, 225.0, 180.0, 60.0],
+            "latency_p99_ms": [30.0, 40.0, 700.0, 900.0, 120.0, 300.0],
+            "valid": [True, True, False, False, True, True],
+        }
+    )
+    target = Target(peak_qps=1.0, percentile="p99", slo_ms=100.0, headroom=0.0)
+    assert measured_ceiling(tried, target, 100.0) == 150.0
+    assert measured_ceiling(tried, target, 200.0) == 225.0
+    assert pd.isna(measured_ceiling(tried, target, 300.0))
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +115,8 @@ def test_the_tiers_sweep_measures_three_tiers_and_predicts_each_from_the_others(
         if row["measured_qps"] > 0:
             error = (row["predicted_qps"] - row["measured_qps"]) / row["measured_qps"] * 100
             assert row["error_pct"] == pytest.approx(error)
+            ceiling = row["measured_ceiling_qps"]
+            assert pd.isna(ceiling) or ceiling > row["measured_qps"]
     limited = table[table["to_tier"] == f"{base}/cpus=1"]
     assert (limited["to_cpus_per_worker"] <= 1).all()
 

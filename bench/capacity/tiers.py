@@ -23,7 +23,11 @@ configuration (model / backend / optimization) measured on both:
                  half the GEMM calibration's, which bounds it (a big GEMM parallelises best of
                  all); the band spans f from 0 to that bound
     measured  = the highest throughput of a valid point on `to` whose percentile met the SLO
-    error     = (predicted - measured) / measured
+    ceiling   = the lowest rate offered above it at which a point on `to` missed the SLO (any
+                verdict: an overloaded point is unstable too); the capacity lies between the
+                two, as finely as the search probed
+    error     = (predicted - measured) / measured; within the measurement when
+                measured <= predicted < ceiling
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ COLUMNS = (
     "predicted_low_qps",
     "predicted_high_qps",
     "measured_qps",
+    "measured_ceiling_qps",
     "error_pct",
+    "within_measured",
     "from_measured_qps",
     "from_strategy",
     "to_strategy",
@@ -87,6 +93,7 @@ class TierEntry:
     host: dict  # the host's facts (host_*, calib_*)
     measured: MeasuredConfig
     rows: pd.DataFrame  # its sound rows
+    tried: pd.DataFrame  # every measured row of it, valid or not
     cpus_per_worker: float
     share: float  # f, the parallel share of a request's work (parallel_share)
     share_upper: float
@@ -112,6 +119,17 @@ def measured_capacity(rows: pd.DataFrame, target: Target) -> tuple[float, str]:
         return math.nan, ""
     best = met.loc[met["achieved_qps"].idxmax()]
     return float(best["achieved_qps"]), str(best.get("label", ""))
+
+
+def measured_ceiling(tried: pd.DataFrame, target: Target, capacity: float) -> float:
+    """The lowest rate offered above `capacity` at which a point missed the SLO, valid or not
+    (nan when none did): the measured capacity is below it."""
+    column = f"latency_{target.percentile}_ms"
+    if tried.empty or column not in tried or "target_qps" not in tried:
+        return math.nan
+    offered = pd.to_numeric(tried["target_qps"], errors="coerce")
+    missed = offered[(tried[column] > target.slo_ms) & (offered > (capacity or 0.0))]
+    return float(missed.min()) if not missed.empty else math.nan
 
 
 def _cpus_per_worker(measured: MeasuredConfig, rows: pd.DataFrame, host_cores: int) -> float:
@@ -189,7 +207,8 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
             for measured in measured_configs(rows, host.cores):
                 if not measured.accuracy_ok or not len(measured.service_s):
                     continue
-                own = rows[sound(rows) & rows["config"].map(_deployable_of(measured))]
+                mine = rows["config"].map(_deployable_of(measured))
+                own = rows[sound(rows) & mine]
                 share, upper, where = parallel_share(own, host.facts)
                 entries.append(
                     TierEntry(
@@ -199,6 +218,7 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                         host=host.facts,
                         measured=measured,
                         rows=own,
+                        tried=rows[mine & rows["status"].eq("measured")],
                         cpus_per_worker=_cpus_per_worker(measured, own, host.cores),
                         share=share,
                         share_upper=upper,
@@ -243,8 +263,10 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         )
     }
     measured, point = measured_capacity(target_entry.rows, target)
+    ceiling = measured_ceiling(target_entry.tried, target, measured)
     from_measured, _ = measured_capacity(source.rows, target)
     error = (predicted[""] - measured) / measured * 100 if measured > 0 else np.nan
+    within = bool(measured <= predicted[""] < (math.inf if math.isnan(ceiling) else ceiling))
     return {
         "model": source.measured.config["model"]["name"],
         "configuration": source.configuration,
@@ -254,7 +276,9 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         "predicted_low_qps": predicted["_low"],
         "predicted_high_qps": predicted["_high"],
         "measured_qps": measured,
+        "measured_ceiling_qps": ceiling,
         "error_pct": error,
+        "within_measured": within,
         "from_measured_qps": from_measured,
         "from_strategy": source.measured.config["strategy"]["name"],
         "to_strategy": target_entry.measured.config["strategy"]["name"],
