@@ -147,6 +147,7 @@ def test_threads_are_probed_unless_pinned(tmp_path):
         assert info.threads_choice.startswith("probed") and f"chose {info.threads}" in (
             info.threads_choice
         )
+        assert "; back to back 1: " in info.threads_choice
         # Remembered: a worker started again does not probe inside its start-up.
         again = build_predictor(bundle, TorchBackendConfig(max_threads=2), NONE, str(tmp_path))
         assert again.info.threads == info.threads

@@ -17,7 +17,14 @@ from bench.capacity.measured import measured_hosts
 from bench.capacity.plan import target_of
 from bench.capacity.planner import Target
 from bench.capacity.store import Plan
-from bench.capacity.tiers import COLUMNS, amdahl_share, cross_tier_table, measured_ceiling, speed
+from bench.capacity.tiers import (
+    COLUMNS,
+    amdahl_share,
+    cross_tier_table,
+    measured_ceiling,
+    parallel_share,
+    speed,
+)
 from bench.results.tier import derived_tier, tier_of
 from tests.conftest import LENIENT, checkout_env, compose
 from tests.test_container import needs_quota
@@ -56,6 +63,15 @@ def test_a_worker_below_one_core_runs_at_its_share_and_threads_help_by_amdahl():
     assert speed(0.5, 0.9) == pytest.approx(0.5)
     assert speed(2, 0.0) == 1.0 and speed(2, 1.0) == pytest.approx(2.0)
     assert amdahl_share(2.0, 2) == pytest.approx(1.0) and amdahl_share(1.0, 2) == 0.0
+
+
+def test_the_parallel_share_comes_from_the_probe_s_back_to_back_calls_where_it_took_them():
+    probed = "probed (median of 12 calls, each after 20 ms idle) 1: 6.54 ms, 2: 5.40 ms"
+    busy = "back to back 1: 5.20 ms, 2: 3.30 ms"
+    new = pd.DataFrame({"predictor_threads_choice": [f"{probed}; {busy}; chose 2, the fewest"]})
+    old = pd.DataFrame({"predictor_threads_choice": [f"{probed}; chose 2, the fewest"]})
+    assert parallel_share(new, {})[0] == pytest.approx(amdahl_share(5.20 / 3.30, 2))
+    assert parallel_share(old, {})[0] == pytest.approx(amdahl_share(6.54 / 5.40, 2))
 
 
 def test_the_capacity_lies_below_the_lowest_rate_above_it_that_missed_the_slo():

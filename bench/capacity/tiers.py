@@ -19,7 +19,8 @@ configuration (model / backend / optimization) measured on both:
                  speed(p) = 1 / ((1 - f) / min(p, 1) + f / p)   (Amdahl's law; below one core
                  a worker runs at p of one core's speed, whatever f)
                  f, the share of a request's work that threads share: from the model's own
-                 thread probe on `from` (its times at 1 and n threads) where it probed, else
+                 thread probe on `from` (its times at 1 and n threads, calls back to back
+                 where it took those, as a worker near capacity serves) where it probed, else
                  half the GEMM calibration's, which bounds it (a big GEMM parallelises best of
                  all); the band spans f from 0 to that bound
     measured  = the highest throughput of a valid point on `to` whose percentile met the SLO
@@ -144,7 +145,9 @@ def _cpus_per_worker(measured: MeasuredConfig, rows: pd.DataFrame, host_cores: i
     return min(float(measured.threads_per_worker), per_replica / workers_per_replica)
 
 
-# The thread probe's timings in `predictor_threads_choice`: "1: 2.81 ms, 2: 2.75 ms".
+# The thread probe's timings in `predictor_threads_choice`: "1: 2.81 ms, 2: 2.75 ms", after idle
+# gaps and then, introduced by BACK_TO_BACK (`bench.backends.threads` writes it so), back to back.
+BACK_TO_BACK = "back to back"
 _PROBED = re.compile(r"(\d+): ([\d.]+) ms")
 
 
@@ -173,7 +176,10 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
     upper = gemm if gemm > 0 else 1.0
     choice = rows["predictor_threads_choice"] if "predictor_threads_choice" in rows else []
     for text in choice:
-        timed = {int(n): float(ms) for n, ms in _PROBED.findall(str(text))}
+        # The back-to-back timings where the probe took them (a worker near capacity serves
+        # so), else those after idle gaps.
+        after = str(text).split(BACK_TO_BACK, 1)[-1].split(";", 1)[0]
+        timed = {int(n): float(ms) for n, ms in _PROBED.findall(after)}
         if 1 in timed and len(timed) > 1:
             most = max(timed)
             share = amdahl_share(timed[1] / timed[most], most)

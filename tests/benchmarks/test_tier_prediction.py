@@ -1,12 +1,13 @@
 """Cross-tier prediction, the planner's real test, and the time `+experiment=tiers` takes.
 
 Run: pytest tests/benchmarks/test_tier_prediction.py --benchmark-only -s
-`bench +experiment=tiers` as a user types it (MiniLM, ONNX Runtime, `slo_search` at a p99 SLO of
-100 ms on three tiers of this host: no limit, a container limited to one CPU, the `small` edge
-device), timed from start to report; then the sweep plan's `plan/cross_tier.csv`: each tier's
-capacity at the SLO predicted from each other tier's measurement, beside the capacity measured
-(the highest rate met at a valid point) and the lowest rate above it that missed the SLO: the
-search's three points bound the capacity only that finely.
+`bench +experiment=tiers` (MiniLM, ONNX Runtime, `slo_search` at a p99 SLO of 100 ms on three
+tiers of this host: no limit, a container limited to one CPU, the `small` edge device), with
+`SEARCH_POINTS` points a search rather than the preset's 3, so that each tier's capacity is
+bounded finely enough to judge a prediction by; timed from start to report. Then the sweep
+plan's `plan/cross_tier.csv`: each tier's capacity at the SLO predicted from each other tier's
+measurement, beside the capacity measured (the highest rate met at a valid point) and the
+lowest rate above it that missed the SLO, between which the capacity lies.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from bench.capacity.store import Plan
 from tests.conftest import checkout_env
 
+SEARCH_POINTS = 5
+
 
 def test_cross_tier_prediction_and_the_tiers_experiment(benchmark, tmp_path):
     sweep = tmp_path / "tiers"
@@ -26,6 +29,7 @@ def test_cross_tier_prediction_and_the_tiers_experiment(benchmark, tmp_path):
         began = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "bench", "+experiment=tiers", "progress=false"]
+            + [f"scenario.max_points={SEARCH_POINTS}"]
             + [f"hydra.sweep.dir={sweep}"],
             cwd=tmp_path,
             env=checkout_env(),
@@ -36,7 +40,7 @@ def test_cross_tier_prediction_and_the_tiers_experiment(benchmark, tmp_path):
 
     wall = benchmark.pedantic(run, rounds=1, iterations=1)
     table = Plan.read(sweep).cross_tier
-    print(f"\n+experiment=tiers took {wall:.0f} s on this host")
+    print(f"\n+experiment=tiers scenario.max_points={SEARCH_POINTS} took {wall:.0f} s on this host")
     assert not table.empty, "no cross-tier prediction: fewer than two tiers had a valid point"
     print(table.to_string(
         columns=["from_tier", "to_tier", "predicted_qps", "predicted_low_qps",
