@@ -20,7 +20,8 @@ configuration (model / backend / optimization) measured on both:
                  a worker runs at p of one core's speed, whatever f)
                  f, the share of a request's work that threads share: from the model's own
                  thread probe on `from` (its times at 1 and n threads, calls back to back
-                 where it took those, as a worker near capacity serves) where it probed, else
+                 where it took those, as a worker near capacity serves) where it probed, or
+                 on another tier of the same host where `from` pinned its threads, else
                  half the GEMM calibration's, which bounds it (a big GEMM parallelises best of
                  all); the band spans f from 0 to that bound
     measured  = the highest throughput of a valid point on `to` whose percentile met the SLO
@@ -102,7 +103,7 @@ class TierEntry:
 
     @property
     def configuration(self) -> str:
-        return " / ".join(self.measured.config[g]["name"] for g in COMPARED)
+        return _compared(self.measured.config)
 
 
 def measured_capacity(rows: pd.DataFrame, target: Target) -> tuple[float, str]:
@@ -167,15 +168,16 @@ def speed(cores: float, share: float) -> float:
 
 def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
     """f for a configuration measured in `rows` (value, upper bound, where it came from): the
-    model's own thread probe where it ran, else half the host calibration's GEMM share (all
-    threads against one), which bounds it from above."""
+    model's own thread probe in the first of `rows` where it ran, else half the host
+    calibration's GEMM share (all threads against one), which bounds it from above."""
     gemm = amdahl_share(
         _ratio(host.get("calib_fp32_gflops_all_threads"), host.get("calib_fp32_gflops_per_thread")),
         float(host.get("calib_threads_all") or 1),
     )
     upper = gemm if gemm > 0 else 1.0
     choice = rows["predictor_threads_choice"] if "predictor_threads_choice" in rows else []
-    for text in choice:
+    tiers = rows["tier"] if "tier" in rows else pd.Series("", index=rows.index)
+    for text, tier in zip(choice, tiers, strict=True):
         # The back-to-back timings where the probe took them (a worker near capacity serves
         # so), else those after idle gaps.
         after = str(text).split(BACK_TO_BACK, 1)[-1].split(";", 1)[0]
@@ -183,7 +185,7 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
         if 1 in timed and len(timed) > 1:
             most = max(timed)
             share = amdahl_share(timed[1] / timed[most], most)
-            return share, max(share, upper), f"thread probe {timed}"
+            return share, max(share, upper), f"thread probe {timed} on {tier or 'this host'}"
     # No probe (threads pinned): f lies between 0 (threads do not help) and the GEMM's (a big
     # GEMM is as parallel as work gets); MiniLM's requests here shared about half of theirs.
     return upper / 2, upper, "half the GEMM calibration's"
@@ -215,7 +217,14 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                     continue
                 mine = rows["config"].map(_deployable_of(measured))
                 own = rows[sound(rows) & mine]
-                share, upper, where = parallel_share(own, host.facts)
+                # f is the model's on this host: a tier whose threads were pinned (an edge
+                # device's) takes it from the same configuration's probe on another tier.
+                everywhere = host.rows[
+                    sound(host.rows) & host.rows["config"].map(_compared_as(measured))
+                ]
+                share, upper, where = parallel_share(
+                    pd.concat([own, everywhere.drop(own.index)]), host.facts
+                )
                 entries.append(
                     TierEntry(
                         tier=str(tier),
@@ -232,6 +241,17 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                     )
                 )
     return entries
+
+
+def _compared(config: dict) -> str:
+    """What tiers compare of a configuration (COMPARED), as "minilm / onnxruntime / none"."""
+    return " / ".join(config[g]["name"] for g in COMPARED)
+
+
+def _compared_as(measured: MeasuredConfig):
+    """A test of a row's stored config: is it `measured`'s model, backend and optimization, on
+    whichever tier?"""
+    return lambda config_json: _compared(deployable(config_json)) == _compared(measured.config)
 
 
 def _deployable_of(measured: MeasuredConfig):
