@@ -52,6 +52,10 @@ class MeasuredConfig:
     # worker did not spend on it (done - sent - queue - compute: the wire, the protocol, the
     # client), seconds; added to each simulated latency.
     overhead_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # How fast the host served this configuration across all its measured open-loop points,
+    # valid or not, relative to the points the service times came from: (slowest, fastest)
+    # point's speed, the slowest <= 1 <= the fastest (`host_drift`).
+    drift: tuple[float, float] = (1.0, 1.0)
 
 
 def deployable(config_json: str) -> dict:
@@ -201,6 +205,7 @@ def _measured(
         config=config,
         **_with_cache(service, hit),
         overhead_s=overhead,
+        drift=host_drift(group, service),
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),
@@ -214,6 +219,28 @@ def _measured(
         left_out="; ".join(left_out(group)),
         **_artifact(valid),
     )
+
+
+def host_drift(group: pd.DataFrame, service_s: np.ndarray) -> tuple[float, float]:
+    """(slowest, fastest) speed at which the host served a configuration's measured open-loop
+    points (any verdict: an invalid point still timed the model), relative to its service
+    times: their median over each point's compute p50, bounded by 1 on each side. A shared
+    host's speed drifts over minutes: MiniLM's compute p50 went from 4.7 to 5.8 ms within one
+    search here, the later points missed the SLO, and the capacity measured was that of the
+    slower host, which the points sized from never saw. The planner widens its band by it."""
+    if not len(service_s) or "server_compute_p50_ms" not in group:
+        return 1.0, 1.0
+    measured = group[group["status"].eq("measured")] if "status" in group else group
+    open_loop = measured[measured["target_qps"].notna()] if "target_qps" in measured else measured
+    medians = pd.to_numeric(
+        (open_loop if not open_loop.empty else measured)["server_compute_p50_ms"],
+        errors="coerce",
+    ).dropna()
+    medians = medians[medians > 0]
+    if medians.empty:
+        return 1.0, 1.0
+    sized = float(np.median(service_s)) * 1e3
+    return min(1.0, sized / float(medians.max())), max(1.0, sized / float(medians.min()))
 
 
 def _artifact(valid: pd.DataFrame) -> dict[str, str]:

@@ -105,11 +105,13 @@ def size_server(
     sharing = core_sharing(host, workers * threads, worker_cores(server.cpu)) / core_sharing(
         host, measured.workers * threads, float(host.get("host_cores") or 1)
     )
-    factor = factor.times(sharing)
+    factor = factor.times(sharing).spread(*measured.drift)
     row.update(
         workers_per_server=workers,
         workers_limited_by=limited_by,
         core_sharing=sharing,
+        host_drift_slowest=measured.drift[0],
+        host_drift_fastest=measured.drift[1],
         scale_factor=factor.factor,
         scale_low=factor.low,
         scale_high=factor.high,

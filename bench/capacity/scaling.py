@@ -190,6 +190,9 @@ core sharing: a worker's service times are divided by s(busy) / s(busy when meas
   runs one, over its rate alone) when every core is busy, linear in between; busy = workers x
   threads over the cores (the server's worker cores; the host's when measured). Hosts
   calibrated before this figure existed: s = 1.
+host drift: the band's ends are multiplied by the slowest and fastest speed at which the host
+  served the configuration's measured points (any verdict) relative to the points sized from:
+  a shared host's speed drifts between points, and the capacity it measures with it.
 workers per server = min(floor((worker cores - reserved cores) / threads per worker),
                          floor((memory - reserved memory) / peak RSS per worker))
   worker cores = physical cores; P-cores only on hybrid parts. SMT siblings are not counted: a
@@ -215,6 +218,11 @@ class Scale:
         return replace(
             self, factor=self.factor * ratio, low=self.low * ratio, high=self.high * ratio
         )
+
+    def spread(self, slowest: float, fastest: float) -> Scale:
+        """The same factor, its band's ends multiplied by `slowest` (<= 1) and `fastest`
+        (>= 1): the measuring host's own drift (`measured.host_drift`)."""
+        return replace(self, low=self.low * slowest, high=self.high * fastest)
 
 
 def isa_flags(host_isa: str | Iterable[str] | None) -> frozenset[str]:

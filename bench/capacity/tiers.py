@@ -8,7 +8,8 @@ configuration (model / backend / optimization) measured on both:
 
     predicted = the M/G/c capacity at the SLO of the `from` service times divided by
                 factor, with the `to` tier's workers (bench.capacity.queueing)
-    factor    = host factor x CPU factor x core sharing
+    factor    = host factor x CPU factor x core sharing; the band's ends also multiplied by
+                the `from` host's drift over its points (bench.capacity.measured.host_drift)
     host factor: the two hosts' calibrations (bench.capacity.scaling.host_scale); 1 on one host
     core sharing: s(cores busy on `to`) / s(cores busy on `from`), busy = workers x the cores a
                  worker gets (bench.capacity.scaling.core_sharing: one core's rate falls with
@@ -175,9 +176,8 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
         float(host.get("calib_threads_all") or 1),
     )
     upper = gemm if gemm > 0 else 1.0
-    choice = rows["predictor_threads_choice"] if "predictor_threads_choice" in rows else []
-    tiers = rows["tier"] if "tier" in rows else pd.Series("", index=rows.index)
-    for text, tier in zip(choice, tiers, strict=True):
+    choice = _column_or(rows, "predictor_threads_choice")
+    for text, tier in zip(choice, _column_or(rows, "tier"), strict=True):
         # The back-to-back timings where the probe took them (a worker near capacity serves
         # so), else those after idle gaps.
         after = str(text).split(BACK_TO_BACK, 1)[-1].split(";", 1)[0]
@@ -189,6 +189,11 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
     # No probe (threads pinned): f lies between 0 (threads do not help) and the GEMM's (a big
     # GEMM is as parallel as work gets); MiniLM's requests here shared about half of theirs.
     return upper / 2, upper, "half the GEMM calibration's"
+
+
+def _column_or(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A column, or "" in every row where there is no such column."""
+    return rows[column] if column in rows else pd.Series("", index=rows.index)
 
 
 def _numbers(rows: pd.DataFrame, column: str) -> pd.Series:
@@ -284,8 +289,8 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         )
         for name, factor in (
             ("", host.factor * cpu),
-            ("_low", host.low * min(cpus.values())),
-            ("_high", host.high * max(cpus.values())),
+            ("_low", host.low * min(cpus.values()) * source.measured.drift[0]),
+            ("_high", host.high * max(cpus.values()) * source.measured.drift[1]),
         )
     }
     measured, point = measured_capacity(target_entry.rows, target)
