@@ -6,11 +6,18 @@ LoadGen's C++ core makes the schedule, issues each query from its own thread and
 timestamp; the adapter below is its system under test: IssueQuery hands each sample to the
 runner (its thread-safe `issue` where the runner has one, else `infer` on an event loop of its
 own thread) and calls QuerySamplesComplete as each answers.
+
+Each run also says when LoadGen meant each query to go (`LoadGenResult.scheduled_s`, read from
+its trace): the harness can replay those very arrivals, so that the two tools are compared on
+one schedule, not on two Poisson draws. The times the SUT's IssueQuery is called would not do:
+for a model holding the GIL, LoadGen's issuing thread waits for it, and the calls follow the
+model's completions rather than the schedule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import threading
@@ -71,6 +78,24 @@ class LoadGenResult:
     mean_ms: float
     achieved_qps: float
     summary: str
+    # When each query was scheduled, in order: seconds from the first (LoadGen's trace).
+    scheduled_s: np.ndarray
+
+
+def _scheduled_s(trace: Path) -> np.ndarray:
+    """The scheduled time of each query in LoadGen's trace, seconds from the first. The trace
+    is one event a line, not valid JSON as a whole (some detail lines are not); each query's
+    "Sample" begin event is stamped ("ts", microseconds) at its scheduled time."""
+    found = []
+    with trace.open() as lines:
+        for line in lines:
+            if line.startswith('{"name":"Sample"') and '"ph":"b"' in line:
+                event = json.loads(line.rstrip().rstrip(","))
+                found.append((event["args"]["query_seq"], event["ts"]))
+    if not found:
+        raise ValueError(f"LoadGen's trace {trace} has no Sample events")
+    times = np.array([ts for _, ts in sorted(found)]) * 1e-6
+    return times - times[0]
 
 
 def _ns_field(summary: str, label: str) -> float:
@@ -129,8 +154,10 @@ def run_server(
             output.copy_summary_to_stdout = False
             log = lg.LogSettings()
             log.log_output = output
+            log.enable_trace = True
             lg.StartTestWithLogSettings(sut, qsl, settings, log)
             summary = (Path(folder) / "mlperf_log_summary.txt").read_text()
+            scheduled = _scheduled_s(Path(folder) / "mlperf_log_trace.json")
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
@@ -141,4 +168,5 @@ def run_server(
         mean_ms=_ns_field(summary, "Mean latency (ns)") / 1e6,
         achieved_qps=_ns_field(summary, "Completed samples per second"),
         summary=summary,
+        scheduled_s=scheduled,
     )
