@@ -48,6 +48,9 @@ class Served:
     # The cache as the response left it: entries, and the bytes they hold.
     cache_entries: int = 0
     cache_bytes: int = 0
+    # The CPU time of the thread that ran the predictor call, where it was timed (NaN: not):
+    # a call that sleeps or waits on native threads takes less CPU than wall time.
+    compute_cpu_s: float = float("nan")
 
 
 Execute = Callable[[list[Any]], Awaitable[Executed]]

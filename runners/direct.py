@@ -70,4 +70,10 @@ class DirectRunner(Runner):
 
 
 def _response(served: Served) -> Response:
-    return Response(served.output, served.queue_s, served.compute_s, served.cache_hit)
+    return Response(
+        served.output,
+        served.queue_s,
+        served.compute_s,
+        served.cache_hit,
+        compute_cpu_s=served.compute_cpu_s,
+    )

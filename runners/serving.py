@@ -261,11 +261,13 @@ class ServingCore:
         key: bytes,
         lookup_s: float | None,
     ) -> None:
+        cpu = time.thread_time()
         try:
             executed = self._predict(items)
         except Exception as exc:  # the request fails, the core goes on
             complete(exc)
             return
+        cpu = time.thread_time() - cpu
         self._count(len(items), executed)
         if lookup_s is not None:
             self.cache.put(key, executed.outputs)
@@ -278,6 +280,7 @@ class ServingCore:
                 batch_requests=1,
                 cache_hit=None if lookup_s is None else False,
                 cache_lookup_s=float("nan") if lookup_s is None else lookup_s,
+                compute_cpu_s=cpu,
             )
         )
 

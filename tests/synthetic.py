@@ -16,6 +16,7 @@ from bench.config.model import MLPConfig
 from bench.config.strategy import DirectStrategyConfig
 from bench.load import Driver, LoadPoint, summarize
 from bench.models import build_model
+from bench.models.busy import spend
 from runners.direct import DirectRunner
 
 
@@ -33,6 +34,15 @@ class SleepPredictor(Predictor):
     def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if self.service_s:
             time.sleep(self.service_s)
+        return np.zeros((len(inputs["features"]), 2), dtype=np.float32)
+
+
+class BusyPredictor(SleepPredictor):
+    """Takes `service_s` per call busy in Python on its core (the GIL held), then returns
+    zeros."""
+
+    def forward(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        spend(self.service_s, holds_gil=True)
         return np.zeros((len(inputs["features"]), 2), dtype=np.float32)
 
 

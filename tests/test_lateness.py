@@ -15,7 +15,7 @@ from bench.load.lateness import lateness, sut_stalls
 from bench.load.scenarios.server import ServerScenarioConfig
 from bench.load.sut import Request, Response, Runner, RunnerFacts
 from runners.direct import DirectRunner
-from tests.synthetic import SleepPredictor, direct_cfg
+from tests.synthetic import BusyPredictor, SleepPredictor, direct_cfg
 
 _MS = 1e-3
 
@@ -110,12 +110,17 @@ def test_sends_delayed_behind_a_servers_burst_are_blamed_on_the_server():
     assert check.passed or not check.reason.startswith("generator fell behind")
 
 
-@pytest.mark.parametrize("service_s", [0.0, 0.0005])
-def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader(service_s):
+@pytest.mark.parametrize(
+    ("kind", "service_s"),
+    [(SleepPredictor, 0.0), (SleepPredictor, 0.0005), (BusyPredictor, 0.0005)],
+    ids=["instant", "sleeping", "busy"],
+)
+def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader(kind, service_s):
     """`direct` serves in this process: the event loop takes no part in its requests, and the
-    schedule is kept by a process of its own. The pipe's reader serves a short model call
-    itself; a longer one (0.5 ms) it hands to the model's thread, since the reader runs on
-    the sender's core and would hold the sender off it."""
+    schedule is kept by a process of its own. The pipe's reader serves a model call itself
+    while the calls take little CPU (an instant one, or one that sleeps 0.5 ms); a call busy
+    on its core for 0.5 ms it hands to the model's thread, since the reader runs on the
+    sender's core and would hold the sender off it."""
     threads: set[str] = set()
     served_in: list[str] = []
 
@@ -129,7 +134,7 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader(ser
 
             super().issue(request, completed)
 
-    predictor = SleepPredictor(service_s)
+    predictor = kind(service_s)
     runner = Recording.from_predictor(direct_cfg(1), predictor)
     point = LoadPoint("server", 1, 0.1, 0.5, schedule_seed=0, target_qps=200.0)
 
@@ -143,10 +148,10 @@ def test_an_in_process_runner_gets_each_request_from_the_sender_pipes_reader(ser
     measurement = asyncio.run(main())
     cols = measurement.log.columns()
     assert threads == {"load-receiver"}
-    if service_s == 0.0:  # caught up with the sender, the reader serves it: no hand-off
-        assert "load-receiver" in served_in
-    else:  # only the first, before any call was timed
+    if kind is BusyPredictor:  # only the first, before any call was timed
         assert served_in[1:] and set(served_in[1:]) == {"predict_0"}
+    else:  # caught up with the sender, the reader serves it, past the first too: no hand-off
+        assert "load-receiver" in served_in[1:]
     assert np.array_equal(cols["started"], cols["dispatched"])
     assert cols["ok"].all() and np.all(cols["done"] >= cols["sent"])
 

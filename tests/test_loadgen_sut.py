@@ -33,7 +33,7 @@ def test_loadgen_and_the_harness_both_drive_the_runner(batching):
     try:
         loop.run(runner.start())
         stats = summarize(loop.run(Driver(runner, payloads).run(point)), 3, 1e-3, 1)
-        result = run_server(runner, payloads, target_qps=100.0, duration_s=1.0, loop=loop)
+        result = run_server(runner, payloads, 100.0, duration_s=1.0, loop=loop, trace=True)
     finally:
         loop.run(runner.stop())
         loop.close()
@@ -41,4 +41,11 @@ def test_loadgen_and_the_harness_both_drive_the_runner(batching):
     assert "Completed samples per second" in result.summary
     assert result.achieved_qps > 0
     assert 0 < result.p50_ms <= result.p99_ms
-    assert np.isfinite(result.mean_ms)
+    assert np.isfinite(result.mean_ms) and result.compute_p50_ms > 0
+    # The arrivals LoadGen scheduled, which the benchmark has the harness replay: one a query
+    # issued (at least LoadGen's minimum count), drawn from its seed exactly as LoadGen's own
+    # trace has them.
+    scheduled = result.scheduled_s
+    assert len(scheduled) >= 100 and scheduled[0] == 0 and np.all(np.diff(scheduled) > 0)
+    assert len(result.traced_s) == len(scheduled)
+    assert np.abs(result.traced_s - scheduled).max() < 2e-9

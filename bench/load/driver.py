@@ -58,14 +58,19 @@ _SENDER_START_TIMEOUT_S = 30.0
 
 OnDone = Callable[[int], None]
 
-# The longest model call the pipe's reader may serve itself (`Request.serve_here`). The reader,
-# woken by the sender's write, is placed by the scheduler on the sender's core; a call it
-# serves there holds the sender off that core for as long as it runs. With a model taking 2 ms
-# in Python at 400 requests/s, 5.9% of sends went over 1 ms late (p99 3.1 ms) while the reader
-# served inline, 0% (p99 0.25 ms) with every call handed to the model's thread (a sender of
-# ordinary priority; a real-time one preempts the reader). Below this the hand-off (a thread's
-# wake-up, some 35 us of CPU here) would be most of a request's cost.
-_INLINE_MAX_S = 100e-6
+# The most CPU a model call may take for the pipe's reader to serve it itself
+# (`Request.serve_here`). The reader, woken by the sender's write, is placed by the scheduler
+# on the sender's core; a call it serves there holds the sender off that core for as long as
+# it runs on it. With a model taking 2 ms in Python at 400 requests/s, 5.9% of sends went over
+# 1 ms late (p99 3.1 ms) while the reader served inline, 0% (p99 0.25 ms) with every call
+# handed to the model's thread (a sender of ordinary priority; a real-time one preempts the
+# reader). A call that sleeps, or waits on I/O or native threads, leaves the core free: it is
+# judged by the CPU time its thread took, where the runner timed it (else by its wall time).
+# A 2 ms sleep in the model took 40 us of CPU alone and 90-160 us (p99 0.4-0.5 ms) beside the
+# load here; under this limit the sender is held off its core for at most a quarter of the
+# 1 ms that makes a send late, and the reader saves the hand-off (a thread's wake-up: from the
+# reader's call to the model beginning, p50 70 us handed off, 20 us served in the reader).
+_INLINE_MAX_S = 250e-6
 
 
 class _Sender:
@@ -199,7 +204,7 @@ class _Issue:
         self.all_started = False
         self.idle = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
-        # The last answer's model call was short enough to serve in the pipe's reader.
+        # The last answer's model call took little enough CPU to serve in the pipe's reader.
         self.short = True
 
     def new(
@@ -228,7 +233,7 @@ class _Issue:
         handed to the runner from this (the pipe reader's) thread, started and sent when the
         sender dispatched it. `caught_up`: no later request is waiting to be read, so the
         runner may serve this one in this thread (`Request.serve_here`) if the model's last
-        call took under `_INLINE_MAX_S`."""
+        call took under `_INLINE_MAX_S` of CPU."""
         log = self.log
         with self.lock:
             self.outstanding += 1
@@ -245,7 +250,8 @@ class _Issue:
         """`_record` and `_settle` under one lock: request `index` came back now."""
         done = now()
         if not isinstance(result, BaseException):
-            self.short = not result.compute_s >= _INLINE_MAX_S  # NaN (not timed): short
+            cost = result.compute_s if math.isnan(result.compute_cpu_s) else result.compute_cpu_s
+            self.short = not cost >= _INLINE_MAX_S  # NaN (not timed): short
         with self.lock:
             self._record_locked(index, done, result)
             self.outstanding -= 1

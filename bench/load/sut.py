@@ -64,6 +64,9 @@ class Response:
     cache_hit: bool | None = None
     # A generative request's streamed tokens (None: the model does not generate).
     tokens: TokenStream | None = None
+    # The CPU time the serving thread spent in compute, where an in-process runner timed it
+    # (NaN: not timed): a call that sleeps or waits on native code takes less than compute_s.
+    compute_cpu_s: float = math.nan
 
 
 _NAN = float("nan")
