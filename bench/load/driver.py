@@ -44,7 +44,7 @@ from bench.load.log import Measurement, RequestLog
 from bench.load.payloads import Payloads
 from bench.load.points import LoadPoint
 from bench.load.scenarios import shape_of
-from bench.load.sender import READY, READY_REAL_TIME, RECORD, header
+from bench.load.sender import READY, READY_REAL_TIME, RECORD, header, real_time
 from bench.load.shapes import Burst, ClosedLoop, OpenLoop
 from bench.load.sut import Request, Response, Runner
 
@@ -157,21 +157,10 @@ class _Gate:
             return None
 
 
-def _real_time_thread() -> bool:
-    """Put the calling thread under SCHED_FIFO 1 (Linux: the policy is a thread's), the threads
-    and processes it starts back to the ordinary policy; False where it may not
-    (no CAP_SYS_NICE) or cannot."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def _prompt(wanted: bool) -> Iterator[None]:
-    """The calling thread real-time (`_real_time_thread`) while the block runs, if `wanted`."""
-    raised = wanted and _real_time_thread()
+    """The calling thread real-time (`sender.real_time`) while the block runs, if `wanted`."""
+    raised = wanted and real_time()
     try:
         yield
     finally:
@@ -443,7 +432,7 @@ class Driver:
         def receive(start: float) -> None:
             nonlocal received
             if not issue.direct:  # the direct path serves requests in this thread
-                _real_time_thread()
+                real_time()
             try:
                 for found in sender.records():
                     last = found[-1][0]
@@ -465,7 +454,7 @@ class Driver:
         reader: threading.Thread | None = None
         with _prompt(not issue.direct):
             try:
-                real_time = await asyncio.wait_for(
+                sender_real_time = await asyncio.wait_for(
                     loop.run_in_executor(None, sender.wait_ready), _SENDER_START_TIMEOUT_S
                 )
                 start = now() + _SENDER_LEAD_S
@@ -491,7 +480,7 @@ class Driver:
             window_start,
             window_start + point.duration_s,
             connections=shape.connections,
-            sender_real_time=real_time,
+            sender_real_time=sender_real_time,
         )
 
     async def _offline(self, point: LoadPoint, shape: Burst) -> Measurement:

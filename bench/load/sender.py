@@ -80,11 +80,14 @@ def _write_some(fd: int, out: bytearray) -> None:
         pass
 
 
-def _real_time() -> bool:
-    """Run under SCHED_FIFO at priority 1, if this process may."""
+def real_time() -> bool:
+    """Put the calling thread (on Linux the policy is a thread's; the sender has one) under
+    SCHED_FIFO at priority 1, the threads and processes it starts back to the ordinary
+    policy; False where it may not (no CAP_SYS_NICE) or cannot (not Linux). The driver's
+    threads that hand requests on use it too."""
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except (AttributeError, OSError):  # not Linux, or no CAP_SYS_NICE
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
+    except (AttributeError, OSError):
         return False
     return True
 
@@ -97,7 +100,7 @@ def _no_timer_slack() -> None:
 
 def serve(read_fd: int, write_fd: int) -> None:
     _no_timer_slack()
-    _write_all(write_fd, READY_REAL_TIME if _real_time() else READY)
+    _write_all(write_fd, READY_REAL_TIME if real_time() else READY)
     start, count = _HEADER.unpack(_read_exactly(read_fd, _HEADER.size))
     raw = _read_exactly(read_fd, 8 * count)
     offsets = struct.unpack(f"={count}d", raw) if count else ()
