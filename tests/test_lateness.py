@@ -4,6 +4,7 @@ stall of the system under test. Pure functions first, then the driver against re
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -13,6 +14,7 @@ import pytest
 from bench.load import Driver, LoadPoint, judge, summarize
 from bench.load.lateness import lateness, sut_stalls
 from bench.load.scenarios.server import ServerScenarioConfig
+from bench.load.sender import real_time
 from bench.load.sut import Request, Response, Runner, RunnerFacts
 from runners.direct import DirectRunner
 from tests.synthetic import BusyPredictor, SleepPredictor, direct_cfg
@@ -108,6 +110,34 @@ def test_sends_delayed_behind_a_servers_burst_are_blamed_on_the_server():
     assert stats["late_sut_fraction"] > stats["late_generator_fraction"]
     check = {c.name: c for c in judge(stats, ServerScenarioConfig()).checks}["generator"]
     assert check.passed or not check.reason.startswith("generator fell behind")
+
+
+def test_a_served_runner_is_issued_by_real_time_threads_during_an_open_loop_point():
+    """A client is not on the server it loads: during an open-loop point of a served runner
+    the event loop's thread (and the pipe's reader that hands it each request) run under
+    SCHED_FIFO where this process may, and the loop's thread is ordinary again after."""
+
+    class Recording(_StallingRunner):
+        policies: list[int] = []
+
+        async def infer(self, request: Request) -> Response:
+            self.policies.append(os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK)
+            return await super().infer(request)
+
+    allowed: list[bool] = []  # whether this process may: tried in a thread of its own
+    trial = threading.Thread(target=lambda: allowed.append(real_time()))
+    trial.start()
+    trial.join()
+    runner = Recording(stall_s=0.0, answer_cost_s=0.0)
+    point = LoadPoint("server", 1, 0.0, 0.3, schedule_seed=0, target_qps=100.0)
+
+    async def main():
+        return await Driver(runner, [[np.zeros(1, np.float32)]]).run(point)
+
+    asyncio.run(main())
+    expected = os.SCHED_FIFO if allowed[0] else os.SCHED_OTHER
+    assert runner.policies and set(runner.policies) == {expected}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 @pytest.mark.parametrize(
