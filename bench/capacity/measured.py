@@ -103,9 +103,16 @@ def sound(rows: pd.DataFrame) -> pd.Series:
     """Which rows the planner may size from: measured and VALID. Nothing is recommended from an
     INVALID point, whichever rule it failed: a point that missed the scenario's own SLO is left
     out too (its rule was the user's; the plan judges plan.slo_ms from the valid points)."""
-    measured = rows["status"].eq("measured") if "status" in rows else True
     valid = rows["valid"].eq(True) if "valid" in rows else pd.Series(True, index=rows.index)
-    return measured & valid
+    return was_measured(rows) & valid
+
+
+def was_measured(rows: pd.DataFrame) -> pd.Series:
+    """Which rows are points that ran to the end (`status` measured, whatever their verdict;
+    rows stored before `status` existed all did)."""
+    if "status" not in rows:
+        return pd.Series(True, index=rows.index)
+    return rows["status"].eq("measured")
 
 
 def left_out(rows: pd.DataFrame) -> list[str]:
@@ -230,7 +237,7 @@ def host_drift(group: pd.DataFrame, service_s: np.ndarray) -> tuple[float, float
     slower host, which the points sized from never saw. The planner widens its band by it."""
     if not len(service_s) or "server_compute_p50_ms" not in group:
         return 1.0, 1.0
-    measured = group[group["status"].eq("measured")] if "status" in group else group
+    measured = group[was_measured(group)]
     open_loop = measured[measured["target_qps"].notna()] if "target_qps" in measured else measured
     medians = pd.to_numeric(
         (open_loop if not open_loop.empty else measured)["server_compute_p50_ms"],

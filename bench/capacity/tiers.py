@@ -48,6 +48,7 @@ from bench.capacity.measured import (
     measured_configs,
     measured_hosts,
     sound,
+    was_measured,
 )
 from bench.capacity.planner import Target
 from bench.capacity.queueing import capacity_qps
@@ -238,7 +239,7 @@ def tier_entries(frame: pd.DataFrame) -> list[TierEntry]:
                         host=host.facts,
                         measured=measured,
                         rows=own,
-                        tried=rows[mine & rows["status"].eq("measured")],
+                        tried=rows[mine & was_measured(rows)],
                         cpus_per_worker=_cpus_per_worker(measured, own, host.cores),
                         share=share,
                         share_upper=upper,
@@ -256,7 +257,8 @@ def _compared(config: dict) -> str:
 def _compared_as(measured: MeasuredConfig):
     """A test of a row's stored config: is it `measured`'s model, backend and optimization, on
     whichever tier?"""
-    return lambda config_json: _compared(deployable(config_json)) == _compared(measured.config)
+    wanted = _compared(measured.config)
+    return lambda config_json: _compared(deployable(config_json)) == wanted
 
 
 def _deployable_of(measured: MeasuredConfig):
