@@ -87,6 +87,8 @@ def test_the_capacity_lies_below_the_lowest_rate_above_it_that_missed_the_slo():
     assert measured_ceiling(tried, target, 100.0) == 150.0
     assert measured_ceiling(tried, target, 200.0) == 225.0
     assert pd.isna(measured_ceiling(tried, target, 300.0))
+    # No rate met the SLO: every rate that missed it is above the capacity.
+    assert measured_ceiling(tried, target, float("nan")) == 60.0
 
 
 @pytest.fixture(scope="module")

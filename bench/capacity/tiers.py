@@ -132,7 +132,8 @@ def measured_ceiling(tried: pd.DataFrame, target: Target, capacity: float) -> fl
     if tried.empty or column not in tried or "target_qps" not in tried:
         return math.nan
     offered = pd.to_numeric(tried["target_qps"], errors="coerce")
-    missed = offered[(tried[column] > target.slo_ms) & (offered > (capacity or 0.0))]
+    above = 0.0 if math.isnan(capacity) else capacity
+    missed = offered[(tried[column] > target.slo_ms) & (offered > above)]
     return float(missed.min()) if not missed.empty else math.nan
 
 
