@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.backends.memo import remembered
 from bench.models.base import ModelBundle
 
 
@@ -54,17 +52,9 @@ def remembered_sizes(
     """`measure()`'s (raw, compressed) bytes of a model, remembered under `cache_dir` by
     `identity` (what the model is): compressing MiniLM took 2 s here, which every worker's
     cold start would otherwise pay again for numbers that never change."""
-    memo = Path(cache_dir).expanduser() / "sizes" / hashlib.sha256(identity.encode()).hexdigest()
-    try:
-        raw, compressed = json.loads(memo.read_text())
-        return int(raw), int(compressed)
-    except (OSError, ValueError, TypeError):
-        pass
-    sizes = measure()
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(list(sizes)))
-    os.replace(tmp, memo)  # workers starting together each write a whole file
+    sizes, _ = remembered(
+        cache_dir, "sizes", identity, measure, lambda found: (int(found[0]), int(found[1]))
+    )
     return sizes
 
 

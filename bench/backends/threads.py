@@ -15,16 +15,15 @@ again (a replica, a serverless cold start) reuses it instead of probing inside i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import platform
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from bench.backends.base import Predictor
+from bench.backends.memo import remembered
 from bench.cpu import cpu_quota_cores
 
 # Each count is timed on this many calls, each after this long idle (longer than the runtimes'
@@ -98,12 +97,15 @@ def settle_threads(
         if len(counts) == 1:
             chosen, why = counts[0], f"one core for this predictor: {counts[0]} thread"
         else:
-            memo = _memo(cache_dir, identity, counts)
-            chosen, why = _remembered(memo)
-            if chosen is None:
-                chosen, why = _probed(predictor, counts)
-                _remember(memo, chosen, why)
-            else:
+            key = json.dumps([identity, counts, platform.node(), available_cores(), BACK_TO_BACK])
+            (chosen, why), again = remembered(
+                cache_dir,
+                "threads",
+                key,
+                lambda: _probed(predictor, counts),
+                lambda found: (int(found[0]), str(found[1])),
+            )
+            if again:
                 why = f"remembered from an earlier probe on this host: {why}"
         predictor.set_threads(chosen)
     predictor.settle_info(replace(predictor.info, threads=chosen, threads_choice=why))
@@ -126,28 +128,3 @@ BACK_TO_BACK = "back to back"
 
 def _timed(medians: dict[int, float]) -> str:
     return ", ".join(f"{n}: {t * 1e3:.2f} ms" for n, t in medians.items())
-
-
-def _memo(cache_dir: str | None, identity: str, counts: list[int]) -> Path | None:
-    if cache_dir is None:
-        return None
-    key = json.dumps([identity, counts, platform.node(), available_cores(), BACK_TO_BACK])
-    name = hashlib.sha256(key.encode()).hexdigest()
-    return Path(cache_dir).expanduser() / "threads" / f"{name}.json"
-
-
-def _remembered(memo: Path | None) -> tuple[int | None, str]:
-    try:
-        found = json.loads(memo.read_text()) if memo is not None else None
-        return int(found["threads"]), str(found["why"])
-    except (OSError, ValueError, TypeError, KeyError):
-        return None, ""
-
-
-def _remember(memo: Path | None, threads: int, why: str) -> None:
-    if memo is None:
-        return
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"threads": threads, "why": why}))
-    os.replace(tmp, memo)  # workers starting together each write a whole file
