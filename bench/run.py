@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from bench.backends.accuracy import compare, eval_samples, not_measured, reference_outputs
 from bench.backends.artifact import Artifact, expected_artifact
+from bench.backends.core_sharing import model_core_sharing
 from bench.config import generative, validate
 from bench.host_support import check_host
 from bench.load import Driver, LoadPoint, judge, point_id, summarize
@@ -228,6 +229,10 @@ async def _measure(
                         store.append(row)
                         history.append(row)
                     return
+                if not restarts:
+                    # Once, with the runner idle: it settled the predictor's threads.
+                    threads = int(runner.facts.predictor.get("predictor_threads") or 0)
+                    calibration.update(await asyncio.to_thread(model_core_sharing, cfg, threads))
             runner.begin_point()
             row = {**_base_row(cfg, key, run_id, point, calibration), **accuracy}
             try:

@@ -36,13 +36,17 @@ LENIENT = [
 
 
 def compose(overrides: list[str]):
-    """The config `bench` would run with these overrides."""
+    """The config `bench` would run with these overrides; the model's core sharing pinned to 1
+    unless they set it (its probe starts copies of the model, seconds a configuration: tests
+    that run it say `core_sharing=null`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
     from bench.config import register_configs
 
     register_configs()
+    if not any(o.lstrip("+~").startswith("core_sharing=") for o in overrides):
+        overrides = [*overrides, "core_sharing=1"]
     with initialize_config_module(CONFIG_PACKAGE, version_base="1.3"):
         return hydra_compose("config", overrides=overrides)
 

@@ -47,6 +47,12 @@ class BenchConfig:
     # The measuring host's calibration micro-benchmark, run before the first point (cached per
     # host, so once) and stored in every row for the planner.
     calibration_s: float = 30.0
+    # How fast one call of the model runs while every core of the host runs one, against one
+    # alone; the planner slows workers beside each other by it (bench.backends.core_sharing).
+    # null: measured before the first point by copies of the model in processes of their own
+    # (about 5 s, once per host and configuration: remembered under cache_dir). A number pins
+    # it (1: workers beside each other do not slow each other).
+    core_sharing: float | None = None
     # Sample CPU, memory and GPU this often while a point runs.
     sample_interval_s: float = 0.2
     progress: bool = True
@@ -127,6 +133,12 @@ def validate(cfg: Any) -> None:
     )
     at_least(cfg.accuracy_samples, 0, "accuracy_samples")
     at_least(cfg.calibration_s, 0, "calibration_s")
+    require(
+        cfg.core_sharing is None or 0 < cfg.core_sharing <= 1,
+        "core_sharing",
+        f"must be above 0 and at most 1 (a speed relative to alone) or null, got "
+        f"{cfg.core_sharing}",
+    )
     positive(cfg.sample_interval_s, "sample_interval_s")
 
 
