@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,24 @@ def test_workers_busy_beside_each_other_carry_less_each_than_the_one_measured_al
         assert row["scale_factor"] == pytest.approx(before["scale_factor"] * row["core_sharing"])
         assert row["capacity_qps"] < before["capacity_qps"]
         assert row["capacity_qps_low"] <= before["capacity_qps_low"]
+
+
+def test_the_models_own_core_sharing_is_used_over_the_hosts_calibration(catalog):
+    # The run measured the model's own figure (0.6); the host's GEMM calibration said 0.8.
+    target = Target(peak_qps=500.0, percentile="p99", slo_ms=50.0, headroom=0.3)
+    host = {**HOST, "calib_core_sharing": 0.8}
+    by_host = sizing_table([measured()], catalog, host, target).set_index("server_id")
+    by_model = sizing_table(
+        [replace(measured(), core_sharing=0.6)], catalog, host, target
+    ).set_index("server_id")
+    several = by_host.index[(by_host["workers_per_server"] > 1) & by_host["capacity_qps"].notna()]
+    assert len(several) > 3
+    assert set(by_host["core_sharing_from"]) == {"host calibration"}
+    for server in several:
+        row, before = by_model.loc[server], by_host.loc[server]
+        assert row["core_sharing_from"] == "model"
+        assert row["core_sharing"] < before["core_sharing"]
+        assert row["capacity_qps"] < before["capacity_qps"]
 
 
 def test_more_load_needs_more_servers_and_gpu_servers_are_not_guessed(catalog):

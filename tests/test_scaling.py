@@ -204,3 +204,6 @@ def test_a_core_slows_with_the_cores_busy_beside_it_as_the_host_measured():
     # A calibration made before the figure existed, or nonsense in it, changes nothing.
     assert core_sharing(HOST, busy=8, cores=8) == 1.0
     assert core_sharing({**HOST, "calib_core_sharing": float("nan")}, busy=8, cores=8) == 1.0
+    # The model's own figure, where its run measured one, stands in for the calibration's.
+    assert core_sharing(shared, busy=8, cores=8, model=0.6) == pytest.approx(0.6)
+    assert core_sharing(shared, busy=8, cores=8, model=float("nan")) == pytest.approx(0.8)

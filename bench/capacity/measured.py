@@ -56,6 +56,10 @@ class MeasuredConfig:
     # valid or not, relative to the points the service times came from: (slowest, fastest)
     # point's speed, the slowest <= 1 <= the fastest (`host_drift`).
     drift: tuple[float, float] = (1.0, 1.0)
+    # The model's own core sharing on the measuring host, as its run measured it
+    # (`model_core_sharing`); NaN where the rows do not say (bench.capacity.scaling.core_sharing
+    # then takes the host calibration's).
+    core_sharing: float = float("nan")
 
 
 def deployable(config_json: str) -> dict:
@@ -213,6 +217,7 @@ def _measured(
         **_with_cache(service, hit),
         overhead_s=overhead,
         drift=host_drift(group, service),
+        core_sharing=_model_core_sharing(valid),
         service_points=", ".join(service_rows["label"].astype(str)),
         workers=workers,
         threads_per_worker=int(threads),
@@ -248,6 +253,14 @@ def host_drift(group: pd.DataFrame, service_s: np.ndarray) -> tuple[float, float
         return 1.0, 1.0
     sized = float(np.median(service_s)) * 1e3
     return min(1.0, sized / float(medians.max())), max(1.0, sized / float(medians.min()))
+
+
+def _model_core_sharing(rows: pd.DataFrame) -> float:
+    """The rows' `model_core_sharing` (their median, where runs differ); NaN without one."""
+    if "model_core_sharing" not in rows:
+        return float("nan")
+    found = pd.to_numeric(rows["model_core_sharing"], errors="coerce").dropna()
+    return float(found.median()) if not found.empty else float("nan")
 
 
 def _artifact(valid: pd.DataFrame) -> dict[str, str]:

@@ -102,14 +102,16 @@ def size_server(
     threads = measured.threads_per_worker
     # The workers busy beside each other on the server, against those busy on the host when the
     # service times were measured (see FORMULA: core sharing).
-    sharing = core_sharing(host, workers * threads, worker_cores(server.cpu)) / core_sharing(
-        host, measured.workers * threads, float(host.get("host_cores") or 1)
+    model = measured.core_sharing
+    sharing = core_sharing(host, workers * threads, worker_cores(server.cpu), model) / core_sharing(
+        host, measured.workers * threads, float(host.get("host_cores") or 1), model
     )
     factor = factor.times(sharing).spread(*measured.drift)
     row.update(
         workers_per_server=workers,
         workers_limited_by=limited_by,
         core_sharing=sharing,
+        core_sharing_from="model" if math.isfinite(model) else "host calibration",
         host_drift_slowest=measured.drift[0],
         host_drift_fastest=measured.drift[1],
         scale_factor=factor.factor,

@@ -93,8 +93,9 @@ def pod_check(
     """The check of `deployment`'s pod on `host`, which measured `measured`."""
     threads = deployment.cpu_per_replica
     # One pod's cores busy, against the workers busy when the service times were measured.
-    sharing = core_sharing(host.facts, threads, host.cores) / core_sharing(
-        host.facts, measured.workers * threads, host.cores
+    model = measured.core_sharing
+    sharing = core_sharing(host.facts, threads, host.cores, model) / core_sharing(
+        host.facts, measured.workers * threads, host.cores, model
     )
     band = [
         capacity_qps(

@@ -186,10 +186,12 @@ band: the ranges above multiplied through at their worst, then stretched x/÷ \
 {UNCERTAIN_WIDENING:g} on each side
   for every catalog fact used that the catalog flags uncertain.
 core sharing: a worker's service times are divided by s(busy) / s(busy when measured), with
-  s = 1 for one busy core, the host's calib_core_sharing (one core's GEMM rate while every core
-  runs one, over its rate alone) when every core is busy, linear in between; busy = workers x
-  threads over the cores (the server's worker cores; the host's when measured). Hosts
-  calibrated before this figure existed: s = 1.
+  s = 1 for one busy core, the model's own core sharing when every core is busy (its run's
+  model_core_sharing: one call's speed while every core of the host runs a copy of the model in
+  a process of its own, over its speed alone), linear in between; busy = workers x threads over
+  the cores (the server's worker cores; the host's when measured). Where the run did not
+  measure the model's: the host's calib_core_sharing (the same for a cache-resident GEMM, which
+  contends less than a model); calibrated before that figure existed: s = 1.
 host drift: the band's ends are multiplied by the slowest and fastest speed at which the host
   served the configuration's measured points (any verdict) relative to the points sized from:
   a shared host's speed drifts between points, and the capacity it measures with it.
@@ -259,18 +261,26 @@ def precision_rate(precision: str, isa: Iterable[str]) -> Band:
     return table[isa_class(precision, isa)]
 
 
-def core_sharing(host: Mapping[str, Any], busy: float, cores: float) -> float:
+def core_sharing(
+    host: Mapping[str, Any], busy: float, cores: float, model: float = math.nan
+) -> float:
     """One core's rate with `busy` of `cores` cores at work, relative to its rate alone: 1 with
-    one busy, the host's `calib_core_sharing` with all busy, linear in between (1 where the
-    host's calibration has no such figure)."""
-    try:
-        shared = float(host.get("calib_core_sharing"))
-    except (TypeError, ValueError):
-        return 1.0
-    if not math.isfinite(shared) or not 0 < shared <= 1 or cores <= 1:
+    one busy, the shared figure with all busy, linear in between. The shared figure is the
+    model's own where its run measured one (`model`, its rows' `model_core_sharing`), else the
+    host calibration's `calib_core_sharing` (1 where neither is known)."""
+    shared = model if _ratio(model) else host.get("calib_core_sharing")
+    if not _ratio(shared) or cores <= 1:
         return 1.0
     busy_share = min(1.0, max(0.0, (busy - 1) / (cores - 1)))
-    return 1.0 - busy_share * (1.0 - shared)
+    return 1.0 - busy_share * (1.0 - float(shared))
+
+
+def _ratio(value: Any) -> bool:
+    """A finite share in (0, 1]."""
+    try:
+        return 0 < float(value) <= 1
+    except (TypeError, ValueError):
+        return False
 
 
 def worker_cores(cpu: CpuSpec) -> int:

@@ -13,7 +13,8 @@ configuration (model / backend / optimization) measured on both:
     host factor: the two hosts' calibrations (bench.capacity.scaling.host_scale); 1 on one host
     core sharing: s(cores busy on `to`) / s(cores busy on `from`), busy = workers x the cores a
                  worker gets (bench.capacity.scaling.core_sharing: one core's rate falls with
-                 the cores busy beside it, as the host's calibration measured)
+                 the cores busy beside it, as the model's own probe measured on that host,
+                 else the host's calibration)
     CPU factor:  speed(p_to) / speed(p_from), where p is the cores a worker gets: min(its
                  threads, the CPU its replica may use / the replica's workers), that CPU being
                  the limit (a CFS quota, an edge device's cores) or else the host's cores, and
@@ -335,7 +336,9 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
 def _busy_sharing(entry: TierEntry, workers: int) -> float:
     """`core_sharing` on `entry`'s host with `workers` workers at work on their cores."""
     cores = float(entry.host.get("host_cores") or 1)
-    return core_sharing(entry.host, workers * entry.cpus_per_worker, cores)
+    return core_sharing(
+        entry.host, workers * entry.cpus_per_worker, cores, entry.measured.core_sharing
+    )
 
 
 def cross_tier_table(frame: pd.DataFrame, target: Target) -> pd.DataFrame:

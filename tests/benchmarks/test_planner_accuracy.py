@@ -9,7 +9,7 @@ failed (the SLO or the verdict), between which the capacity lies. Predicted: the
 planner's simulation driven by the service times of the one-replica search (the planner's own
 choice of samples: its valid open-loop points nearest capacity), on the host itself: factor 1
 times the planner's core sharing (2 workers busy on 2 cores against the 1 measured, from the
-host calibration's `calib_core_sharing`), with the band of a `measured` server (MEASURED_BAND)
+model's own probe, `model_core_sharing`), with the band of a `measured` server (MEASURED_BAND)
 widened by the host's drift over the one-replica search's points, as the planner widens it.
 """
 
@@ -35,6 +35,7 @@ def _run(tmp_path, overrides: list[str], name: str):
         "model=minilm",
         "backend=onnxruntime",
         "backend.threads=1",
+        "core_sharing=null",  # measured: the model's own, as a user's run measures it
         "progress=false",
         "accuracy_samples=4",
         "scenario.warmup_s=1",
@@ -87,9 +88,9 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
         config = measured_configs(searches[1], host_cores=host.cores)[0]
         rows = []
         for workers, search in searches.items():
-            sharing = core_sharing(host.facts, workers, host.cores) / core_sharing(
-                host.facts, config.workers, host.cores
-            )
+            sharing = core_sharing(
+                host.facts, workers, host.cores, config.core_sharing
+            ) / core_sharing(host.facts, config.workers, host.cores, config.core_sharing)
             band = [
                 capacity_qps(
                     config.service_s / (f * sharing),
@@ -112,7 +113,8 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
     print(
         f"\nMiniLM / onnxruntime, 1 thread per replica, p99 SLO {SLO_MS:g} ms; "
         f"service time mean {service_ms:.2f} ms over {len(config.service_s)} requests "
-        f"(from {config.service_points}); host drift {config.drift[0]:.2f}-{config.drift[1]:.2f}"
+        f"(from {config.service_points}); host drift {config.drift[0]:.2f}-{config.drift[1]:.2f}; "
+        f"the model's core sharing {config.core_sharing:.3f}"
     )
     print(
         f"  {'replicas':>8s} {'sharing':>7s} {'predicted qps':>14s} {'band':>15s} "
