@@ -18,7 +18,7 @@ import yaml
 
 from bench.capacity.catalog import Price, load_catalog
 from bench.capacity.manifests import Deployment, manifests, pinned
-from bench.capacity.measured import UNCALIBRATED, MeasuredConfig
+from bench.capacity.measured import UNCALIBRATED, MeasuredConfig, host_drift
 from bench.capacity.plan import write_plan
 from bench.capacity.planner import Target, recommend, sizing_table
 from bench.capacity.queueing import predicted_percentile_ms
@@ -97,6 +97,42 @@ def test_workers_busy_beside_each_other_carry_less_each_than_the_one_measured_al
         assert row["scale_factor"] == pytest.approx(before["scale_factor"] * row["core_sharing"])
         assert row["capacity_qps"] < before["capacity_qps"]
         assert row["capacity_qps_low"] <= before["capacity_qps_low"]
+
+
+def test_a_host_that_slowed_while_it_measured_is_sized_at_its_slowest(catalog):
+    # The host served this configuration's points at 0.8 to 1.1 of the speed of the points the
+    # service times came from: the plan holds at 0.8, and the band reaches 1.1.
+    target = Target(peak_qps=500.0, percentile="p99", slo_ms=50.0, headroom=0.3)
+    steady = sizing_table([measured()], catalog, HOST, target).set_index("server_id")
+    drifting = sizing_table(
+        [replace(measured(), drift=(0.8, 1.1))], catalog, HOST, target
+    ).set_index("server_id")
+    sized = steady.index[steady["capacity_qps"].notna()]
+    assert len(sized) > 3
+    for server in sized:
+        row, before = drifting.loc[server], steady.loc[server]
+        assert row["scale_factor"] == pytest.approx(before["scale_factor"] * 0.8)
+        assert row["scale_low"] == pytest.approx(before["scale_low"] * 0.8)
+        assert row["scale_high"] == pytest.approx(before["scale_high"] * 1.1)
+        assert row["capacity_qps"] < before["capacity_qps"]
+        assert row["servers"] >= before["servers"]
+        assert (row["host_drift_slowest"], row["host_drift_fastest"]) == (0.8, 1.1)
+    assert (drifting.loc[sized, "servers"] > steady.loc[sized, "servers"]).any()
+
+
+def test_host_drift_is_the_slowest_and_fastest_point_against_the_service_times():
+    points = pd.DataFrame(
+        {
+            "status": ["measured", "measured", "measured", "failed"],
+            "target_qps": [50.0, 100.0, 150.0, 200.0],
+            # The failed point timed nothing the planner may trust; the invalid one did.
+            "server_compute_p50_ms": [5.0, 4.0, 6.25, 20.0],
+            "valid": [True, True, False, False],
+        }
+    )
+    assert host_drift(points, np.full(100, 0.005)) == pytest.approx((0.8, 1.25))
+    # Every point at the service times' own speed: no drift either way.
+    assert host_drift(points.iloc[:1], np.full(100, 0.005)) == (1.0, 1.0)
 
 
 def test_the_models_own_core_sharing_is_used_over_the_hosts_calibration(catalog):

@@ -106,7 +106,7 @@ def size_server(
     sharing = core_sharing(host, workers * threads, worker_cores(server.cpu), model) / core_sharing(
         host, measured.workers * threads, float(host.get("host_cores") or 1), model
     )
-    factor = factor.times(sharing).spread(*measured.drift)
+    factor = factor.times(sharing).drifted(*measured.drift)
     row.update(
         workers_per_server=workers,
         workers_limited_by=limited_by,

@@ -24,7 +24,7 @@ from bench.capacity.manifests import MEMORY_LIMIT_MARGIN, Deployment
 from bench.capacity.measured import MeasuredConfig, MeasuredHost, sound
 from bench.capacity.planner import Target
 from bench.capacity.queueing import capacity_qps
-from bench.capacity.scaling import MEASURED_BAND, core_sharing
+from bench.capacity.scaling import core_sharing, host_scale
 from bench.capacity.tiers import measured_capacity
 
 # Columns of `checked`'s one row.
@@ -97,15 +97,21 @@ def pod_check(
     sharing = core_sharing(host.facts, threads, host.cores, model) / core_sharing(
         host.facts, measured.workers * threads, host.cores, model
     )
+    # The host that measured it: factor 1 in MEASURED_BAND, at its slowest, as the plan sizes.
+    factor = (
+        host_scale(host.facts, host.facts, measured.precision, measured.config["backend"]["name"])
+        .times(sharing)
+        .drifted(*measured.drift)
+    )
     band = [
         capacity_qps(
-            measured.service_s / (f * sharing),
+            measured.service_s / f,
             1,
             target.slo_ms,
             target.percentile,
             extra_s=measured.overhead_s,
         )
-        for f in (MEASURED_BAND.value, MEASURED_BAND.low, MEASURED_BAND.high)
+        for f in (factor.factor, factor.low, factor.high)
     ]
     memory_mb = max(16, math.ceil(deployment.rss_mb_per_replica * MEMORY_LIMIT_MARGIN))
     config = measured.config

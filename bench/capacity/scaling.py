@@ -192,9 +192,11 @@ core sharing: a worker's service times are divided by s(busy) / s(busy when meas
   the cores (the server's worker cores; the host's when measured). Where the run did not
   measure the model's: the host's calib_core_sharing (the same for a cache-resident GEMM, which
   contends less than a model); calibrated before that figure existed: s = 1.
-host drift: the band's ends are multiplied by the slowest and fastest speed at which the host
-  served the configuration's measured points (any verdict) relative to the points sized from:
-  a shared host's speed drifts between points, and the capacity it measures with it.
+host drift: the factor and the band's low end are multiplied by the slowest speed at which the
+  host served the configuration's measured points (any verdict) relative to the points sized
+  from, the band's high end by the fastest: a shared host's speed drifts between points, and
+  the capacity it measures with it; a plan sized at the slowest holds while the server runs
+  that slowly.
 workers per server = min(floor((worker cores - reserved cores) / threads per worker),
                          floor((memory - reserved memory) / peak RSS per worker))
   worker cores = physical cores; P-cores only on hybrid parts. SMT siblings are not counted: a
@@ -221,10 +223,16 @@ class Scale:
             self, factor=self.factor * ratio, low=self.low * ratio, high=self.high * ratio
         )
 
-    def spread(self, slowest: float, fastest: float) -> Scale:
-        """The same factor, its band's ends multiplied by `slowest` (<= 1) and `fastest`
-        (>= 1): the measuring host's own drift (`measured.host_drift`)."""
-        return replace(self, low=self.low * slowest, high=self.high * fastest)
+    def drifted(self, slowest: float, fastest: float) -> Scale:
+        """At the slowest speed the measuring host served the configuration at
+        (`measured.host_drift`): the factor and the band's low end times `slowest` (<= 1), its
+        high end times `fastest` (>= 1). A plan must hold while the server runs as slowly as
+        the host ran while it measured: sized at the speed of the points the service times came
+        from, the planner erred towards fewer servers (by up to 26% here), wherever the host
+        slowed later in a search."""
+        return replace(
+            self, factor=self.factor * slowest, low=self.low * slowest, high=self.high * fastest
+        )
 
 
 def isa_flags(host_isa: str | Iterable[str] | None) -> frozenset[str]:

@@ -8,8 +8,9 @@ configuration (model / backend / optimization) measured on both:
 
     predicted = the M/G/c capacity at the SLO of the `from` service times divided by
                 factor, with the `to` tier's workers (bench.capacity.queueing)
-    factor    = host factor x CPU factor x core sharing; the band's ends also multiplied by
-                the `from` host's drift over its points (bench.capacity.measured.host_drift)
+    factor    = host factor x CPU factor x core sharing x the slowest speed of the `from`
+                host over its points, the band's high end by the fastest instead
+                (bench.capacity.measured.host_drift, Scale.drifted)
     host factor: the two hosts' calibrations (bench.capacity.scaling.host_scale); 1 on one host
     core sharing: s(cores busy on `to`) / s(cores busy on `from`), busy = workers x the cores a
                  worker gets (bench.capacity.scaling.core_sharing: one core's rate falls with
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -282,20 +283,21 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
     sharing = _busy_sharing(target_entry, workers) / _busy_sharing(source, source.measured.workers)
     cpus = {f: c * sharing for f, c in cpus.items()}
     cpu = cpus[source.share]
-    service = source.measured.service_s
+    scaled = replace(
+        host,
+        factor=host.factor * cpu,
+        low=host.low * min(cpus.values()),
+        high=host.high * max(cpus.values()),
+    ).drifted(*source.measured.drift)
     predicted = {
         name: capacity_qps(
-            service / factor,
+            source.measured.service_s / factor,
             workers,
             target.slo_ms,
             target.percentile,
             extra_s=source.measured.overhead_s,
         )
-        for name, factor in (
-            ("", host.factor * cpu),
-            ("_low", host.low * min(cpus.values()) * source.measured.drift[0]),
-            ("_high", host.high * max(cpus.values()) * source.measured.drift[1]),
-        )
+        for name, factor in (("", scaled.factor), ("_low", scaled.low), ("_high", scaled.high))
     }
     measured, point = measured_capacity(target_entry.rows, target)
     ceiling = measured_ceiling(target_entry.tried, target, measured)
@@ -319,7 +321,7 @@ def predict(source: TierEntry, target_entry: TierEntry, target: Target) -> dict:
         "to_strategy": target_entry.measured.config["strategy"]["name"],
         "from_host": source.host_name,
         "to_host": target_entry.host_name,
-        "scale_factor": host.factor * cpu,
+        "scale_factor": scaled.factor,
         "host_factor": host.factor,
         "cpu_factor": cpu / sharing,
         "core_sharing": sharing,

@@ -7,10 +7,11 @@ sharing one queue (the M/G/c the planner simulates). Measured: `slo_search`, the
 rate whose p99 met the SLO at a VALID point, 15 s points; beside it the lowest rate above that
 failed (the SLO or the verdict), between which the capacity lies. Predicted: the
 planner's simulation driven by the service times of the one-replica search (the planner's own
-choice of samples: its valid open-loop points nearest capacity), on the host itself: factor 1
-times the planner's core sharing (2 workers busy on 2 cores against the 1 measured, from the
-model's own probe, `model_core_sharing`), with the band of a `measured` server (MEASURED_BAND)
-widened by the host's drift over the one-replica search's points, as the planner widens it.
+choice of samples: its valid open-loop points nearest capacity), on the host itself, by the
+planner's own rule: factor 1 in the band of a `measured` server (MEASURED_BAND), times the core
+sharing (2 workers busy on 2 cores against the 1 measured, from the model's own probe,
+`model_core_sharing`), at the slowest speed the host served the one-replica search's points at,
+the band's high end at the fastest (`Scale.drifted`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 from bench import results
 from bench.capacity.measured import measured_configs, measured_hosts
 from bench.capacity.queueing import capacity_qps
-from bench.capacity.scaling import MEASURED_BAND, core_sharing
+from bench.capacity.scaling import core_sharing, host_scale
 from bench.load.slo_search import Trial, highest_passing_rate, passed
 from bench.run import run_benchmark
 from tests.conftest import compose
@@ -91,19 +92,18 @@ def test_predicted_capacity_against_measured(benchmark, tmp_path):
             sharing = core_sharing(
                 host.facts, workers, host.cores, config.core_sharing
             ) / core_sharing(host.facts, config.workers, host.cores, config.core_sharing)
+            # The planner's own rule: this host's factor (1 in MEASURED_BAND), times the core
+            # sharing, at the host's slowest over the search (Scale.drifted).
+            factor = (
+                host_scale(host.facts, host.facts, config.precision, "onnxruntime")
+                .times(sharing)
+                .drifted(*config.drift)
+            )
             band = [
                 capacity_qps(
-                    config.service_s / (f * sharing),
-                    workers,
-                    SLO_MS,
-                    "p99",
-                    extra_s=config.overhead_s,
+                    config.service_s / f, workers, SLO_MS, "p99", extra_s=config.overhead_s
                 )
-                for f in (
-                    MEASURED_BAND.value,
-                    MEASURED_BAND.low * config.drift[0],
-                    MEASURED_BAND.high * config.drift[1],
-                )
+                for f in (factor.factor, factor.low, factor.high)
             ]
             rows.append((workers, sharing, *band, *_searched_capacity(search)))
         return config, rows
