@@ -64,10 +64,11 @@ def model_core_sharing(cfg: Any, threads: int) -> dict[str, Any]:
         return _columns(math.nan, "not measured: the model is served elsewhere")
     if str(cfg.backend.get("device", "cpu")) != "cpu":
         return _columns(math.nan, "not measured: the model runs on a GPU")
+    shown = f"{threads} thread(s)" if threads else "the runtime's default threads"
     threads = threads or available_cores()  # 0: the runtime's default, every core
     copies = available_cores() // threads
     if copies < 2:
-        why = f"one copy of {threads} thread(s) fills the {available_cores()} core(s) here"
+        why = f"one copy of {shown} fills the {available_cores()} core(s) here"
         return _columns(math.nan, f"not measured: {why}")
     if copies > MOST_COPIES:
         why = f"{copies} copies would fill the host, more than the {MOST_COPIES} it starts"
