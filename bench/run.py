@@ -231,8 +231,12 @@ async def _measure(
                     return
                 if not restarts:
                     # Once, with the runner idle: it settled the predictor's threads.
-                    threads = int(runner.facts.predictor.get("predictor_threads") or 0)
-                    calibration.update(await asyncio.to_thread(model_core_sharing, cfg, threads))
+                    served = runner.facts.predictor
+                    threads = int(served.get("predictor_threads") or 0)
+                    size = int(served.get("predictor_model_bytes") or 0)
+                    calibration.update(
+                        await asyncio.to_thread(model_core_sharing, cfg, threads, size)
+                    )
             runner.begin_point()
             row = {**_base_row(cfg, key, run_id, point, calibration), **accuracy}
             try:

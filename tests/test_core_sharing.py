@@ -22,12 +22,12 @@ needs_two_cores = pytest.mark.skipif(available_cores() < 2, reason="one core: no
 @needs_two_cores
 def test_copies_of_the_model_measure_it_and_the_host_remembers_it(tmp_path):
     cfg = compose(["model=mlp", "backend.threads=1", "core_sharing=null", f"cache_dir={tmp_path}"])
-    first = model_core_sharing(cfg, threads=1)
+    first = model_core_sharing(cfg, threads=1, model_bytes=0)
     assert 0 < first["model_core_sharing"] <= 1
     how = first["model_core_sharing_how"]
     assert how.startswith(f"measured: {available_cores()} processes of 1 thread(s)"), how
     assert "round ratios" in how
-    again = model_core_sharing(cfg, threads=1)
+    again = model_core_sharing(cfg, threads=1, model_bytes=0)
     assert again["model_core_sharing"] == first["model_core_sharing"]
     remembered = again["model_core_sharing_how"]
     assert remembered == f"remembered from an earlier probe on this host: {how}"
@@ -44,21 +44,28 @@ def test_a_copy_that_cannot_build_the_model_says_why_and_nothing_is_remembered(t
             f"cache_dir={tmp_path}",
         ]
     )
-    found = model_core_sharing(cfg, threads=1)
+    found = model_core_sharing(cfg, threads=1, model_bytes=0)
     assert math.isnan(found["model_core_sharing"])
     assert found["model_core_sharing_how"].startswith("not measured: a copy failed"), found
     assert "no_such_module_here" in found["model_core_sharing_how"]
     assert not list((tmp_path / "core_sharing").glob("*"))
 
 
-def test_where_one_copy_fills_the_cores_or_the_user_pins_it_nothing_is_started(tmp_path):
+def test_where_one_copy_fills_the_cores_or_memory_or_the_user_pins_it_nothing_is_started(
+    tmp_path,
+):
     cfg = compose(["model=mlp", "core_sharing=null", f"cache_dir={tmp_path}"])
-    filled = model_core_sharing(cfg, threads=available_cores())
+    filled = model_core_sharing(cfg, threads=available_cores(), model_bytes=0)
     assert math.isnan(filled["model_core_sharing"])
     assert "fills the" in filled["model_core_sharing_how"]
-    pinned = model_core_sharing(compose(["model=mlp", "core_sharing=0.9"]), threads=1)
+    pinned = model_core_sharing(
+        compose(["model=mlp", "core_sharing=0.9"]), threads=1, model_bytes=0
+    )
     assert pinned["model_core_sharing"] == 0.9
     assert pinned["model_core_sharing_how"] == "pinned: core_sharing=0.9"
+    too_big = model_core_sharing(cfg, threads=1, model_bytes=2**60)
+    assert math.isnan(too_big["model_core_sharing"])
+    assert "need more memory than the" in too_big["model_core_sharing_how"]
     assert not (tmp_path / "core_sharing").exists()
     with pytest.raises(ConfigError, match="core_sharing"):
         validate(compose(["model=mlp", "core_sharing=1.5"]))

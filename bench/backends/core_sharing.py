@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any
 
+import psutil
 from omegaconf import OmegaConf
 
 from bench.backends import build_predictor
@@ -54,10 +55,11 @@ VERSION = 1
 COLUMNS = ("model_core_sharing", "model_core_sharing_how")
 
 
-def model_core_sharing(cfg: Any, threads: int) -> dict[str, Any]:
+def model_core_sharing(cfg: Any, threads: int, model_bytes: int) -> dict[str, Any]:
     """The `COLUMNS` of a run whose predictor has `threads` intra-op threads (0: the runtime's
-    default): the model's core sharing on this host, remembered under `cfg.cache_dir`; NaN and
-    why where it is not measured; `cfg.core_sharing` where it pins one."""
+    default) and a model of `model_bytes` (0: not known): the model's core sharing on this
+    host, remembered under `cfg.cache_dir`; NaN and why where it is not measured;
+    `cfg.core_sharing` where it pins one."""
     if cfg.core_sharing is not None:
         return _columns(float(cfg.core_sharing), f"pinned: core_sharing={cfg.core_sharing:g}")
     if not typed("strategy", cfg.strategy).serves_here:
@@ -73,6 +75,11 @@ def model_core_sharing(cfg: Any, threads: int) -> dict[str, Any]:
     if copies > MOST_COPIES:
         why = f"{copies} copies would fill the host, more than the {MOST_COPIES} it starts"
         return _columns(math.nan, f"not measured: {why}")
+    # Each copy holds the model at least twice over while it loads (file and runtime).
+    needed, free = copies * 2 * model_bytes, psutil.virtual_memory().available
+    if needed > free:
+        why = f"{copies} copies of a {model_bytes / 2**20:,.0f} MB model need more memory than "
+        return _columns(math.nan, f"not measured: {why}the {free / 2**20:,.0f} MB free")
     settings = OmegaConf.to_container(
         OmegaConf.create(
             {"model": cfg.model, "backend": cfg.backend, "optimization": cfg.optimization}
