@@ -95,6 +95,11 @@ class LoadGenResult:
     traced_s: np.ndarray | None = None
 
 
+def schedule_seed(seed: int) -> int:
+    """The `schedule_rng_seed` `run_server` gives LoadGen for its `seed`."""
+    return 1000 + seed
+
+
 def server_schedule(target_qps: float, seed: int, count: int) -> np.ndarray:
     """The first `count` arrivals of LoadGen's Server scenario at `target_qps` with
     `schedule_rng_seed` `seed`, seconds from the first, drawn as its C++ core draws them with
@@ -173,7 +178,7 @@ def run_server(
     settings.min_duration_ms = int(duration_s * 1000)
     settings.max_duration_ms = int(duration_s * 1000 * 3)
     settings.min_query_count = 100
-    settings.schedule_rng_seed = 1000 + seed
+    settings.schedule_rng_seed = schedule_seed(seed)
     sut = lg.ConstructSUT(adapter.issue_queries, adapter.flush_queries)
     qsl = lg.ConstructQSL(len(payloads), len(payloads), lambda _: None, lambda _: None)
     try:

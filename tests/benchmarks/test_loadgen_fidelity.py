@@ -9,16 +9,18 @@ post-processing holds it) and the same sleeping 2 ms (the GIL released). Each at
 its measured service rate, `ROUNDS` interleaved rounds; figures are medians over rounds.
 
 Both tools face the same arrivals: each round LoadGen runs its Server scenario (Poisson, its
-seed the round's), and the harness then replays the times LoadGen scheduled (drawn again from
-LoadGen's seed, `tests.loadgen_sut.server_schedule`, which tests/test_loadgen_sut.py checks
-against LoadGen's own trace), as a `trace` point judged by the `server` scenario's rules, with
-no warm-up: LoadGen has none. At 80% load the p99 of a 15 s point swings by well over 10% from
-one Poisson draw to another; with one schedule for both, what is left between them is the
-driver, and the host's drift between the two runs (each round prints the model's compute p50
-under each, to tell). Latency is from the scheduled send to completion in both. Printed: p50,
-p99 and mean of each (medians over rounds), the harness's delta to LoadGen, the median of the
-rounds' paired deltas and each round's, and each side's verdicts (LoadGen's VALID/INVALID, the
-harness's with its reasons).
+seed the round's), and the harness replays the times LoadGen schedules (drawn from LoadGen's
+seed, `tests.loadgen_sut.server_schedule`, which tests/test_loadgen_sut.py checks against
+LoadGen's own trace), as a `trace` point judged by the `server` scenario's rules, with no
+warm-up: LoadGen has none. The two take turns going first (LoadGen in even rounds, the harness
+in odd ones, checked afterwards against what LoadGen drew), so a host that drifts between a
+round's two runs favours neither tool. At 80% load the p99 of a 15 s point swings by well
+over 10% from one Poisson draw to another; with one schedule for both, what is left between
+them is the driver, and the host's drift between the two runs (each round prints the model's
+compute p50 under each, to tell). Latency is from the scheduled send to completion in both.
+Printed: p50, p99 and mean of each (medians over rounds), the harness's delta to LoadGen, the
+median of the rounds' paired deltas and each round's, and each side's verdicts (LoadGen's
+VALID/INVALID, the harness's with its reasons).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from bench.load.scenarios.trace import TraceScenarioConfig
 from runners.direct import DirectRunner
 from runners.serving import build_from_config
 from tests.conftest import compose
-from tests.loadgen_sut import run_server
+from tests.loadgen_sut import run_server, schedule_seed, server_schedule
 
 ROUNDS = 8
 DURATION_S = 7.0
@@ -108,6 +110,20 @@ def _loadgen(runner, payloads, rate: float, seed: int) -> tuple[dict, np.ndarray
     return figures, result.scheduled_s
 
 
+def _expected_schedule(rate: float, seed: int) -> np.ndarray:
+    """The arrivals LoadGen's Server scenario will schedule over `DURATION_S` with `seed`."""
+    drawn = server_schedule(rate, schedule_seed(seed), int(rate * DURATION_S * 2) + 200)
+    return drawn[drawn < DURATION_S]
+
+
+def _same_schedule(replayed: np.ndarray, drawn: np.ndarray) -> None:
+    """LoadGen issued the schedule the harness replayed before it (its count may end a query or
+    two apart, where its own rule for how many to issue ends the run)."""
+    shared = min(len(replayed), len(drawn))
+    assert abs(len(replayed) - len(drawn)) <= 2, (len(replayed), len(drawn))
+    assert np.array_equal(replayed[:shared], drawn[:shared]), "LoadGen drew another schedule"
+
+
 def _started(overrides: list[str]):
     cfg = compose([*_BASE, *overrides])
     predictor = build_from_config(cfg)
@@ -129,9 +145,15 @@ def test_harness_against_loadgen(benchmark):
             for name, (runner, _, payloads) in systems.items():
                 for load in LOADS:
                     rate = load / services[name]
-                    reference, scheduled = _loadgen(runner, payloads, rate, r)
+                    if r % 2:  # the harness first, on the schedule LoadGen will draw
+                        scheduled = _expected_schedule(rate, r)
+                        replayed = _harness(runner, payloads, rate, scheduled)
+                        reference, drawn = _loadgen(runner, payloads, rate, r)
+                        _same_schedule(scheduled, drawn)
+                    else:
+                        reference, scheduled = _loadgen(runner, payloads, rate, r)
+                        replayed = _harness(runner, payloads, rate, scheduled)
                     figures.setdefault((name, load, "loadgen"), []).append(reference)
-                    replayed = _harness(runner, payloads, rate, scheduled)
                     figures.setdefault((name, load, "harness"), []).append(replayed)
         for runner, _, _ in systems.values():
             asyncio.run(runner.stop())
