@@ -4,18 +4,18 @@ against one call alone, measured on the model itself once per host and remembere
 Why the model's own: the host calibration's figure (`calib_core_sharing`) times a GEMM whose
 operands stay in one core's cache, and it measured 1.00 here, while MiniLM's calls ran at 0.93
 of their speed alone when both cores ran one. A model's weights and activations pass through
-the caches and memory the cores share, and on a VM a busy sibling may take the core's time
-(steal, which a thread's CPU clock does not count: only the wall clock sees it). The planner
+the caches and memory the cores share (and on a VM, whatever the hypervisor shares). The planner
 divides a worker's service times by this figure's share for the workers busy beside it
 (`bench.capacity.scaling.core_sharing`); with the GEMM's, two replicas of MiniLM were predicted
 5-7% faster than they ran.
 
 How: `copies` worker processes (the host's cores over the predictor's intra-op threads), each
 building the predictor from the config as a serving worker does; rounds alternate one copy
-calling alone and all copies calling at once, and the median round's ratio of per-call wall
-times is kept. Processes, not threads: in threads of one process, MiniLM on torch ran at
-0.69-0.84 of its speed alone and the MLP at 0.32-0.43, the GIL serialising the Python between
-their operators, which the separate processes of a server never share.
+calling alone and all copies calling at once, and the median round's ratio of mean wall time
+per call is kept (the wall clock, as a request's service time is timed). Processes, not
+threads: in threads of one process, MiniLM on torch ran at 0.69-0.84 of its speed alone and the
+MLP at 0.32-0.43, the GIL serialising the Python between their operators, which the separate
+processes of a server never share.
 """
 
 from __future__ import annotations
