@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -23,7 +24,9 @@ from bench.capacity.tiers import (
     cross_tier_table,
     measured_ceiling,
     parallel_share,
+    predict,
     speed,
+    tier_entries,
 )
 from bench.results.tier import derived_tier, tier_of
 from tests.conftest import LENIENT, checkout_env, compose
@@ -137,6 +140,25 @@ def test_the_tiers_sweep_measures_three_tiers_and_predicts_each_from_the_others(
             assert pd.isna(ceiling) or ceiling > row["measured_qps"]
     limited = table[table["to_tier"] == f"{base}/cpus=1"]
     assert (limited["to_cpus_per_worker"] <= 1).all()
+
+
+@needs_quota
+def test_a_tier_is_predicted_at_the_slowest_its_source_host_ran(sweep):
+    # The same source, as if its host had served its points at 0.8 to 1.2 of the speed of the
+    # points its service times came from: the prediction is made at 0.8, the band reaches 1.2.
+    entries = tier_entries(results.load(sweep))
+    source, to = entries[0], entries[1]
+    target = Target(peak_qps=100.0, percentile="p99", slo_ms=5000.0, headroom=0.0)
+    steady = predict(source, to, target)
+    drifted = predict(
+        replace(source, measured=replace(source.measured, drift=(0.8, 1.2))), to, target
+    )
+    base = predict(replace(source, measured=replace(source.measured, drift=(1.0, 1.0))), to, target)
+    assert drifted["scale_factor"] == pytest.approx(base["scale_factor"] * 0.8)
+    assert drifted["predicted_qps"] < base["predicted_qps"]
+    assert drifted["predicted_low_qps"] < base["predicted_low_qps"]
+    assert drifted["predicted_high_qps"] > base["predicted_high_qps"]
+    assert steady["predicted_qps"] <= base["predicted_qps"]  # its own drift is at most 1
 
 
 @needs_quota
