@@ -287,7 +287,7 @@ def _accuracy_ok(group: pd.DataFrame) -> bool:
     if "check_accuracy" not in group.columns:
         return not by_text.any()
     by_rule = group["check_accuracy"].eq(False)
-    judged_by_rule = _column(group, "verdict_rules") != ""
+    judged_by_rule = text_column(group, "verdict_rules") != ""
     return not by_rule.where(judged_by_rule, by_text).any()
 
 
@@ -326,8 +326,8 @@ def host_ids(results: pd.DataFrame) -> pd.Series:
     stored with it; for rows stored without a calibration, a hash of the fingerprint instead."""
     if results.empty:
         return pd.Series([], index=results.index, dtype=object)
-    names = _column(results, "host_name")
-    keys = _column(results, "calib_host_key")
+    names = text_column(results, "host_name")
+    keys = text_column(results, "calib_host_key")
     fingerprints = results.reindex(columns=list(_FINGERPRINT)).astype(str).agg("|".join, axis=1)
     hashed = fingerprints.map(
         lambda text: "uncalibrated-" + hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -335,7 +335,8 @@ def host_ids(results: pd.DataFrame) -> pd.Series:
     return names + "/" + keys.where(keys != "", hashed)
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+def text_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column as text: "" where a row has no value (None, NaN) or the frame no such column."""
     if name not in frame.columns:
         return pd.Series("", index=frame.index, dtype=object)
     return frame[name].map(lambda v: "" if v is None or v != v else str(v))  # v != v: NaN

@@ -276,14 +276,14 @@ def core_sharing(
     one busy, the shared figure with all busy, linear in between. The shared figure is the
     model's own where its run measured one (`model`, its rows' `model_core_sharing`), else the
     host calibration's `calib_core_sharing` (1 where neither is known)."""
-    shared = model if _ratio(model) else host.get("calib_core_sharing")
-    if not _ratio(shared) or cores <= 1:
+    shared = model if _is_share(model) else host.get("calib_core_sharing")
+    if not _is_share(shared) or cores <= 1:
         return 1.0
     busy_share = min(1.0, max(0.0, (busy - 1) / (cores - 1)))
     return 1.0 - busy_share * (1.0 - float(shared))
 
 
-def _ratio(value: Any) -> bool:
+def _is_share(value: Any) -> bool:
     """A finite share in (0, 1]."""
     try:
         return 0 < float(value) <= 1

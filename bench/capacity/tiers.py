@@ -50,6 +50,7 @@ from bench.capacity.measured import (
     measured_configs,
     measured_hosts,
     sound,
+    text_column,
     was_measured,
 )
 from bench.capacity.planner import Target
@@ -180,8 +181,8 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
         float(host.get("calib_threads_all") or 1),
     )
     upper = gemm if gemm > 0 else 1.0
-    choice = _column_or(rows, "predictor_threads_choice")
-    for text, tier in zip(choice, _column_or(rows, "tier"), strict=True):
+    choice = text_column(rows, "predictor_threads_choice")
+    for text, tier in zip(choice, text_column(rows, "tier"), strict=True):
         # The back-to-back timings where the probe took them (a worker near capacity serves
         # so), else those after idle gaps.
         after = str(text).split(BACK_TO_BACK, 1)[-1].split(";", 1)[0]
@@ -193,11 +194,6 @@ def parallel_share(rows: pd.DataFrame, host: dict) -> tuple[float, float, str]:
     # No probe (threads pinned): f lies between 0 (threads do not help) and the GEMM's (a big
     # GEMM is as parallel as work gets); MiniLM's requests here shared about half of theirs.
     return upper / 2, upper, "half the GEMM calibration's"
-
-
-def _column_or(rows: pd.DataFrame, column: str) -> pd.Series:
-    """A column, or "" in every row where there is no such column."""
-    return rows[column] if column in rows else pd.Series("", index=rows.index)
 
 
 def _numbers(rows: pd.DataFrame, column: str) -> pd.Series:
